@@ -1,0 +1,35 @@
+//! sandlet's sandbox runtime: runs WebAssembly modules from validated run
+//! plans, with no ambient authority.
+//!
+//! Layers, bottom up (no module imports one above it):
+//!
+//! - [`limits`]: the numbers a run may use, and the limiter that enforces
+//!   memory and table growth.
+//! - [`output`]: where guest stdout and stderr go, and the byte budget.
+//! - [`data`]: datasets, their policies, and the query capability
+//!   ([`data::DataAccess`]).
+//! - [`plan`]: the validated [`RunPlan`], the only input to a sandbox.
+//! - `sandbox`: the one place where a guest is granted capabilities.
+//! - `algorithm`: host bindings of the `sandlet:algorithm` WIT world.
+//! - [`engine`]: the process-wide wasmtime engine, module preparation and
+//!   [`SandboxEngine::run`].
+//!
+//! This crate knows nothing of Kubernetes; the kubelet turns pods into run
+//! plans and calls it.
+
+mod algorithm;
+pub mod data;
+pub mod engine;
+pub mod limits;
+pub mod output;
+pub mod plan;
+mod sandbox;
+
+pub use engine::{
+    Compiled, EngineOptions, ModuleError, ModuleKind, PreparedModule, RunError, RunOutcome,
+    SandboxEngine, digest_of,
+};
+pub use limits::{LimitExceeded, Limits};
+pub use output::{MemorySink, OutputSink, OutputSinks};
+pub use plan::{DirAccess, PlanError, Preopen, RunPlan};
+pub use sandbox::SandboxError;

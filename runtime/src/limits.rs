@@ -1,0 +1,331 @@
+//! Resource limits of one run: memory, wall-clock time and output bytes.
+//!
+//! This module owns the numbers (each default is a named constant with the
+//! reason for its value), the parsing of the sizes and durations that users
+//! write, and the [`ResourceLimiter`] that wasmtime consults whenever a guest
+//! grows a memory or table. It never decides *whether* a run may start; that
+//! is the plan's job ([`crate::plan`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+
+/// Default memory limit of a run: 256 MiB holds a typical analysis
+/// algorithm's working set (DataFusion results arrive through the host, not
+/// guest memory) while letting a data station run dozens of pods at once.
+pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The most linear memory a wasm32 guest can address (4 GiB); a larger limit
+/// would mean nothing.
+pub const MAX_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Default wall-clock limit: five minutes fits the partial step of a
+/// federated analysis, and keeps a forgotten loop from holding a slot forever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default bound on stdout plus stderr: 16 MiB is far more than any log a
+/// person reads, yet small enough that a guest printing in a loop cannot fill
+/// a data station's disk.
+pub const DEFAULT_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Elements a guest's table may hold: generous for indirect-call tables of
+/// large programs (rustc emits a few thousand), small enough that each
+/// pooled table slot reserves under 1 MiB of address space.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Instances, memories and tables per store. A component built by
+/// `wasm32-wasip2` uses a handful of core instances; 64 leaves room for
+/// composed components without letting a guest exhaust the pool.
+pub const MAX_INSTANCES_PER_RUN: usize = 64;
+
+/// Limits of one run, already validated: every value is non-zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of linear memory the guest may hold, over all its memories.
+    pub memory_bytes: u64,
+    /// Wall-clock time from instantiation to the guest's return.
+    pub timeout: Duration,
+    /// Bytes the guest may write to stdout and stderr together.
+    pub output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            timeout: DEFAULT_TIMEOUT,
+            output_bytes: DEFAULT_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// Which limit a run hit, with the value it had. The `Display` form is the
+/// one-line reason users see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error("memory limit of {} exceeded (the guest asked for {})", Size(*.limit), Size(*.requested))]
+    Memory { limit: u64, requested: u64 },
+    #[error("timeout of {} exceeded", DurationText(*.0))]
+    Timeout(Duration),
+    #[error("output limit of {} exceeded (stdout and stderr together)", Size(*.0))]
+    Output(u64),
+    #[error("table limit of {MAX_TABLE_ELEMENTS} elements exceeded (the guest asked for {0})")]
+    Table(usize),
+}
+
+/// Errors in a size or duration that a user wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseLimitError {
+    #[error("invalid size {0:?}: expected a number with an optional suffix Ki, Mi, Gi, K, M or G (e.g. 64Mi)")]
+    Size(String),
+    #[error("invalid duration {0:?}: expected a number with a unit ms, s, m or h (e.g. 30s)")]
+    Duration(String),
+    #[error("{what} must be greater than zero")]
+    Zero { what: &'static str },
+    #[error("memory limit {} is more than a wasm32 guest can address ({})", Size(*.0), Size(MAX_MEMORY_BYTES))]
+    MemoryTooLarge(u64),
+}
+
+/// Parses a byte size written as Kubernetes writes memory quantities:
+/// `65536`, `64Ki`, `64Mi`, `1Gi`, `64k`/`64K`, `64M`, `1G`.
+pub fn parse_size(text: &str) -> Result<u64, ParseLimitError> {
+    let bad = || ParseLimitError::Size(text.to_owned());
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, suffix) = trimmed.split_at(split);
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let multiplier: u64 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(multiplier).ok_or_else(bad)
+}
+
+/// Parses a memory limit: a size that is non-zero and at most 4 GiB.
+pub fn parse_memory_limit(text: &str) -> Result<u64, ParseLimitError> {
+    let bytes = parse_size(text)?;
+    if bytes == 0 {
+        return Err(ParseLimitError::Zero {
+            what: "memory limit",
+        });
+    }
+    if bytes > MAX_MEMORY_BYTES {
+        return Err(ParseLimitError::MemoryTooLarge(bytes));
+    }
+    Ok(bytes)
+}
+
+/// Parses a duration such as `500ms`, `30s`, `5m` or `1h` (a bare number is
+/// seconds). Zero is refused: a run with no time at all is a mistake.
+pub fn parse_timeout(text: &str) -> Result<Duration, ParseLimitError> {
+    let bad = || ParseLimitError::Duration(text.to_owned());
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "" | "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.checked_mul(60).ok_or_else(bad)?),
+        "h" => Duration::from_secs(number.checked_mul(3600).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    if duration.is_zero() {
+        return Err(ParseLimitError::Zero { what: "timeout" });
+    }
+    Ok(duration)
+}
+
+/// A byte count printed the way it was most likely written (`64Mi`).
+#[derive(Debug, Clone, Copy)]
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+        for (suffix, unit) in UNITS {
+            if self.0 >= unit && self.0 % unit == 0 {
+                return write!(f, "{}{suffix}", self.0 / unit);
+            }
+        }
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+/// A duration printed the way users write it (`30s`, `1500ms`).
+#[derive(Debug, Clone, Copy)]
+struct DurationText(Duration);
+
+impl fmt::Display for DurationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_millis() == 0 && d.subsec_nanos() == 0 {
+            write!(f, "{}s", d.as_secs())
+        } else {
+            write!(f, "{}ms", d.as_millis())
+        }
+    }
+}
+
+/// Enforces a run's memory and table limits; wasmtime calls it whenever the
+/// guest creates or grows a memory or table.
+///
+/// Growth past the limit traps at once with [`LimitExceeded`] instead of
+/// returning `-1` to the guest: an allocator that sees `-1` aborts with a
+/// message about the guest's own heap, which hides the real reason, while the
+/// trap names the limit and its value.
+#[derive(Debug)]
+pub struct RunLimiter {
+    memory_limit: u64,
+    /// Bytes currently held by each memory, summed on growth.
+    memory_in_use: u64,
+}
+
+impl RunLimiter {
+    pub fn new(limits: &Limits) -> Self {
+        RunLimiter {
+            memory_limit: limits.memory_bytes,
+            memory_in_use: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for RunLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = (desired - current) as u64;
+        let total = self.memory_in_use.saturating_add(growth);
+        if total > self.memory_limit {
+            return Err(wasmtime::Error::new(LimitExceeded::Memory {
+                limit: self.memory_limit,
+                requested: total,
+            }));
+        }
+        self.memory_in_use = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::Error::new(LimitExceeded::Table(desired)));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES_PER_RUN
+    }
+
+    fn tables(&self) -> usize {
+        MAX_INSTANCES_PER_RUN
+    }
+
+    fn memories(&self) -> usize {
+        MAX_INSTANCES_PER_RUN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_kubernetes_quantities() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64Ki"), Ok(64 * 1024));
+        assert_eq!(parse_size("64Mi"), Ok(64 * 1024 * 1024));
+        assert_eq!(parse_size("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_size("2k"), Ok(2000));
+        assert_eq!(parse_size("3M"), Ok(3_000_000));
+        assert!(parse_size("Mi").is_err());
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn memory_limit_refuses_zero_and_more_than_wasm32_addresses() {
+        assert_eq!(
+            parse_memory_limit("0"),
+            Err(ParseLimitError::Zero {
+                what: "memory limit"
+            })
+        );
+        assert_eq!(parse_memory_limit("0Mi").unwrap_err().to_string(), "memory limit must be greater than zero");
+        assert!(matches!(parse_memory_limit("5Gi"), Err(ParseLimitError::MemoryTooLarge(_))));
+        assert_eq!(parse_memory_limit("4Gi"), Ok(MAX_MEMORY_BYTES));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("1d").is_err());
+        assert!(parse_timeout("s").is_err());
+    }
+
+    #[test]
+    fn limit_messages_name_the_limit_and_its_value() {
+        let memory = LimitExceeded::Memory {
+            limit: 64 << 20,
+            requested: 65 << 20,
+        };
+        assert_eq!(
+            memory.to_string(),
+            "memory limit of 64Mi exceeded (the guest asked for 65Mi)"
+        );
+        assert_eq!(
+            LimitExceeded::Timeout(Duration::from_millis(1500)).to_string(),
+            "timeout of 1500ms exceeded"
+        );
+        assert_eq!(
+            LimitExceeded::Output(1 << 20).to_string(),
+            "output limit of 1Mi exceeded (stdout and stderr together)"
+        );
+    }
+
+    #[test]
+    fn limiter_counts_growth_across_memories() {
+        let limits = Limits {
+            memory_bytes: 10 << 16,
+            ..Limits::default()
+        };
+        let mut limiter = RunLimiter::new(&limits);
+        assert!(limiter.memory_growing(0, 6 << 16, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 << 16, None).unwrap());
+        let err = limiter.memory_growing(4 << 16, 5 << 16, None).unwrap_err();
+        assert!(err.downcast_ref::<LimitExceeded>().is_some());
+    }
+}

@@ -1,0 +1,113 @@
+//! The one place where a guest is given capabilities.
+//!
+//! Everything a guest can touch is granted here, from a [`RunPlan`] and
+//! nothing else: argv, the environment, preopened directories with their
+//! permissions, the output streams with their shared byte budget, and the
+//! data capability. Whatever is not named here is denied by the defaults of
+//! `WasiCtxBuilder`, and we restate the network denials explicitly so a
+//! future default change cannot open them: no TCP, no UDP, no name lookup, no
+//! address passes the socket check. There is no stdin.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, ResourceTable};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::data::DataAccess;
+use crate::limits::RunLimiter;
+use crate::output::{GuestOutput, OutputBudget, OutputSinks};
+use crate::plan::{DirAccess, RunPlan};
+
+/// A preopened directory that could not be opened when the run started
+/// (it was removed after the plan was validated, say).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open directory {host} for the guest: {reason}")]
+pub struct SandboxError {
+    host: String,
+    reason: String,
+}
+
+/// The store data of a component run (command or algorithm).
+pub(crate) struct ComponentState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: RunLimiter,
+    pub(crate) data: Arc<dyn DataAccess>,
+}
+
+/// The store data of a preview 1 core module run.
+pub(crate) struct CoreState {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: RunLimiter,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Builds the WASI context that `plan` describes.
+fn wasi_builder(plan: &RunPlan, sinks: &OutputSinks) -> Result<WasiCtxBuilder, SandboxError> {
+    let budget = OutputBudget::new(plan.limits.output_bytes);
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .args(&plan.args)
+        .envs(&plan.env)
+        .stdout(GuestOutput::new(sinks.stdout.clone(), budget.clone()))
+        .stderr(GuestOutput::new(sinks.stderr.clone(), budget))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    for preopen in &plan.preopens {
+        let perms = match preopen.access {
+            DirAccess::ReadOnly => FsPerms::ReadOnly,
+            DirAccess::ReadWrite => FsPerms::ReadWrite,
+        };
+        builder
+            .preopened_dir(&preopen.host, &preopen.guest, perms)
+            .map_err(|e| SandboxError {
+                host: preopen.host.display().to_string(),
+                reason: format!("{e:#}"),
+            })?;
+    }
+    Ok(builder)
+}
+
+pub(crate) fn component_state(plan: &RunPlan, sinks: &OutputSinks) -> Result<ComponentState, SandboxError> {
+    Ok(ComponentState {
+        wasi: wasi_builder(plan, sinks)?.build(),
+        table: ResourceTable::new(),
+        limiter: RunLimiter::new(&plan.limits),
+        data: plan.data.clone(),
+    })
+}
+
+pub(crate) fn core_state(plan: &RunPlan, sinks: &OutputSinks) -> Result<CoreState, SandboxError> {
+    Ok(CoreState {
+        wasi: wasi_builder(plan, sinks)?.build_p1(),
+        limiter: RunLimiter::new(&plan.limits),
+    })
+}
+
+/// Adds every host interface a component may import: WASI preview 2 and
+/// `sandlet:algorithm/data`.
+pub(crate) fn add_component_imports(
+    linker: &mut wasmtime::component::Linker<ComponentState>,
+) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    crate::algorithm::sandlet::algorithm::data::add_to_linker::<_, HasSelf<ComponentState>>(
+        linker,
+        |state| state,
+    )
+}
+
+/// Adds WASI preview 1, the only import a core module may have.
+pub(crate) fn add_core_imports(linker: &mut wasmtime::Linker<CoreState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p1::add_to_linker_async(linker, |state: &mut CoreState| &mut state.wasi)
+}

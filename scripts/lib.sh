@@ -1,0 +1,35 @@
+# Shared by scripts/*: where caches live and how to install what is missing.
+# Source it; it defines functions and variables only.
+
+# Heavy caches live outside the clone so that every clone (and CI) reuses them.
+SANDLET_CACHE="${SANDLET_CACHE:-$HOME/.cache/sandlet}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SANDLET_CACHE/target}"
+export SANDLET_WASM_TARGET_DIR="${SANDLET_WASM_TARGET_DIR:-$SANDLET_CACHE/wasm-target}"
+mkdir -p "$SANDLET_CACHE"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# Rust toolchain pieces: the wasm targets the guests are built for, and the
+# linters the tests run.
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        say "cargo not found: install Rust with rustup first (https://rustup.rs)"
+        exit 1
+    fi
+    local installed
+    installed=$(rustup target list --installed 2>/dev/null || true)
+    for target in wasm32-wasip2 wasm32-wasip1; do
+        if ! grep -qx "$target" <<<"$installed"; then
+            say "installing the Rust target $target"
+            rustup target add "$target"
+        fi
+    done
+    local components
+    components=$(rustup component list --installed 2>/dev/null || true)
+    for component in rustfmt clippy; do
+        if ! grep -q "^$component" <<<"$components"; then
+            say "installing the Rust component $component"
+            rustup component add "$component"
+        fi
+    done
+}

@@ -1,0 +1,134 @@
+//! The example algorithms on generated datasets: their numbers must equal a
+//! computation done here, in the test, over the same rows.
+
+use crate::fixtures::{assert_close, guests, run_sandlet, stats, write_patients};
+
+/// Writes a config granting `names` (each a CSV in `dir`), hiding `ssn`.
+fn write_config(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
+    let mut yaml = String::from("datasets:\n");
+    for name in names {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    source: {{ csv: {name}.csv }}\n    policy:\n      allowedColumns: [id, age, sex, bmi]\n"
+        ));
+    }
+    let path = dir.join("sandlet.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+#[test]
+fn column_stats_matches_a_direct_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let patients = write_patients(dir.path(), "patients", 2000, 42);
+    let config = write_config(dir.path(), &["patients"]);
+    for (column, values) in [
+        ("age", patients.ages.iter().map(|&a| a as f64).collect::<Vec<_>>()),
+        ("bmi", patients.bmis.clone()),
+    ] {
+        let input = format!(r#"{{"dataset": "patients", "column": "{column}"}}"#);
+        let ran = run_sandlet([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--grant",
+            "patients",
+            "--input",
+            &input,
+            guests().column_stats.to_str().unwrap(),
+        ]);
+        assert_eq!(ran.code, Some(0), "{ran:#?}");
+        let result = json(&ran.stdout);
+        let (n, mean, variance) = stats(&values);
+        assert_eq!(result["count"], n as i64, "{result}");
+        assert_close(result["mean"].as_f64().unwrap(), mean);
+        assert_close(result["variance"].as_f64().unwrap(), variance);
+    }
+}
+
+#[test]
+fn an_algorithm_error_exits_1_with_the_message_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    write_patients(dir.path(), "patients", 20, 1);
+    let config = write_config(dir.path(), &["patients"]);
+    // Granted nothing: the query is refused and the algorithm reports it.
+    let ran = run_sandlet([
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        r#"{"dataset": "patients", "column": "age"}"#,
+        guests().column_stats.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert_eq!(ran.stdout, "", "nothing but a result goes to stdout");
+    assert!(ran.stderr.trim().starts_with("not-granted:"), "{ran:#?}");
+    // A hidden column is not-granted too, exactly like a missing one.
+    let ran = run_sandlet([
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--grant",
+        "patients",
+        "--input",
+        r#"{"dataset": "patients", "column": "ssn"}"#,
+        guests().column_stats.to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert!(ran.stderr.trim().starts_with("not-granted:"), "{ran:#?}");
+}
+
+#[test]
+fn federated_mean_over_three_stations_equals_the_direct_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let stations = ["north", "east", "south"];
+    let mut all_bmis = Vec::new();
+    for (i, station) in stations.iter().enumerate() {
+        let patients = write_patients(dir.path(), station, 300 + 150 * i, 7 + i as u64);
+        all_bmis.extend(patients.bmis);
+    }
+    let config = write_config(dir.path(), &stations);
+    let module = guests().federated_mean.to_str().unwrap();
+    let mut partials = Vec::new();
+    for station in stations {
+        let input = format!(r#"{{"dataset": "{station}", "column": "bmi"}}"#);
+        let ran = run_sandlet([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--grant",
+            station,
+            "--input",
+            &input,
+            module,
+        ]);
+        assert_eq!(ran.code, Some(0), "{ran:#?}");
+        partials.push(json(&ran.stdout));
+    }
+    // The central step needs no data at all.
+    let combine = serde_json::json!({ "combine": partials }).to_string();
+    let ran = run_sandlet(["run", "--input", &combine, module]);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let combined = json(&ran.stdout);
+    let (n, mean, _) = stats(&all_bmis);
+    assert_eq!(combined["count"], n as i64);
+    assert_close(combined["mean"].as_f64().unwrap(), mean);
+}
+
+#[test]
+fn a_config_with_an_unknown_source_type_is_refused_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "datasets:\n  - name: p\n    source: { excel: p.xlsx }\n").unwrap();
+    let ran = run_sandlet([
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        guests().hello.to_str().unwrap(),
+    ]);
+    ran.assert_sandlet_error(&format!("{}: line 3", config.display()));
+    assert!(ran.stderr.contains("unknown variant `excel`"), "{ran:#?}");
+}

@@ -1,0 +1,184 @@
+//! Shared fixtures: the guests built from source, the `sandlet` binary, and
+//! generated datasets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where guests are built: `SANDLET_WASM_TARGET_DIR` (set by `scripts/test`
+/// to a cache outside the clone) or `target/wasm` in the repository.
+fn wasm_target_dir() -> PathBuf {
+    std::env::var_os("SANDLET_WASM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target").join("wasm"))
+}
+
+/// Paths of every guest module the tests run.
+pub struct Guests {
+    pub hello: PathBuf,
+    pub hello_p1: PathBuf,
+    pub column_stats: PathBuf,
+    pub federated_mean: PathBuf,
+    pub escape: PathBuf,
+    pub unknown_world: PathBuf,
+}
+
+fn cargo_build(package: &str, target: &str) -> PathBuf {
+    let target_dir = wasm_target_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--target", target, "--manifest-path"])
+        .arg(repo_root().join(package).join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+    assert!(status.success(), "building {package} for {target} failed");
+    target_dir.join(target).join("release")
+}
+
+/// Builds every guest once per test process (later callers wait for the
+/// first).
+pub fn guests() -> &'static Guests {
+    static GUESTS: OnceLock<Guests> = OnceLock::new();
+    GUESTS.get_or_init(|| {
+        let p2 = "wasm32-wasip2";
+        let hello = cargo_build("algorithms/hello", p2).join("hello.wasm");
+        let hello_p1 = cargo_build("algorithms/hello", "wasm32-wasip1").join("hello.wasm");
+        let column_stats = cargo_build("algorithms/column-stats", p2).join("column_stats.wasm");
+        let federated_mean = cargo_build("algorithms/federated-mean", p2).join("federated_mean.wasm");
+        let guests_dir = cargo_build("tests/guests", p2);
+        let guests = Guests {
+            hello,
+            hello_p1,
+            column_stats,
+            federated_mean,
+            escape: guests_dir.join("escape.wasm"),
+            unknown_world: guests_dir.join("unknown_world.wasm"),
+        };
+        for path in [
+            &guests.hello,
+            &guests.hello_p1,
+            &guests.column_stats,
+            &guests.federated_mean,
+            &guests.escape,
+            &guests.unknown_world,
+        ] {
+            assert!(path.is_file(), "{} was not built", path.display());
+        }
+        guests
+    })
+}
+
+/// The `sandlet` binary under test, with an empty environment so that
+/// nothing of the test's own environment leaks in by accident.
+pub fn sandlet() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sandlet"));
+    command.env_clear();
+    command
+}
+
+/// What one `sandlet` invocation did.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(output: Output) -> Self {
+        Ran {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Ran {
+    /// Asserts sandlet's own failure form: exit 2 and exactly one line on
+    /// stderr that starts with `sandlet:` and contains `needle`.
+    #[track_caller]
+    pub fn assert_sandlet_error(&self, needle: &str) {
+        assert_eq!(self.code, Some(2), "{self:#?}");
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("sandlet:")).collect();
+        assert_eq!(lines.len(), 1, "expected one sandlet: line; {self:#?}");
+        assert!(lines[0].contains(needle), "expected {needle:?} in {:?}", lines[0]);
+        assert!(!self.stderr.contains("panicked"), "{self:#?}");
+    }
+}
+
+/// Runs `sandlet` with `args`.
+pub fn run_sandlet<I, S>(args: I) -> Ran
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    sandlet().args(args).output().expect("running sandlet").into()
+}
+
+/// A small deterministic generator, so datasets are the same on every run
+/// without a dependency.
+pub struct Lcg(u64);
+
+impl Lcg {
+    pub fn new(seed: u64) -> Self {
+        Lcg(seed)
+    }
+
+    /// A number in `0..1`.
+    pub fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A generated patients dataset.
+pub struct Patients {
+    pub csv: PathBuf,
+    pub ages: Vec<i64>,
+    pub bmis: Vec<f64>,
+}
+
+/// Writes `rows` patients (id, age, sex, bmi, ssn) to `dir/name.csv`.
+pub fn write_patients(dir: &Path, name: &str, rows: usize, seed: u64) -> Patients {
+    use std::fmt::Write;
+    let mut rng = Lcg::new(seed);
+    let mut text = String::from("id,age,sex,bmi,ssn\n");
+    let mut ages = Vec::with_capacity(rows);
+    let mut bmis = Vec::with_capacity(rows);
+    for id in 0..rows {
+        let age = 18 + (rng.next_f64() * 70.0) as i64;
+        let sex = if rng.next_f64() < 0.5 { "f" } else { "m" };
+        // Two decimals, so the CSV text is exactly the value we sum.
+        let bmi = (1600.0 + rng.next_f64() * 2000.0).round() / 100.0;
+        let ssn = 100_000_000 + (rng.next_f64() * 899_999_999.0) as u64;
+        writeln!(text, "{id},{age},{sex},{bmi:.2},{ssn}").unwrap();
+        ages.push(age);
+        bmis.push(bmi);
+    }
+    let csv = dir.join(format!("{name}.csv"));
+    std::fs::write(&csv, text).unwrap();
+    Patients { csv, ages, bmis }
+}
+
+/// Count, mean and sample variance computed directly.
+pub fn stats(values: &[f64]) -> (usize, f64, f64) {
+    let n = values.len();
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+    (n, mean, variance)
+}
+
+#[track_caller]
+pub fn assert_close(actual: f64, expected: f64) {
+    let tolerance = 1e-9 * expected.abs().max(1.0);
+    assert!((actual - expected).abs() <= tolerance, "{actual} != {expected}");
+}

@@ -17,7 +17,10 @@ fn runtime_benches(c: &mut Criterion) {
     let guests = fixtures::guests();
     let bytes = std::fs::read(&guests.hello).expect("hello.wasm");
     let engine = SandboxEngine::new(EngineOptions::default()).expect("engine");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     c.bench_function("compile hello (component)", |b| {
         b.iter(|| engine.compile(black_box(&bytes)).unwrap())
@@ -33,7 +36,10 @@ fn runtime_benches(c: &mut Criterion) {
     let plan = RunPlan::builder("hello").build().unwrap();
     let sinks = OutputSinks::null();
     c.bench_function("instantiate hello via InstancePre", |b| {
-        b.iter(|| rt.block_on(engine.instantiate(&module, &plan, &sinks)).unwrap())
+        b.iter(|| {
+            rt.block_on(engine.instantiate(&module, &plan, &sinks))
+                .unwrap()
+        })
     });
 
     c.bench_function("run hello in-process", |b| {

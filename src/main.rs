@@ -12,9 +12,7 @@ use clap::{Parser, Subcommand};
 use sandlet_runtime::data::{DataAccess, DataConfig, GrantedDatasets, NoDatasets};
 use sandlet_runtime::limits::{self, Limits};
 use sandlet_runtime::output::{HostStderr, HostStdout};
-use sandlet_runtime::{
-    EngineOptions, ModuleKind, OutputSinks, RunOutcome, RunPlan, SandboxEngine,
-};
+use sandlet_runtime::{EngineOptions, ModuleKind, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
 
 /// Exit status for a trap, a limit hit, an invalid module or bad input.
 const EXIT_SANDLET_ERROR: u8 = 2;
@@ -24,7 +22,11 @@ const EXIT_SANDLET_ERROR: u8 = 2;
 const CLI_POOL_SLOTS: u32 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "sandlet", version, about = "Run untrusted analysis code as sandboxed WebAssembly next to privacy-sensitive data")]
+#[command(
+    name = "sandlet",
+    version,
+    about = "Run untrusted analysis code as sandboxed WebAssembly next to privacy-sensitive data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,7 +75,10 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
@@ -145,7 +150,8 @@ fn plan_of(args: &RunArgs) -> Result<RunPlan, String> {
         .unwrap_or_else(|| "module.wasm".to_owned());
     let mut limits = Limits::default();
     if let Some(memory) = &args.memory {
-        limits.memory_bytes = limits::parse_memory_limit(memory).map_err(|e| format!("--memory: {e}"))?;
+        limits.memory_bytes =
+            limits::parse_memory_limit(memory).map_err(|e| format!("--memory: {e}"))?;
     }
     if let Some(timeout) = &args.timeout {
         limits.timeout = limits::parse_timeout(timeout).map_err(|e| format!("--timeout: {e}"))?;
@@ -159,10 +165,14 @@ fn plan_of(args: &RunArgs) -> Result<RunPlan, String> {
     }
     let data: Arc<dyn DataAccess> = match (&args.config, args.grants.is_empty()) {
         (None, true) => Arc::new(NoDatasets),
-        (None, false) => return Err("--grant needs --config to say where the datasets are".to_owned()),
+        (None, false) => {
+            return Err("--grant needs --config to say where the datasets are".to_owned());
+        }
         (Some(path), _) => {
             let config = DataConfig::load(path).map_err(|e| e.to_string())?;
-            Arc::new(GrantedDatasets::new(&config, &args.grants).map_err(|e| format!("--grant: {e}"))?)
+            Arc::new(
+                GrantedDatasets::new(&config, &args.grants).map_err(|e| format!("--grant: {e}"))?,
+            )
         }
     };
     let mut builder = RunPlan::builder(name)

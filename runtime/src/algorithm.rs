@@ -32,7 +32,11 @@ impl sandlet::algorithm::data::Host for ComponentState {
     }
 
     async fn query(&mut self, sql: String) -> Result<Table, QueryError> {
-        self.data.query(&sql).await.map(Into::into).map_err(Into::into)
+        self.data
+            .query(&sql)
+            .await
+            .map(Into::into)
+            .map_err(Into::into)
     }
 }
 

@@ -193,11 +193,14 @@ pub struct SandboxEngine {
 
 impl SandboxEngine {
     pub fn new(options: EngineOptions) -> Result<Self, ModuleError> {
-        let engine = Engine::new(&engine_config(options)).map_err(|e| ModuleError::Compile(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(options))
+            .map_err(|e| ModuleError::Compile(format!("{e:#}")))?;
         let mut component_linker = ComponentLinker::new(&engine);
-        sandbox::add_component_imports(&mut component_linker).map_err(|e| ModuleError::Link(format!("{e:#}")))?;
+        sandbox::add_component_imports(&mut component_linker)
+            .map_err(|e| ModuleError::Link(format!("{e:#}")))?;
         let mut core_linker = CoreLinker::new(&engine);
-        sandbox::add_core_imports(&mut core_linker).map_err(|e| ModuleError::Link(format!("{e:#}")))?;
+        sandbox::add_core_imports(&mut core_linker)
+            .map_err(|e| ModuleError::Link(format!("{e:#}")))?;
         Ok(SandboxEngine {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
@@ -232,7 +235,9 @@ impl SandboxEngine {
     pub fn precompile(&self, bytes: &[u8]) -> Result<Vec<u8>, ModuleError> {
         let compile_error = |e: wasmtime::Error| ModuleError::Compile(format!("{e:#}"));
         if wasmtime::wasmparser::Parser::is_component(bytes) {
-            self.engine.precompile_component(bytes).map_err(compile_error)
+            self.engine
+                .precompile_component(bytes)
+                .map_err(compile_error)
         } else if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
             self.engine.precompile_module(bytes).map_err(compile_error)
         } else {
@@ -251,47 +256,86 @@ impl SandboxEngine {
         let error = |e: wasmtime::Error| ModuleError::Compile(format!("{e:#}"));
         match Engine::detect_precompiled(artifact) {
             // SAFETY: the caller vouches for the artifact's origin.
-            Some(wasmtime::Precompiled::Component) => unsafe { Component::deserialize(&self.engine, artifact) }
-                .map(Compiled::Component)
-                .map_err(error),
-            Some(wasmtime::Precompiled::Module) => unsafe { Module::deserialize(&self.engine, artifact) }
-                .map(Compiled::Core)
-                .map_err(error),
-            None => Err(ModuleError::Compile("not a precompiled wasmtime artifact".to_owned())),
+            Some(wasmtime::Precompiled::Component) => {
+                unsafe { Component::deserialize(&self.engine, artifact) }
+                    .map(Compiled::Component)
+                    .map_err(error)
+            }
+            Some(wasmtime::Precompiled::Module) => {
+                unsafe { Module::deserialize(&self.engine, artifact) }
+                    .map(Compiled::Core)
+                    .map_err(error)
+            }
+            None => Err(ModuleError::Compile(
+                "not a precompiled wasmtime artifact".to_owned(),
+            )),
         }
     }
 
     /// Classifies a compiled module by its exports and links it.
-    pub fn prepare(&self, compiled: Compiled, digest: String) -> Result<PreparedModule, ModuleError> {
+    pub fn prepare(
+        &self,
+        compiled: Compiled,
+        digest: String,
+    ) -> Result<PreparedModule, ModuleError> {
         let link_error = |e: wasmtime::Error| ModuleError::Link(format!("{e:#}"));
         let (kind, linked) = match compiled {
             Compiled::Component(component) => {
                 let exports: Vec<(String, bool)> = component
                     .component_type()
                     .exports(&self.engine)
-                    .map(|(name, item)| (name.to_owned(), matches!(item, ComponentItem::ComponentFunc(_))))
+                    .map(|(name, item)| {
+                        (
+                            name.to_owned(),
+                            matches!(item.ty, ComponentItem::ComponentFunc(_)),
+                        )
+                    })
                     .collect();
-                let is_command = exports.iter().any(|(name, _)| name.starts_with("wasi:cli/run@"));
-                let is_algorithm = exports.iter().any(|(name, is_func)| name == "run" && *is_func);
-                let pre = || self.component_linker.instantiate_pre(&component).map_err(link_error);
+                let is_command = exports
+                    .iter()
+                    .any(|(name, _)| name.starts_with("wasi:cli/run@"));
+                let is_algorithm = exports
+                    .iter()
+                    .any(|(name, is_func)| name == "run" && *is_func);
+                let pre = || {
+                    self.component_linker
+                        .instantiate_pre(&component)
+                        .map_err(link_error)
+                };
                 if is_command {
-                    (ModuleKind::Command, Linked::Command(CommandPre::new(pre()?).map_err(link_error)?))
+                    (
+                        ModuleKind::Command,
+                        Linked::Command(CommandPre::new(pre()?).map_err(link_error)?),
+                    )
                 } else if is_algorithm {
-                    (ModuleKind::Algorithm, Linked::Algorithm(AlgorithmPre::new(pre()?).map_err(link_error)?))
+                    (
+                        ModuleKind::Algorithm,
+                        Linked::Algorithm(AlgorithmPre::new(pre()?).map_err(link_error)?),
+                    )
                 } else {
                     let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
                     return Err(ModuleError::UnknownWorld(names.join(", ")));
                 }
             }
             Compiled::Core(module) => {
-                if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
+                if !matches!(
+                    module.get_export("_start"),
+                    Some(wasmtime::ExternType::Func(_))
+                ) {
                     return Err(ModuleError::NoStart);
                 }
-                let pre = self.core_linker.instantiate_pre(&module).map_err(link_error)?;
+                let pre = self
+                    .core_linker
+                    .instantiate_pre(&module)
+                    .map_err(link_error)?;
                 (ModuleKind::Command, Linked::CoreCommand(pre))
             }
         };
-        Ok(PreparedModule { kind, digest, linked })
+        Ok(PreparedModule {
+            kind,
+            digest,
+            linked,
+        })
     }
 
     /// Compiles and prepares wasm bytes.
@@ -312,7 +356,12 @@ impl SandboxEngine {
     /// Instantiates `module` in a fresh sandbox built from `plan` and drops
     /// it without calling anything: the cost of a start with no guest work,
     /// and a check that the module's initial memory fits the plan's limits.
-    pub async fn instantiate(&self, module: &PreparedModule, plan: &RunPlan, sinks: &OutputSinks) -> Result<(), RunError> {
+    pub async fn instantiate(
+        &self,
+        module: &PreparedModule,
+        plan: &RunPlan,
+        sinks: &OutputSinks,
+    ) -> Result<(), RunError> {
         let deadline = Instant::now() + plan.limits.timeout;
         let result = match &module.linked {
             Linked::Command(pre) => {
@@ -339,13 +388,19 @@ impl SandboxEngine {
 
     /// Runs `module` in a new sandbox built from `plan`, writing its output
     /// to `sinks`.
-    pub async fn run(&self, module: &PreparedModule, plan: &RunPlan, sinks: &OutputSinks) -> Result<RunOutcome, RunError> {
+    pub async fn run(
+        &self,
+        module: &PreparedModule,
+        plan: &RunPlan,
+        sinks: &OutputSinks,
+    ) -> Result<RunOutcome, RunError> {
         let timeout = plan.limits.timeout;
         let deadline = Instant::now() + timeout;
         let run = async {
             match &module.linked {
                 Linked::Command(pre) => {
-                    let mut store = Store::new(&self.engine, sandbox::component_state(plan, sinks)?);
+                    let mut store =
+                        Store::new(&self.engine, sandbox::component_state(plan, sinks)?);
                     store.limiter(|state| &mut state.limiter);
                     set_deadline(&mut store, deadline, timeout);
                     let result = async {
@@ -360,7 +415,8 @@ impl SandboxEngine {
                     }
                 }
                 Linked::Algorithm(pre) => {
-                    let mut store = Store::new(&self.engine, sandbox::component_state(plan, sinks)?);
+                    let mut store =
+                        Store::new(&self.engine, sandbox::component_state(plan, sinks)?);
                     store.limiter(|state| &mut state.limiter);
                     set_deadline(&mut store, deadline, timeout);
                     let result = async {
@@ -438,7 +494,8 @@ fn describe_trap(trap: Trap) -> String {
             "out-of-bounds memory access (also how a guest's own shadow stack overflows)".to_owned()
         }
         Trap::UnreachableCodeReached => {
-            "wasm `unreachable` executed (a Rust guest panicked or aborted; see its stderr)".to_owned()
+            "wasm `unreachable` executed (a Rust guest panicked or aborted; see its stderr)"
+                .to_owned()
         }
         other => other.to_string(),
     }

@@ -77,7 +77,9 @@ pub enum LimitExceeded {
 /// Errors in a size or duration that a user wrote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseLimitError {
-    #[error("invalid size {0:?}: expected a number with an optional suffix Ki, Mi, Gi, K, M or G (e.g. 64Mi)")]
+    #[error(
+        "invalid size {0:?}: expected a number with an optional suffix Ki, Mi, Gi, K, M or G (e.g. 64Mi)"
+    )]
     Size(String),
     #[error("invalid duration {0:?}: expected a number with a unit ms, s, m or h (e.g. 30s)")]
     Duration(String),
@@ -161,9 +163,14 @@ pub struct Size(pub u64);
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("Ti", 1 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ];
         for (suffix, unit) in UNITS {
-            if self.0 >= unit && self.0 % unit == 0 {
+            if self.0 >= unit && self.0.is_multiple_of(unit) {
                 return write!(f, "{}{suffix}", self.0 / unit);
             }
         }
@@ -279,8 +286,14 @@ mod tests {
                 what: "memory limit"
             })
         );
-        assert_eq!(parse_memory_limit("0Mi").unwrap_err().to_string(), "memory limit must be greater than zero");
-        assert!(matches!(parse_memory_limit("5Gi"), Err(ParseLimitError::MemoryTooLarge(_))));
+        assert_eq!(
+            parse_memory_limit("0Mi").unwrap_err().to_string(),
+            "memory limit must be greater than zero"
+        );
+        assert!(matches!(
+            parse_memory_limit("5Gi"),
+            Err(ParseLimitError::MemoryTooLarge(_))
+        ));
         assert_eq!(parse_memory_limit("4Gi"), Ok(MAX_MEMORY_BYTES));
     }
 

@@ -225,7 +225,9 @@ impl OutputStream for GuestOutput {
             Ok(()) => Ok(()),
             // Trap: the guest must not get to carry on past its limit.
             Err(WriteError::Limit(limit)) => Err(StreamError::Trap(wasmtime::Error::new(limit))),
-            Err(WriteError::Sink(e)) => Err(StreamError::LastOperationFailed(wasmtime::Error::new(e))),
+            Err(WriteError::Sink(e)) => {
+                Err(StreamError::LastOperationFailed(wasmtime::Error::new(e)))
+            }
         }
     }
 
@@ -239,7 +241,11 @@ impl OutputStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Poll::Ready(match self.write_bounded(buf) {
             Ok(()) => Ok(buf.len()),
             Err(WriteError::Limit(limit)) => Err(io::Error::other(limit)),

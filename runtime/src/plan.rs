@@ -125,7 +125,12 @@ impl RunPlanBuilder {
         }
     }
 
-    pub fn dir(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, access: DirAccess) -> Self {
+    pub fn dir(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+        access: DirAccess,
+    ) -> Self {
         self.dirs.push((host.into(), guest.into(), access));
         self
     }
@@ -245,7 +250,11 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
-        let access: Vec<_> = plan.preopens.iter().map(|p| (p.guest.as_str(), p.access)).collect();
+        let access: Vec<_> = plan
+            .preopens
+            .iter()
+            .map(|p| (p.guest.as_str(), p.access))
+            .collect();
         assert_eq!(
             access,
             [
@@ -261,16 +270,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let host = dir.path().to_str().unwrap();
         assert!(matches!(
-            RunPlan::builder("m").dir_spec("/nonexistent-sandlet:/x").unwrap().build(),
+            RunPlan::builder("m")
+                .dir_spec("/nonexistent-sandlet:/x")
+                .unwrap()
+                .build(),
             Err(PlanError::NoSuchDir(_))
         ));
         assert!(RunPlan::builder("m").dir_spec("nocolon").is_err());
         assert!(matches!(
-            RunPlan::builder("m").dir_spec(&format!("{host}:rel")).unwrap().build(),
+            RunPlan::builder("m")
+                .dir_spec(&format!("{host}:rel"))
+                .unwrap()
+                .build(),
             Err(PlanError::GuestPath(_))
         ));
         assert!(matches!(
-            RunPlan::builder("m").dir_spec(&format!("{host}:/a/../b")).unwrap().build(),
+            RunPlan::builder("m")
+                .dir_spec(&format!("{host}:/a/../b"))
+                .unwrap()
+                .build(),
             Err(PlanError::GuestPath(_))
         ));
         assert!(matches!(
@@ -288,9 +306,16 @@ mod tests {
     fn env_and_input_are_checked() {
         assert!(RunPlan::builder("m").env_spec("=x").is_err());
         assert!(RunPlan::builder("m").env_spec("novalue").is_err());
-        let plan = RunPlan::builder("m").env_spec("A=b=c").unwrap().build().unwrap();
+        let plan = RunPlan::builder("m")
+            .env_spec("A=b=c")
+            .unwrap()
+            .build()
+            .unwrap();
         assert_eq!(plan.env, [("A".to_owned(), "b=c".to_owned())]);
         let err = RunPlan::builder("m").input("{oops").build().unwrap_err();
-        assert!(err.to_string().starts_with("invalid --input: not JSON"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid --input: not JSON"),
+            "{err}"
+        );
     }
 }

@@ -79,7 +79,10 @@ fn wasi_builder(plan: &RunPlan, sinks: &OutputSinks) -> Result<WasiCtxBuilder, S
     Ok(builder)
 }
 
-pub(crate) fn component_state(plan: &RunPlan, sinks: &OutputSinks) -> Result<ComponentState, SandboxError> {
+pub(crate) fn component_state(
+    plan: &RunPlan,
+    sinks: &OutputSinks,
+) -> Result<ComponentState, SandboxError> {
     Ok(ComponentState {
         wasi: wasi_builder(plan, sinks)?.build(),
         table: ResourceTable::new(),

@@ -26,7 +26,10 @@ fn column_stats_matches_a_direct_computation() {
     let patients = write_patients(dir.path(), "patients", 2000, 42);
     let config = write_config(dir.path(), &["patients"]);
     for (column, values) in [
-        ("age", patients.ages.iter().map(|&a| a as f64).collect::<Vec<_>>()),
+        (
+            "age",
+            patients.ages.iter().map(|&a| a as f64).collect::<Vec<_>>(),
+        ),
         ("bmi", patients.bmis.clone()),
     ] {
         let input = format!(r#"{{"dataset": "patients", "column": "{column}"}}"#);
@@ -122,7 +125,11 @@ fn federated_mean_over_three_stations_equals_the_direct_mean() {
 fn a_config_with_an_unknown_source_type_is_refused_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.yaml");
-    std::fs::write(&config, "datasets:\n  - name: p\n    source: { excel: p.xlsx }\n").unwrap();
+    std::fs::write(
+        &config,
+        "datasets:\n  - name: p\n    source: { excel: p.xlsx }\n",
+    )
+    .unwrap();
     let ran = run_sandlet([
         "run",
         "--config",
@@ -130,5 +137,5 @@ fn a_config_with_an_unknown_source_type_is_refused_with_file_and_line() {
         guests().hello.to_str().unwrap(),
     ]);
     ran.assert_sandlet_error(&format!("{}: line 3", config.display()));
-    assert!(ran.stderr.contains("unknown variant `excel`"), "{ran:#?}");
+    assert!(ran.stderr.contains("unknown field `excel`"), "{ran:#?}");
 }

@@ -6,7 +6,17 @@ use crate::fixtures::{guests, repo_root, run_sandlet};
 #[test]
 fn hello_prints_exactly_the_args_and_env_it_was_given() {
     let hello = guests().hello.to_str().unwrap();
-    let ran = run_sandlet(["run", "--env", "B=2", "--env", "A=1", hello, "--", "one", "two words"]);
+    let ran = run_sandlet([
+        "run",
+        "--env",
+        "B=2",
+        "--env",
+        "A=1",
+        hello,
+        "--",
+        "one",
+        "two words",
+    ]);
     assert_eq!(ran.code, Some(0), "{ran:#?}");
     assert_eq!(
         ran.stdout,
@@ -34,7 +44,8 @@ fn a_preview1_core_module_runs_with_its_exit_code() {
 
 #[test]
 fn unreadable_module_file() {
-    run_sandlet(["run", "/nonexistent/module.wasm"]).assert_sandlet_error("cannot read module /nonexistent/module.wasm");
+    run_sandlet(["run", "/nonexistent/module.wasm"])
+        .assert_sandlet_error("cannot read module /nonexistent/module.wasm");
 }
 
 #[test]
@@ -57,7 +68,10 @@ fn a_component_of_an_unknown_world() {
     let module = guests().unknown_world.to_str().unwrap();
     let ran = run_sandlet(["run", module]);
     ran.assert_sandlet_error("unknown world");
-    assert!(ran.stderr.contains("greet"), "the refusal lists what it does export: {ran:#?}");
+    assert!(
+        ran.stderr.contains("greet"),
+        "the refusal lists what it does export: {ran:#?}"
+    );
 }
 
 #[test]
@@ -70,26 +84,32 @@ fn a_dir_whose_host_path_does_not_exist() {
 #[test]
 fn malformed_input_json() {
     let module = guests().column_stats.to_str().unwrap();
-    run_sandlet(["run", "--input", "{\"dataset\": ", module]).assert_sandlet_error("invalid --input: not JSON");
+    run_sandlet(["run", "--input", "{\"dataset\": ", module])
+        .assert_sandlet_error("invalid --input: not JSON");
 }
 
 #[test]
 fn zero_memory() {
     let hello = guests().hello.to_str().unwrap();
-    run_sandlet(["run", "--memory", "0", hello]).assert_sandlet_error("--memory: memory limit must be greater than zero");
+    run_sandlet(["run", "--memory", "0", hello])
+        .assert_sandlet_error("--memory: memory limit must be greater than zero");
 }
 
 #[test]
 fn malformed_limits_and_env() {
     let hello = guests().hello.to_str().unwrap();
     run_sandlet(["run", "--memory", "lots", hello]).assert_sandlet_error("invalid size \"lots\"");
-    run_sandlet(["run", "--timeout", "soon", hello]).assert_sandlet_error("invalid duration \"soon\"");
-    run_sandlet(["run", "--env", "NOEQUALS", hello]).assert_sandlet_error("invalid --env \"NOEQUALS\"");
-    run_sandlet(["run", "--grant", "patients", hello]).assert_sandlet_error("--grant needs --config");
+    run_sandlet(["run", "--timeout", "soon", hello])
+        .assert_sandlet_error("invalid duration \"soon\"");
+    run_sandlet(["run", "--env", "NOEQUALS", hello])
+        .assert_sandlet_error("invalid --env \"NOEQUALS\"");
+    run_sandlet(["run", "--grant", "patients", hello])
+        .assert_sandlet_error("--grant needs --config");
 }
 
 #[test]
 fn a_memory_limit_smaller_than_the_module_needs_fails_at_start() {
     let hello = guests().hello.to_str().unwrap();
-    run_sandlet(["run", "--memory", "64Ki", hello]).assert_sandlet_error("memory limit of 64Ki exceeded");
+    run_sandlet(["run", "--memory", "64Ki", hello])
+        .assert_sandlet_error("memory limit of 64Ki exceeded");
 }

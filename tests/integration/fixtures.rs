@@ -32,7 +32,14 @@ fn cargo_build(package: &str, target: &str) -> PathBuf {
     let target_dir = wasm_target_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--target", target, "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            target,
+            "--manifest-path",
+        ])
         .arg(repo_root().join(package).join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir)
         .env_remove("RUSTFLAGS")
@@ -52,7 +59,8 @@ pub fn guests() -> &'static Guests {
         let hello = cargo_build("algorithms/hello", p2).join("hello.wasm");
         let hello_p1 = cargo_build("algorithms/hello", "wasm32-wasip1").join("hello.wasm");
         let column_stats = cargo_build("algorithms/column-stats", p2).join("column_stats.wasm");
-        let federated_mean = cargo_build("algorithms/federated-mean", p2).join("federated_mean.wasm");
+        let federated_mean =
+            cargo_build("algorithms/federated-mean", p2).join("federated_mean.wasm");
         let guests_dir = cargo_build("tests/guests", p2);
         let guests = Guests {
             hello,
@@ -108,9 +116,17 @@ impl Ran {
     #[track_caller]
     pub fn assert_sandlet_error(&self, needle: &str) {
         assert_eq!(self.code, Some(2), "{self:#?}");
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("sandlet:")).collect();
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("sandlet:"))
+            .collect();
         assert_eq!(lines.len(), 1, "expected one sandlet: line; {self:#?}");
-        assert!(lines[0].contains(needle), "expected {needle:?} in {:?}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "expected {needle:?} in {:?}",
+            lines[0]
+        );
         assert!(!self.stderr.contains("panicked"), "{self:#?}");
     }
 }
@@ -121,7 +137,11 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    sandlet().args(args).output().expect("running sandlet").into()
+    sandlet()
+        .args(args)
+        .output()
+        .expect("running sandlet")
+        .into()
 }
 
 /// A small deterministic generator, so datasets are the same on every run
@@ -135,14 +155,16 @@ impl Lcg {
 
     /// A number in `0..1`.
     pub fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 /// A generated patients dataset.
 pub struct Patients {
-    pub csv: PathBuf,
     pub ages: Vec<i64>,
     pub bmis: Vec<f64>,
 }
@@ -164,9 +186,8 @@ pub fn write_patients(dir: &Path, name: &str, rows: usize, seed: u64) -> Patient
         ages.push(age);
         bmis.push(bmi);
     }
-    let csv = dir.join(format!("{name}.csv"));
-    std::fs::write(&csv, text).unwrap();
-    Patients { csv, ages, bmis }
+    std::fs::write(dir.join(format!("{name}.csv")), text).unwrap();
+    Patients { ages, bmis }
 }
 
 /// Count, mean and sample variance computed directly.
@@ -180,5 +201,8 @@ pub fn stats(values: &[f64]) -> (usize, f64, f64) {
 #[track_caller]
 pub fn assert_close(actual: f64, expected: f64) {
     let tolerance = 1e-9 * expected.abs().max(1.0);
-    assert!((actual - expected).abs() <= tolerance, "{actual} != {expected}");
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "{actual} != {expected}"
+    );
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sandlet_runtime::{
-    EngineOptions, LimitExceeded, Limits, MemorySink, ModuleKind, OutputSinks, RunError, RunOutcome, RunPlan,
-    SandboxEngine,
+    EngineOptions, LimitExceeded, Limits, MemorySink, ModuleKind, OutputSinks, RunError,
+    RunOutcome, RunPlan, SandboxEngine,
 };
 
 use crate::fixtures::guests;
@@ -24,7 +24,12 @@ fn sinks() -> (OutputSinks, MemorySink) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_runs_leave_other_runs_and_the_engine_unaffected() {
-    let engine = Arc::new(SandboxEngine::new(EngineOptions { max_concurrent_runs: 8 }).unwrap());
+    let engine = Arc::new(
+        SandboxEngine::new(EngineOptions {
+            max_concurrent_runs: 8,
+        })
+        .unwrap(),
+    );
     let escape = engine.load_file(&guests().escape).unwrap();
     let hello = engine.load_file(&guests().hello).unwrap();
     assert_eq!(hello.kind(), ModuleKind::Command);
@@ -35,7 +40,10 @@ async fn failing_runs_leave_other_runs_and_the_engine_unaffected() {
         tokio::spawn(async move {
             let plan = RunPlan::builder("escape")
                 .arg("loop")
-                .limits(Limits { timeout: Duration::from_secs(2), ..Limits::default() })
+                .limits(Limits {
+                    timeout: Duration::from_secs(2),
+                    ..Limits::default()
+                })
                 .build()
                 .unwrap();
             engine.run(&escape, &plan, &OutputSinks::null()).await
@@ -47,7 +55,10 @@ async fn failing_runs_leave_other_runs_and_the_engine_unaffected() {
         tokio::spawn(async move {
             let plan = RunPlan::builder("escape")
                 .arg("memory")
-                .limits(Limits { memory_bytes: 16 << 20, ..Limits::default() })
+                .limits(Limits {
+                    memory_bytes: 16 << 20,
+                    ..Limits::default()
+                })
                 .build()
                 .unwrap();
             engine.run(&escape, &plan, &OutputSinks::null()).await
@@ -56,9 +67,18 @@ async fn failing_runs_leave_other_runs_and_the_engine_unaffected() {
     // While those misbehave, ordinary runs complete with the right output.
     for i in 0..5 {
         let (sinks, out) = sinks();
-        let plan = RunPlan::builder("hello").arg(format!("run-{i}")).build().unwrap();
-        assert_eq!(engine.run(&hello, &plan, &sinks).await.unwrap(), RunOutcome::Exited(0));
-        assert_eq!(out.contents_lossy(), format!("arg: run-{i}\nhello from wasm\n"));
+        let plan = RunPlan::builder("hello")
+            .arg(format!("run-{i}"))
+            .build()
+            .unwrap();
+        assert_eq!(
+            engine.run(&hello, &plan, &sinks).await.unwrap(),
+            RunOutcome::Exited(0)
+        );
+        assert_eq!(
+            out.contents_lossy(),
+            format!("arg: run-{i}\nhello from wasm\n")
+        );
     }
     assert!(matches!(
         looping.await.unwrap(),
@@ -71,30 +91,53 @@ async fn failing_runs_leave_other_runs_and_the_engine_unaffected() {
     // And afterwards the engine still runs modules.
     let (sinks, out) = sinks();
     let plan = RunPlan::builder("hello").build().unwrap();
-    assert_eq!(engine.run(&hello, &plan, &sinks).await.unwrap(), RunOutcome::Exited(0));
+    assert_eq!(
+        engine.run(&hello, &plan, &sinks).await.unwrap(),
+        RunOutcome::Exited(0)
+    );
     assert_eq!(out.contents_lossy(), "hello from wasm\n");
 }
 
 #[tokio::test]
 async fn modules_are_classified_by_their_exports() {
-    let engine = SandboxEngine::new(EngineOptions { max_concurrent_runs: 2 }).unwrap();
-    assert_eq!(engine.load_file(&guests().column_stats).unwrap().kind(), ModuleKind::Algorithm);
-    assert_eq!(engine.load_file(&guests().hello_p1).unwrap().kind(), ModuleKind::Command);
-    let err = engine.load_file(&guests().unknown_world).err().expect("unknown world must be refused");
+    let engine = SandboxEngine::new(EngineOptions {
+        max_concurrent_runs: 2,
+    })
+    .unwrap();
+    assert_eq!(
+        engine.load_file(&guests().column_stats).unwrap().kind(),
+        ModuleKind::Algorithm
+    );
+    assert_eq!(
+        engine.load_file(&guests().hello_p1).unwrap().kind(),
+        ModuleKind::Command
+    );
+    let err = engine
+        .load_file(&guests().unknown_world)
+        .err()
+        .expect("unknown world must be refused");
     assert!(err.to_string().contains("unknown world"), "{err}");
 }
 
 #[tokio::test]
 async fn a_precompiled_module_runs_like_a_compiled_one() {
-    let engine = SandboxEngine::new(EngineOptions { max_concurrent_runs: 2 }).unwrap();
+    let engine = SandboxEngine::new(EngineOptions {
+        max_concurrent_runs: 2,
+    })
+    .unwrap();
     let bytes = std::fs::read(&guests().hello).unwrap();
     let artifact = engine.precompile(&bytes).unwrap();
     // SAFETY: the artifact was made by this engine a line above.
     let compiled = unsafe { engine.deserialize(&artifact) }.unwrap();
-    let module = engine.prepare(compiled, sandlet_runtime::digest_of(&bytes)).unwrap();
+    let module = engine
+        .prepare(compiled, sandlet_runtime::digest_of(&bytes))
+        .unwrap();
     let (sinks, out) = sinks();
     let plan = RunPlan::builder("hello").arg("pre").build().unwrap();
-    assert_eq!(engine.run(&module, &plan, &sinks).await.unwrap(), RunOutcome::Exited(0));
+    assert_eq!(
+        engine.run(&module, &plan, &sinks).await.unwrap(),
+        RunOutcome::Exited(0)
+    );
     assert_eq!(out.contents_lossy(), "arg: pre\nhello from wasm\n");
     // Garbage is refused, not run.
     assert!(unsafe { engine.deserialize(b"\0asm garbage") }.is_err());

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::net::TcpListener;
 
-use crate::fixtures::{guests, run_sandlet, sandlet, Ran};
+use crate::fixtures::{Ran, guests, run_sandlet, sandlet};
 
 fn escape(extra: &[&str], attempt: &[&str]) -> Ran {
     let mut args = vec!["run"];
@@ -63,10 +63,17 @@ fn dotdot_does_not_climb_out_of_a_preopen() {
     let jail = jail();
     let dir = format!("{}:/data", jail.dir.display());
     assert_contained(&escape(&["--dir", &dir], &["read", "/data/../secret.txt"]));
-    assert_contained(&escape(&["--dir", &dir], &["read", "/data/sub/../../secret.txt"]));
+    assert_contained(&escape(
+        &["--dir", &dir],
+        &["read", "/data/sub/../../secret.txt"],
+    ));
     // The control case: the same guest can read inside the preopen.
     let ran = escape(&["--dir", &dir], &["read", "/data/existing.txt"]);
-    assert_eq!(ran.code, Some(10), "reading inside the preopen must work: {ran:#?}");
+    assert_eq!(
+        ran.code,
+        Some(10),
+        "reading inside the preopen must work: {ran:#?}"
+    );
 }
 
 #[test]
@@ -86,9 +93,16 @@ fn read_only_preopen_refuses_every_write() {
     assert_contained(&escape(&["--dir", &dir], &["write", "/data"]));
     let explicit = format!("{}:/data:ro", jail.dir.display());
     assert_contained(&escape(&["--dir", &explicit], &["write", "/data"]));
-    assert_eq!(std::fs::read(jail.dir.join("existing.txt")).unwrap(), b"original");
+    assert_eq!(
+        std::fs::read(jail.dir.join("existing.txt")).unwrap(),
+        b"original"
+    );
     let entries: Vec<_> = std::fs::read_dir(&jail.dir).unwrap().collect();
-    assert_eq!(entries.len(), 1, "nothing may be created in a read-only preopen");
+    assert_eq!(
+        entries.len(),
+        1,
+        "nothing may be created in a read-only preopen"
+    );
 }
 
 #[test]
@@ -151,10 +165,25 @@ fn a_guest_waiting_in_a_host_call_ends_at_the_timeout() {
 }
 
 #[test]
-fn unbounded_recursion_traps() {
+fn unbounded_recursion_on_the_wasm_stack_is_a_stack_overflow() {
+    let ran = escape(&[], &["recurse-native"]);
+    ran.assert_sandlet_error("trap: stack overflow: the guest used more than 512Ki of wasm stack");
+    // The control case: a shallow recursion returns normally.
+    let ran = escape(&[], &["recurse-native", "100"]);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+}
+
+#[test]
+fn unbounded_recursion_on_the_shadow_stack_traps() {
+    // Rust keeps address-taken locals on a stack in linear memory; running
+    // off its end is an out-of-bounds access, not a wasm stack overflow.
     let ran = escape(&[], &["recurse"]);
     assert_eq!(ran.code, Some(2), "{ran:#?}");
-    let line = ran.stderr.lines().find(|l| l.starts_with("sandlet:")).unwrap_or_default();
+    let line = ran
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("sandlet:"))
+        .unwrap_or_default();
     assert!(
         line.contains("stack overflow") || line.contains("out-of-bounds memory access"),
         "{ran:#?}"
@@ -165,7 +194,11 @@ fn unbounded_recursion_traps() {
 fn printing_without_end_stops_at_the_default_output_limit() {
     let ran = escape(&[], &["print"]);
     ran.assert_sandlet_error("output limit of 16Mi exceeded");
-    assert_eq!(ran.stdout.len(), 16 << 20, "exactly the limit reaches the terminal");
+    assert_eq!(
+        ran.stdout.len(),
+        16 << 20,
+        "exactly the limit reaches the terminal"
+    );
 }
 
 #[test]

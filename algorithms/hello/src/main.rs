@@ -14,11 +14,11 @@ fn main() {
     while let Some(arg) = args.next() {
         if arg == "--exit" {
             let code = args.next().unwrap_or_default();
-            exit_code = match code.parse() {
+            exit_code = match code.parse::<u8>() {
                 Ok(code) => code,
                 Err(_) => {
                     eprintln!("hello: --exit needs a number, got {code:?}");
-                    std::process::exit(64);
+                    exit(64);
                 }
             };
             continue;
@@ -32,5 +32,13 @@ fn main() {
     }
     writeln!(out, "hello from wasm").unwrap();
     out.flush().unwrap();
-    std::process::exit(exit_code);
+    exit(exit_code);
+}
+
+/// Exits with exactly `code`: preview 1's `proc_exit` carries it, preview 2
+/// needs `exit-with-code` (its plain `exit` knows only success or failure).
+fn exit(code: u8) -> ! {
+    #[cfg(target_env = "p2")]
+    wasip2::cli::exit::exit_with_code(code);
+    std::process::exit(code.into())
 }

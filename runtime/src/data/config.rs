@@ -36,8 +36,7 @@ pub struct DatasetConfig {
 }
 
 /// Where a dataset's rows come from.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
     Csv(PathBuf),
     Parquet(PathBuf),
@@ -99,9 +98,27 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDataset {
     name: String,
-    source: SourceConfig,
+    source: RawSource,
     #[serde(default)]
     policy: DisclosurePolicy,
+}
+
+/// `{ csv: PATH }`, `{ parquet: PATH }` or `{ postgres: { url, table } }`:
+/// one key naming the source type. (A struct, because serde_yaml reads
+/// enums only from YAML tags.)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    csv: Option<PathBuf>,
+    parquet: Option<PathBuf>,
+    postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    url: String,
+    table: String,
 }
 
 /// A configuration that cannot be used. The message names the file and,
@@ -195,13 +212,30 @@ impl DataConfig {
                 return Err(invalid("maxResultRows must be at least 1".to_owned()));
             }
             let source = match dataset.source {
-                SourceConfig::Csv(file) => SourceConfig::Csv(resolve(base, &file)),
-                SourceConfig::Parquet(file) => SourceConfig::Parquet(resolve(base, &file)),
-                SourceConfig::Postgres { url, table } => {
+                RawSource {
+                    csv: Some(file),
+                    parquet: None,
+                    postgres: None,
+                } => SourceConfig::Csv(resolve(base, &file)),
+                RawSource {
+                    csv: None,
+                    parquet: Some(file),
+                    postgres: None,
+                } => SourceConfig::Parquet(resolve(base, &file)),
+                RawSource {
+                    csv: None,
+                    parquet: None,
+                    postgres: Some(RawPostgres { url, table }),
+                } => {
                     if table.is_empty() || url.is_empty() {
                         return Err(invalid("postgres needs both url and table".to_owned()));
                     }
                     SourceConfig::Postgres { url, table }
+                }
+                _ => {
+                    return Err(invalid(
+                        "source must name exactly one of csv, parquet or postgres".to_owned(),
+                    ));
                 }
             };
             datasets.push(DatasetConfig {
@@ -242,9 +276,13 @@ mod tests {
 
     #[test]
     fn omitted_policy_fields_take_the_strict_defaults() {
-        let config = parse("datasets:\n  - name: patients\n    source: { csv: data/p.csv }\n").unwrap();
+        let config =
+            parse("datasets:\n  - name: patients\n    source: { csv: data/p.csv }\n").unwrap();
         let dataset = &config.datasets[0];
-        assert_eq!(dataset.source, SourceConfig::Csv(PathBuf::from("/srv/data/p.csv")));
+        assert_eq!(
+            dataset.source,
+            SourceConfig::Csv(PathBuf::from("/srv/data/p.csv"))
+        );
         assert_eq!(dataset.policy, DisclosurePolicy::default());
         assert!(dataset.policy.aggregates_only);
         assert_eq!(dataset.policy.min_group_size, 5);
@@ -301,13 +339,35 @@ datasets:
         let err = parse("datasets:\n  - name: p\n    source: { excel: /x.xlsx }\n").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("/etc/sandlet/data.yaml: line 3"), "{text}");
-        assert!(text.contains("unknown variant `excel`"), "{text}");
+        assert!(
+            text.contains("unknown field `excel`, expected one of `csv`, `parquet`, `postgres`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_source_must_name_exactly_one_type() {
+        let err = parse("datasets:\n  - name: p\n    source: { csv: a.csv, parquet: b.parquet }\n")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exactly one of csv, parquet or postgres"),
+            "{err}"
+        );
+        let err = parse("datasets:\n  - name: p\n    source: {}\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exactly one of csv, parquet or postgres"),
+            "{err}"
+        );
     }
 
     #[test]
     fn misspelt_policy_field_is_refused() {
-        let err = parse("datasets:\n  - name: p\n    source: { csv: x.csv }\n    policy: { minGroupSise: 2 }\n")
-            .unwrap_err();
+        let err = parse(
+            "datasets:\n  - name: p\n    source: { csv: x.csv }\n    policy: { minGroupSise: 2 }\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("line 4"), "{err}");
         assert!(err.to_string().contains("minGroupSise"), "{err}");
     }
@@ -315,7 +375,10 @@ datasets:
     #[test]
     fn bad_names_and_duplicates_are_refused() {
         let err = parse("datasets:\n  - name: Patients\n    source: { csv: x.csv }\n").unwrap_err();
-        assert!(err.to_string().contains("lowercase SQL identifier"), "{err}");
+        assert!(
+            err.to_string().contains("lowercase SQL identifier"),
+            "{err}"
+        );
         let err = parse(
             "datasets:\n  - name: p\n    source: { csv: x.csv }\n  - name: p\n    source: { csv: y.csv }\n",
         )
@@ -326,6 +389,10 @@ datasets:
     #[test]
     fn unreadable_file_is_named() {
         let err = DataConfig::load(Path::new("/nonexistent/sandlet.yaml")).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/sandlet.yaml: cannot read"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/sandlet.yaml: cannot read"),
+            "{err}"
+        );
     }
 }

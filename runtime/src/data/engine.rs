@@ -72,7 +72,10 @@ impl GrantedDatasets {
 }
 
 /// The dataset's rows with only the columns its policy allows.
-async fn visible_frame(ctx: &SessionContext, dataset: &DatasetConfig) -> Result<DataFrame, QueryError> {
+async fn visible_frame(
+    ctx: &SessionContext,
+    dataset: &DatasetConfig,
+) -> Result<DataFrame, QueryError> {
     let frame = match &dataset.source {
         SourceConfig::Csv(path) => {
             let path = path.to_string_lossy();
@@ -220,10 +223,12 @@ fn value_of(scalar: ScalarValue) -> Value {
         },
         ScalarValue::Float32(Some(x)) => Value::Float(x.into()),
         ScalarValue::Float64(Some(x)) => Value::Float(x),
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Value::Text(s)
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Value::Text(s),
+        ScalarValue::Decimal128(Some(v), _, scale) => {
+            Value::Float(v as f64 / 10f64.powi(scale.into()))
         }
-        ScalarValue::Decimal128(Some(v), _, scale) => Value::Float(v as f64 / 10f64.powi(scale.into())),
         other => Value::Text(other.to_string()),
     }
 }
@@ -280,10 +285,19 @@ mod tests {
         let infos = data.datasets().await.unwrap();
         let names: Vec<_> = infos[0].columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["age", "sex"]);
-        let hidden = data.query("SELECT SUM(ssn) FROM patients").await.unwrap_err();
-        let missing = data.query("SELECT SUM(nope) FROM patients").await.unwrap_err();
+        let hidden = data
+            .query("SELECT SUM(ssn) FROM patients")
+            .await
+            .unwrap_err();
+        let missing = data
+            .query("SELECT SUM(nope) FROM patients")
+            .await
+            .unwrap_err();
         assert!(matches!(hidden, QueryError::NotGranted(_)), "{hidden}");
-        assert_eq!(hidden, missing, "a hidden column must look exactly like a missing one");
+        assert_eq!(
+            hidden, missing,
+            "a hidden column must look exactly like a missing one"
+        );
         let star = data.query("SELECT * FROM patients").await.unwrap();
         assert_eq!(star.columns, ["age", "sex"]);
     }

@@ -10,12 +10,19 @@ use std::io::Write;
 
 fn contained(why: impl std::fmt::Display) -> ! {
     println!("contained: {why}");
-    std::process::exit(0)
+    exit(0)
 }
 
 fn escaped(what: impl std::fmt::Display) -> ! {
     println!("ESCAPED: {what}");
-    std::process::exit(10)
+    exit(10)
+}
+
+/// Exits with exactly `code` (preview 2's plain `exit` carries only 0 or 1).
+fn exit(code: u8) -> ! {
+    std::io::stdout().flush().ok();
+    wasip2::cli::exit::exit_with_code(code);
+    unreachable!("exit-with-code returned")
 }
 
 /// Reads `path`; reading anything is an escape.
@@ -32,6 +39,16 @@ fn recurse(depth: u64) -> u64 {
     // Keeps a frame on the wasm stack and in the shadow stack.
     let local = black_box([depth; 16]);
     black_box(recurse(depth + 1)) + local[0]
+}
+
+/// Recursion whose frames live on the wasm stack only (no address-taken
+/// locals, so nothing goes to the shadow stack in linear memory), and whose
+/// result LLVM cannot turn into a loop.
+fn recurse_native(n: u64) -> u64 {
+    if n == 0 {
+        return 1;
+    }
+    recurse_native(n - 1).rotate_left(3) ^ n
 }
 
 fn main() {
@@ -66,11 +83,11 @@ fn main() {
         "write-rw" => match std::fs::write(format!("{}/written.txt", arg(1)), b"ok") {
             Ok(()) => {
                 println!("wrote");
-                std::process::exit(0)
+                exit(0)
             }
             Err(e) => {
                 println!("failed: {e}");
-                std::process::exit(3)
+                exit(3)
             }
         },
         // The guest must see exactly the variables it was given.
@@ -114,6 +131,10 @@ fn main() {
         "recurse" => {
             println!("{}", recurse(0));
         }
+        "recurse-native" => {
+            let depth = arg(1).parse().unwrap_or(u64::MAX);
+            println!("{}", recurse_native(black_box(depth)));
+        }
         "print" => {
             let chunk = vec![b'x'; 64 * 1024];
             let mut out = std::io::stdout().lock();
@@ -130,7 +151,7 @@ fn main() {
         }
         other => {
             eprintln!("unknown attempt {other:?}");
-            std::process::exit(64)
+            exit(64)
         }
     }
 }

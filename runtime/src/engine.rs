@@ -30,7 +30,7 @@ use crate::algorithm::AlgorithmPre;
 use crate::limits::{LimitExceeded, MAX_MEMORY_BYTES, MAX_TABLE_ELEMENTS};
 use crate::output::OutputSinks;
 use crate::plan::RunPlan;
-use crate::sandbox::{self, ComponentState, CoreState, SandboxError};
+use crate::sandbox::{self, ComponentState, CoreState, RunState, SandboxError};
 
 /// How often the epoch advances. It is both the precision of timeouts and
 /// the longest a guest computes before yielding its thread to other runs:
@@ -362,28 +362,7 @@ impl SandboxEngine {
         plan: &RunPlan,
         sinks: &OutputSinks,
     ) -> Result<(), RunError> {
-        let deadline = Instant::now() + plan.limits.timeout;
-        let result = match &module.linked {
-            Linked::Command(pre) => {
-                let mut store = Store::new(&self.engine, sandbox::component_state(plan, sinks)?);
-                store.limiter(|state| &mut state.limiter);
-                set_deadline(&mut store, deadline, plan.limits.timeout);
-                pre.instantiate_async(&mut store).await.map(drop)
-            }
-            Linked::Algorithm(pre) => {
-                let mut store = Store::new(&self.engine, sandbox::component_state(plan, sinks)?);
-                store.limiter(|state| &mut state.limiter);
-                set_deadline(&mut store, deadline, plan.limits.timeout);
-                pre.instantiate_async(&mut store).await.map(drop)
-            }
-            Linked::CoreCommand(pre) => {
-                let mut store = Store::new(&self.engine, sandbox::core_state(plan, sinks)?);
-                store.limiter(|state| &mut state.limiter);
-                set_deadline(&mut store, deadline, plan.limits.timeout);
-                pre.instantiate_async(&mut store).await.map(drop)
-            }
-        };
-        result.or_else(|e| outcome_of_error(e).map(drop))
+        self.execute(module, plan, sinks, Call::No).await.map(drop)
     }
 
     /// Runs `module` in a new sandbox built from `plan`, writing its output
@@ -394,57 +373,62 @@ impl SandboxEngine {
         plan: &RunPlan,
         sinks: &OutputSinks,
     ) -> Result<RunOutcome, RunError> {
+        self.execute(module, plan, sinks, Call::Yes).await
+    }
+
+    async fn execute(
+        &self,
+        module: &PreparedModule,
+        plan: &RunPlan,
+        sinks: &OutputSinks,
+        call: Call,
+    ) -> Result<RunOutcome, RunError> {
         let timeout = plan.limits.timeout;
         let deadline = Instant::now() + timeout;
         let run = async {
-            match &module.linked {
+            let result = match &module.linked {
                 Linked::Command(pre) => {
                     let mut store =
-                        Store::new(&self.engine, sandbox::component_state(plan, sinks)?);
-                    store.limiter(|state| &mut state.limiter);
-                    set_deadline(&mut store, deadline, timeout);
-                    let result = async {
+                        self.store(sandbox::component_state(plan, sinks)?, deadline, timeout);
+                    async {
                         let command = pre.instantiate_async(&mut store).await?;
-                        command.wasi_cli_run().call_run(&mut store).await
+                        if call == Call::No {
+                            return Ok(RunOutcome::Exited(0));
+                        }
+                        let exit = command.wasi_cli_run().call_run(&mut store).await?;
+                        Ok(RunOutcome::Exited(if exit.is_ok() { 0 } else { 1 }))
                     }
-                    .await;
-                    match result {
-                        Ok(Ok(())) => Ok(RunOutcome::Exited(0)),
-                        Ok(Err(())) => Ok(RunOutcome::Exited(1)),
-                        Err(e) => outcome_of_error(e),
-                    }
+                    .await
                 }
                 Linked::Algorithm(pre) => {
                     let mut store =
-                        Store::new(&self.engine, sandbox::component_state(plan, sinks)?);
-                    store.limiter(|state| &mut state.limiter);
-                    set_deadline(&mut store, deadline, timeout);
-                    let result = async {
+                        self.store(sandbox::component_state(plan, sinks)?, deadline, timeout);
+                    async {
                         let algorithm = pre.instantiate_async(&mut store).await?;
-                        algorithm.call_run(&mut store, &plan.input).await
+                        if call == Call::No {
+                            return Ok(RunOutcome::Exited(0));
+                        }
+                        let returned = algorithm.call_run(&mut store, &plan.input).await?;
+                        Ok(RunOutcome::Returned(returned))
                     }
-                    .await;
-                    match result {
-                        Ok(returned) => Ok(RunOutcome::Returned(returned)),
-                        Err(e) => outcome_of_error(e),
-                    }
+                    .await
                 }
                 Linked::CoreCommand(pre) => {
-                    let mut store = Store::new(&self.engine, sandbox::core_state(plan, sinks)?);
-                    store.limiter(|state| &mut state.limiter);
-                    set_deadline(&mut store, deadline, timeout);
-                    let result = async {
+                    let mut store =
+                        self.store(sandbox::core_state(plan, sinks)?, deadline, timeout);
+                    async {
                         let instance = pre.instantiate_async(&mut store).await?;
+                        if call == Call::No {
+                            return Ok(RunOutcome::Exited(0));
+                        }
                         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                        start.call_async(&mut store, ()).await
+                        start.call_async(&mut store, ()).await?;
+                        Ok(RunOutcome::Exited(0))
                     }
-                    .await;
-                    match result {
-                        Ok(()) => Ok(RunOutcome::Exited(0)),
-                        Err(e) => outcome_of_error(e),
-                    }
+                    .await
                 }
-            }
+            };
+            result.or_else(outcome_of_error)
         };
         // Epochs stop a guest that computes; this stops one that waits in a
         // host call (a sleep, a slow query) past its deadline.
@@ -452,6 +436,21 @@ impl SandboxEngine {
             .await
             .unwrap_or(Err(RunError::Limit(LimitExceeded::Timeout(timeout))))
     }
+
+    /// A fresh store for one run, with its limiter and deadline.
+    fn store<T: RunState>(&self, state: T, deadline: Instant, timeout: Duration) -> Store<T> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| state.limiter());
+        set_deadline(&mut store, deadline, timeout);
+        store
+    }
+}
+
+/// Whether [`SandboxEngine::execute`] calls the guest after instantiating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Yes,
+    No,
 }
 
 /// Traps the guest at `deadline`, and makes it yield its thread at every

@@ -32,14 +32,31 @@ pub struct SandboxError {
 pub(crate) struct ComponentState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limiter: RunLimiter,
+    limiter: RunLimiter,
     pub(crate) data: Arc<dyn DataAccess>,
 }
 
 /// The store data of a preview 1 core module run.
 pub(crate) struct CoreState {
-    pub(crate) wasi: WasiP1Ctx,
-    pub(crate) limiter: RunLimiter,
+    wasi: WasiP1Ctx,
+    limiter: RunLimiter,
+}
+
+/// Store data of any run: gives the engine the run's limiter.
+pub(crate) trait RunState: Send + 'static {
+    fn limiter(&mut self) -> &mut RunLimiter;
+}
+
+impl RunState for ComponentState {
+    fn limiter(&mut self) -> &mut RunLimiter {
+        &mut self.limiter
+    }
+}
+
+impl RunState for CoreState {
+    fn limiter(&mut self) -> &mut RunLimiter {
+        &mut self.limiter
+    }
 }
 
 impl WasiView for ComponentState {

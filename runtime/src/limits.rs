@@ -89,19 +89,22 @@ pub enum ParseLimitError {
     MemoryTooLarge(u64),
 }
 
-/// Parses a byte size written as Kubernetes writes memory quantities:
-/// `65536`, `64Ki`, `64Mi`, `1Gi`, `64k`/`64K`, `64M`, `1G`.
-pub fn parse_size(text: &str) -> Result<u64, ParseLimitError> {
-    let bad = || ParseLimitError::Size(text.to_owned());
+/// Splits `64Mi` into `(64, "Mi")`; `None` without leading digits or when
+/// the number overflows.
+fn number_and_suffix(text: &str) -> Option<(u64, &str)> {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
     let (digits, suffix) = trimmed.split_at(split);
-    if digits.is_empty() {
-        return Err(bad());
-    }
-    let number: u64 = digits.parse().map_err(|_| bad())?;
+    Some((digits.parse().ok()?, suffix))
+}
+
+/// Parses a byte size written as Kubernetes writes memory quantities:
+/// `65536`, `64Ki`, `64Mi`, `1Gi`, `64k`/`64K`, `64M`, `1G`.
+pub fn parse_size(text: &str) -> Result<u64, ParseLimitError> {
+    let bad = || ParseLimitError::Size(text.to_owned());
+    let (number, suffix) = number_and_suffix(text).ok_or_else(bad)?;
     let multiplier: u64 = match suffix {
         "" => 1,
         "Ki" => 1 << 10,
@@ -135,15 +138,7 @@ pub fn parse_memory_limit(text: &str) -> Result<u64, ParseLimitError> {
 /// seconds). Zero is refused: a run with no time at all is a mistake.
 pub fn parse_timeout(text: &str) -> Result<Duration, ParseLimitError> {
     let bad = || ParseLimitError::Duration(text.to_owned());
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    if digits.is_empty() {
-        return Err(bad());
-    }
-    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let (number, unit) = number_and_suffix(text).ok_or_else(bad)?;
     let duration = match unit {
         "ms" => Duration::from_millis(number),
         "" | "s" => Duration::from_secs(number),

@@ -1,7 +1,7 @@
 //! The example algorithms on generated datasets: their numbers must equal a
 //! computation done here, in the test, over the same rows.
 
-use crate::fixtures::{assert_close, guests, run_sandlet, stats, write_patients};
+use crate::fixtures::{Ran, assert_close, guests, run_sandlet, stats, write_patients};
 
 /// Writes a config granting `names` (each a CSV in `dir`), hiding `ssn`.
 fn write_config(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
@@ -14,6 +14,29 @@ fn write_config(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
     let path = dir.join("sandlet.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
+}
+
+/// Runs `module` with `config`, the given grants and `input`.
+fn run_with_data(
+    module: &std::path::Path,
+    config: &std::path::Path,
+    grants: &[&str],
+    input: &str,
+) -> Ran {
+    let mut args = vec![
+        "run".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ];
+    for grant in grants {
+        args.extend(["--grant".to_owned(), (*grant).to_owned()]);
+    }
+    args.extend([
+        "--input".to_owned(),
+        input.to_owned(),
+        module.display().to_string(),
+    ]);
+    run_sandlet(args)
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -33,16 +56,7 @@ fn column_stats_matches_a_direct_computation() {
         ("bmi", patients.bmis.clone()),
     ] {
         let input = format!(r#"{{"dataset": "patients", "column": "{column}"}}"#);
-        let ran = run_sandlet([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--grant",
-            "patients",
-            "--input",
-            &input,
-            guests().column_stats.to_str().unwrap(),
-        ]);
+        let ran = run_with_data(&guests().column_stats, &config, &["patients"], &input);
         assert_eq!(ran.code, Some(0), "{ran:#?}");
         let result = json(&ran.stdout);
         let (n, mean, variance) = stats(&values);
@@ -58,28 +72,14 @@ fn an_algorithm_error_exits_1_with_the_message_on_stderr() {
     write_patients(dir.path(), "patients", 20, 1);
     let config = write_config(dir.path(), &["patients"]);
     // Granted nothing: the query is refused and the algorithm reports it.
-    let ran = run_sandlet([
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--input",
-        r#"{"dataset": "patients", "column": "age"}"#,
-        guests().column_stats.to_str().unwrap(),
-    ]);
+    let input = r#"{"dataset": "patients", "column": "age"}"#;
+    let ran = run_with_data(&guests().column_stats, &config, &[], input);
     assert_eq!(ran.code, Some(1), "{ran:#?}");
     assert_eq!(ran.stdout, "", "nothing but a result goes to stdout");
     assert!(ran.stderr.trim().starts_with("not-granted:"), "{ran:#?}");
     // A hidden column is not-granted too, exactly like a missing one.
-    let ran = run_sandlet([
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--grant",
-        "patients",
-        "--input",
-        r#"{"dataset": "patients", "column": "ssn"}"#,
-        guests().column_stats.to_str().unwrap(),
-    ]);
+    let input = r#"{"dataset": "patients", "column": "ssn"}"#;
+    let ran = run_with_data(&guests().column_stats, &config, &["patients"], input);
     assert_eq!(ran.code, Some(1), "{ran:#?}");
     assert!(ran.stderr.trim().starts_with("not-granted:"), "{ran:#?}");
 }
@@ -98,16 +98,7 @@ fn federated_mean_over_three_stations_equals_the_direct_mean() {
     let mut partials = Vec::new();
     for station in stations {
         let input = format!(r#"{{"dataset": "{station}", "column": "bmi"}}"#);
-        let ran = run_sandlet([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--grant",
-            station,
-            "--input",
-            &input,
-            module,
-        ]);
+        let ran = run_with_data(&guests().federated_mean, &config, &[station], &input);
         assert_eq!(ran.code, Some(0), "{ran:#?}");
         partials.push(json(&ran.stdout));
     }

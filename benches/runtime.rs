@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sandlet_runtime::{EngineOptions, OutputSinks, RunOutcome, RunPlan, SandboxEngine, digest_of};
+use sandlet_runtime::{Digest, EngineOptions, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
 
 #[allow(dead_code)]
 #[path = "../tests/integration/fixtures.rs"]
@@ -51,7 +51,11 @@ fn runtime_benches(c: &mut Criterion) {
 
     c.bench_function("prepare (link) hello", |b| {
         let compiled = engine.compile(&bytes).unwrap();
-        b.iter(|| engine.prepare(compiled.clone(), digest_of(&bytes)).unwrap())
+        b.iter(|| {
+            engine
+                .prepare(compiled.clone(), Digest::of(&bytes))
+                .unwrap()
+        })
     });
 }
 

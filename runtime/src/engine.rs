@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{
@@ -27,6 +26,7 @@ use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::algorithm::AlgorithmPre;
+use crate::digest::Digest;
 use crate::limits::{LimitExceeded, MAX_MEMORY_BYTES, MAX_TABLE_ELEMENTS};
 use crate::output::OutputSinks;
 use crate::plan::RunPlan;
@@ -113,6 +113,10 @@ pub enum ModuleError {
     NoStart,
     #[error("invalid module: {0}")]
     Link(String),
+    /// The engine itself could not be set up (e.g. the pooling allocator
+    /// could not reserve its address space).
+    #[error("cannot start the wasm engine: {0}")]
+    Engine(String),
 }
 
 /// Why a run ended without a result. `Display` is the one-line reason.
@@ -149,7 +153,7 @@ pub enum Compiled {
 #[derive(Clone)]
 pub struct PreparedModule {
     kind: ModuleKind,
-    digest: String,
+    digest: Digest,
     linked: Linked,
 }
 
@@ -165,21 +169,10 @@ impl PreparedModule {
         self.kind
     }
 
-    /// `sha256:<hex>` of the module's bytes.
-    pub fn digest(&self) -> &str {
-        &self.digest
+    /// The digest of the module's bytes.
+    pub fn digest(&self) -> Digest {
+        self.digest
     }
-}
-
-/// The `sha256:<hex>` digest of a module, as OCI writes it.
-pub fn digest_of(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut text = String::with_capacity(7 + 64);
-    text.push_str("sha256:");
-    for byte in hash {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text
 }
 
 /// The process-wide engine. Create one and share it (it is cheap to use
@@ -193,14 +186,12 @@ pub struct SandboxEngine {
 
 impl SandboxEngine {
     pub fn new(options: EngineOptions) -> Result<Self, ModuleError> {
-        let engine = Engine::new(&engine_config(options))
-            .map_err(|e| ModuleError::Compile(format!("{e:#}")))?;
+        let engine_error = |e: wasmtime::Error| ModuleError::Engine(format!("{e:#}"));
+        let engine = Engine::new(&engine_config(options)).map_err(engine_error)?;
         let mut component_linker = ComponentLinker::new(&engine);
-        sandbox::add_component_imports(&mut component_linker)
-            .map_err(|e| ModuleError::Link(format!("{e:#}")))?;
+        sandbox::add_component_imports(&mut component_linker).map_err(engine_error)?;
         let mut core_linker = CoreLinker::new(&engine);
-        sandbox::add_core_imports(&mut core_linker)
-            .map_err(|e| ModuleError::Link(format!("{e:#}")))?;
+        sandbox::add_core_imports(&mut core_linker).map_err(engine_error)?;
         Ok(SandboxEngine {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
@@ -276,7 +267,7 @@ impl SandboxEngine {
     pub fn prepare(
         &self,
         compiled: Compiled,
-        digest: String,
+        digest: Digest,
     ) -> Result<PreparedModule, ModuleError> {
         let link_error = |e: wasmtime::Error| ModuleError::Link(format!("{e:#}"));
         let (kind, linked) = match compiled {
@@ -341,7 +332,7 @@ impl SandboxEngine {
     /// Compiles and prepares wasm bytes.
     pub fn load(&self, bytes: &[u8]) -> Result<PreparedModule, ModuleError> {
         let compiled = self.compile(bytes)?;
-        self.prepare(compiled, digest_of(bytes))
+        self.prepare(compiled, Digest::of(bytes))
     }
 
     /// Reads, compiles and prepares a module file.

@@ -8,6 +8,9 @@
 //! - [`output`]: where guest stdout and stderr go, and the byte budget.
 //! - [`data`]: datasets, their policies, and the query capability
 //!   ([`data::DataAccess`]).
+//! - [`digest`]: content digests (`sha256:...`) that name modules.
+//! - [`store`]: the content-addressed module store (verified, atomic,
+//!   bounded with LRU eviction, one fetch per digest).
 //! - [`plan`]: the validated [`RunPlan`], the only input to a sandbox.
 //! - `sandbox`: the one place where a guest is granted capabilities.
 //! - `algorithm`: host bindings of the `sandlet:algorithm` WIT world.
@@ -19,15 +22,18 @@
 
 mod algorithm;
 pub mod data;
+pub mod digest;
 pub mod engine;
 pub mod limits;
 pub mod output;
 pub mod plan;
 mod sandbox;
+pub mod store;
 
+pub use digest::Digest;
 pub use engine::{
     Compiled, EngineOptions, ModuleError, ModuleKind, PreparedModule, RunError, RunOutcome,
-    SandboxEngine, digest_of,
+    SandboxEngine,
 };
 pub use limits::{LimitExceeded, Limits};
 pub use output::{MemorySink, OutputSink, OutputSinks};

@@ -130,7 +130,7 @@ async fn a_precompiled_module_runs_like_a_compiled_one() {
     // SAFETY: the artifact was made by this engine a line above.
     let compiled = unsafe { engine.deserialize(&artifact) }.unwrap();
     let module = engine
-        .prepare(compiled, sandlet_runtime::digest_of(&bytes))
+        .prepare(compiled, sandlet_runtime::Digest::of(&bytes))
         .unwrap();
     let (sinks, out) = sinks();
     let plan = RunPlan::builder("hello").arg("pre").build().unwrap();

@@ -1,0 +1,448 @@
+//! The content-addressed module store under the node's state directory.
+//!
+//! It owns the bytes of every module sandlet has fetched, keyed by their
+//! sha256 digest, and the precompiled artifacts made from them, keyed by
+//! digest and engine configuration. Guarantees:
+//!
+//! - nothing enters the store unless its bytes hash to the digest it is
+//!   stored under, and every read is checked again, so a corrupt file is
+//!   dropped and reported missing, never returned;
+//! - writes go to a temporary file in the same directory and are renamed into
+//!   place, so a crash or a full disk leaves no partial entry;
+//! - concurrent requests for one digest share one fetch ([`ModuleStore::get_or_fetch`]);
+//! - the store stays under its capacity by evicting the least recently used
+//!   modules that no run holds ([`ModuleStore::pin`]).
+//!
+//! Precompiled artifacts are checked the same way (their own sha256 is part
+//! of their file name), because wasmtime runs a deserialized artifact's
+//! machine code as is.
+//!
+//! It never decides whether a module may run: that is the allow-list's job.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use crate::digest::{Digest, DigestError};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("digest mismatch: expected {expected}, the bytes hash to {actual}")]
+    Mismatch { expected: Digest, actual: Digest },
+    #[error(
+        "module {digest} is {size} bytes, more than the store's whole capacity of {capacity} bytes"
+    )]
+    TooLarge {
+        digest: Digest,
+        size: u64,
+        capacity: u64,
+    },
+    #[error("module store {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    size: u64,
+    /// Logical clock of the last use; smaller is older.
+    last_used: u64,
+    /// Runs holding the module; a pinned module is never evicted.
+    pins: usize,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    entries: HashMap<Digest, Entry>,
+    total: u64,
+    clock: u64,
+}
+
+impl Index {
+    fn touch(&mut self, digest: &Digest) {
+        self.clock += 1;
+        if let Some(entry) = self.entries.get_mut(digest) {
+            entry.last_used = self.clock;
+        }
+    }
+}
+
+/// The module store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct ModuleStore {
+    blobs: PathBuf,
+    capacity: u64,
+    index: Mutex<Index>,
+    /// One lock per digest being fetched, so concurrent pulls of a digest
+    /// download once.
+    fetching: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Keeps a module from eviction while a run uses it.
+#[derive(Debug)]
+pub struct Pin {
+    store: Arc<ModuleStore>,
+    digest: Digest,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut index = self.store.index.lock().expect("store index poisoned");
+        if let Some(entry) = index.entries.get_mut(&self.digest) {
+            entry.pins = entry.pins.saturating_sub(1);
+        }
+    }
+}
+
+impl ModuleStore {
+    /// Opens (or creates) the store in `dir`, holding at most `capacity`
+    /// bytes of modules. Leftover temporary files from an interrupted write
+    /// are removed.
+    pub fn open(dir: &Path, capacity: u64) -> Result<Self, StoreError> {
+        let blobs = dir.join("sha256");
+        std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+        let mut index = Index::default();
+        for item in std::fs::read_dir(&blobs).map_err(io(&blobs))? {
+            let item = item.map_err(io(&blobs))?;
+            let path = item.path();
+            let name = item.file_name().to_string_lossy().into_owned();
+            match format!("sha256:{name}").parse::<Digest>() {
+                Ok(digest) => {
+                    let size = item.metadata().map_err(io(&path))?.len();
+                    index.clock += 1;
+                    index.total += size;
+                    index.entries.insert(
+                        digest,
+                        Entry {
+                            size,
+                            last_used: index.clock,
+                            pins: 0,
+                        },
+                    );
+                }
+                // A temporary file of a write that never finished.
+                Err(_) => std::fs::remove_file(&path).map_err(io(&path))?,
+            }
+        }
+        Ok(ModuleStore {
+            blobs,
+            capacity,
+            index: Mutex::new(index),
+            fetching: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn path_of(&self, digest: &Digest) -> PathBuf {
+        self.blobs.join(digest.hex())
+    }
+
+    /// Bytes of all stored modules.
+    pub fn size(&self) -> u64 {
+        self.index.lock().expect("store index poisoned").total
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.index
+            .lock()
+            .expect("store index poisoned")
+            .entries
+            .contains_key(digest)
+    }
+
+    /// The module's bytes, checked against its digest. A file that no longer
+    /// matches is removed and reported as missing.
+    pub fn get(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.contains(digest) {
+            return Ok(None);
+        }
+        let path = self.path_of(digest);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.forget(digest);
+                return Ok(None);
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        if Digest::of(&bytes) != *digest {
+            tracing::warn!(%digest, "stored module is corrupt; removing it");
+            let _ = std::fs::remove_file(&path);
+            self.forget(digest);
+            return Ok(None);
+        }
+        self.index
+            .lock()
+            .expect("store index poisoned")
+            .touch(digest);
+        Ok(Some(bytes))
+    }
+
+    fn forget(&self, digest: &Digest) {
+        let mut index = self.index.lock().expect("store index poisoned");
+        if let Some(entry) = index.entries.remove(digest) {
+            index.total -= entry.size;
+        }
+    }
+
+    /// Stores `bytes` under `expected` if they hash to it; evicts least
+    /// recently used, unpinned modules to stay under capacity.
+    pub fn insert(&self, expected: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let actual = Digest::of(bytes);
+        if actual != *expected {
+            return Err(StoreError::Mismatch {
+                expected: *expected,
+                actual,
+            });
+        }
+        let size = bytes.len() as u64;
+        if size > self.capacity {
+            return Err(StoreError::TooLarge {
+                digest: actual,
+                size,
+                capacity: self.capacity,
+            });
+        }
+        if self.contains(expected) {
+            self.index
+                .lock()
+                .expect("store index poisoned")
+                .touch(expected);
+            return Ok(());
+        }
+        self.make_room(size)?;
+        let path = self.path_of(expected);
+        write_atomically(&path, bytes)?;
+        let mut index = self.index.lock().expect("store index poisoned");
+        index.clock += 1;
+        let clock = index.clock;
+        index.total += size;
+        index.entries.insert(
+            *expected,
+            Entry {
+                size,
+                last_used: clock,
+                pins: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Evicts least recently used, unpinned modules until `incoming` more
+    /// bytes fit. If pinned modules alone exceed the capacity, the store
+    /// goes over it rather than fail a module that is needed now.
+    fn make_room(&self, incoming: u64) -> Result<(), StoreError> {
+        let mut index = self.index.lock().expect("store index poisoned");
+        while index.total + incoming > self.capacity {
+            let victim = index
+                .entries
+                .iter()
+                .filter(|(_, entry)| entry.pins == 0)
+                .min_by_key(|(_, entry)| entry.last_used)
+                .map(|(digest, _)| *digest);
+            let Some(victim) = victim else { break };
+            let path = self.path_of(&victim);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+            let entry = index.entries.remove(&victim).expect("victim is indexed");
+            index.total -= entry.size;
+            tracing::info!(digest = %victim, bytes = entry.size, "evicted module from the store");
+        }
+        Ok(())
+    }
+
+    /// Keeps `digest` from eviction until the returned guard is dropped.
+    pub fn pin(self: &Arc<Self>, digest: &Digest) -> Pin {
+        let mut index = self.index.lock().expect("store index poisoned");
+        index.touch(digest);
+        if let Some(entry) = index.entries.get_mut(digest) {
+            entry.pins += 1;
+        }
+        Pin {
+            store: self.clone(),
+            digest: *digest,
+        }
+    }
+
+    /// The module's bytes from the store, or from `fetch` (stored on
+    /// success). Concurrent callers for one digest wait for the first fetch
+    /// instead of starting their own.
+    pub async fn get_or_fetch<F, Fut, E>(&self, digest: &Digest, fetch: F) -> Result<Vec<u8>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+        E: From<StoreError>,
+    {
+        if let Some(bytes) = self.get(digest)? {
+            return Ok(bytes);
+        }
+        let lock = {
+            let mut fetching = self.fetching.lock().expect("fetch table poisoned");
+            fetching.entry(*digest).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        // Someone may have finished the fetch while we waited.
+        let result = match self.get(digest)? {
+            Some(bytes) => Ok(bytes),
+            None => {
+                let bytes = fetch().await?;
+                self.insert(digest, &bytes)?;
+                Ok(bytes)
+            }
+        };
+        self.fetching
+            .lock()
+            .expect("fetch table poisoned")
+            .remove(digest);
+        result
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// and a rename, so readers see the whole file or none.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().expect("store paths have a parent");
+    let mut temp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    temp.write_all(bytes).map_err(io(temp.path()))?;
+    temp.as_file().sync_all().map_err(io(temp.path()))?;
+    temp.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn only_bytes_matching_their_digest_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModuleStore::open(dir.path(), 1 << 20).unwrap();
+        let digest = Digest::of(b"module");
+        let err = store.insert(&digest, b"tampered").unwrap_err();
+        assert!(matches!(err, StoreError::Mismatch { .. }), "{err}");
+        assert!(store.get(&digest).unwrap().is_none());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
+        store.insert(&digest, b"module").unwrap();
+        assert_eq!(store.get(&digest).unwrap().unwrap(), b"module");
+    }
+
+    #[test]
+    fn a_corrupted_file_is_dropped_not_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModuleStore::open(dir.path(), 1 << 20).unwrap();
+        let digest = Digest::of(b"module");
+        store.insert(&digest, b"module").unwrap();
+        std::fs::write(dir.path().join("sha256").join(digest.hex()), b"modulX").unwrap();
+        assert!(store.get(&digest).unwrap().is_none());
+        assert!(!store.contains(&digest));
+        assert_eq!(store.size(), 0);
+    }
+
+    #[test]
+    fn reopening_keeps_entries_and_removes_partial_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = Digest::of(b"kept");
+        {
+            let store = ModuleStore::open(dir.path(), 1 << 20).unwrap();
+            store.insert(&digest, b"kept").unwrap();
+        }
+        std::fs::write(dir.path().join("sha256").join(".partial-xyz"), b"half").unwrap();
+        let store = ModuleStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.get(&digest).unwrap().unwrap(), b"kept");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sha256"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn least_recently_used_unpinned_modules_are_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ModuleStore::open(dir.path(), 30).unwrap());
+        let [a, b, c, d] = [b"aaaaaaaaaa", b"bbbbbbbbbb", b"cccccccccc", b"dddddddddd"];
+        let (da, db, dc, dd) = (Digest::of(a), Digest::of(b), Digest::of(c), Digest::of(d));
+        store.insert(&da, a).unwrap();
+        store.insert(&db, b).unwrap();
+        store.insert(&dc, c).unwrap();
+        let _pin = store.pin(&da); // oldest, but in use
+        store.get(&dc).unwrap(); // c is now more recent than b
+        store.insert(&dd, d).unwrap();
+        assert!(store.contains(&da), "a pinned module is never evicted");
+        assert!(
+            !store.contains(&db),
+            "b was the least recently used unpinned module"
+        );
+        assert!(store.contains(&dc) && store.contains(&dd));
+        assert_eq!(store.size(), 30);
+        let big = vec![0u8; 31];
+        assert!(matches!(
+            store.insert(&Digest::of(&big), &big),
+            Err(StoreError::TooLarge { .. })
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_fetches_of_one_digest_download_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ModuleStore::open(dir.path(), 1 << 20).unwrap());
+        let downloads = Arc::new(AtomicUsize::new(0));
+        let digest = Digest::of(b"shared module");
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            let downloads = downloads.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .get_or_fetch(&digest, || async {
+                        downloads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        Ok::<_, StoreError>(b"shared module".to_vec())
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), b"shared module");
+        }
+        assert_eq!(downloads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_returns_the_wrong_bytes_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModuleStore::open(dir.path(), 1 << 20).unwrap();
+        let digest = Digest::of(b"expected");
+        let result = store
+            .get_or_fetch(&digest, || async {
+                Ok::<_, StoreError>(b"truncat".to_vec())
+            })
+            .await;
+        assert!(matches!(result, Err(StoreError::Mismatch { .. })));
+        assert!(!store.contains(&digest));
+    }
+}

@@ -16,6 +16,8 @@
 //! - `algorithm`: host bindings of the `sandlet:algorithm` WIT world.
 //! - [`engine`]: the process-wide wasmtime engine, module preparation and
 //!   [`SandboxEngine::run`].
+//! - [`precompiled`]: native artifacts keyed by module digest and engine
+//!   configuration, checked before use.
 //!
 //! This crate knows nothing of Kubernetes; the kubelet turns pods into run
 //! plans and calls it.
@@ -27,6 +29,7 @@ pub mod engine;
 pub mod limits;
 pub mod output;
 pub mod plan;
+pub mod precompiled;
 mod sandbox;
 pub mod store;
 

@@ -11,7 +11,7 @@ use sandlet_runtime::{
 
 use crate::fixtures::guests;
 
-fn sinks() -> (OutputSinks, MemorySink) {
+fn memory_sinks() -> (OutputSinks, MemorySink) {
     let out = MemorySink::new();
     (
         OutputSinks {
@@ -66,7 +66,7 @@ async fn failing_runs_leave_other_runs_and_the_engine_unaffected() {
     };
     // While those misbehave, ordinary runs complete with the right output.
     for i in 0..5 {
-        let (sinks, out) = sinks();
+        let (sinks, out) = memory_sinks();
         let plan = RunPlan::builder("hello")
             .arg(format!("run-{i}"))
             .build()
@@ -89,7 +89,7 @@ async fn failing_runs_leave_other_runs_and_the_engine_unaffected() {
         Err(RunError::Limit(LimitExceeded::Memory { limit, .. })) if limit == 16 << 20
     ));
     // And afterwards the engine still runs modules.
-    let (sinks, out) = sinks();
+    let (sinks, out) = memory_sinks();
     let plan = RunPlan::builder("hello").build().unwrap();
     assert_eq!(
         engine.run(&hello, &plan, &sinks).await.unwrap(),
@@ -132,7 +132,7 @@ async fn a_precompiled_module_runs_like_a_compiled_one() {
     let module = engine
         .prepare(compiled, sandlet_runtime::Digest::of(&bytes))
         .unwrap();
-    let (sinks, out) = sinks();
+    let (sinks, out) = memory_sinks();
     let plan = RunPlan::builder("hello").arg("pre").build().unwrap();
     assert_eq!(
         engine.run(&module, &plan, &sinks).await.unwrap(),
@@ -141,4 +141,74 @@ async fn a_precompiled_module_runs_like_a_compiled_one() {
     assert_eq!(out.contents_lossy(), "arg: pre\nhello from wasm\n");
     // Garbage is refused, not run.
     assert!(unsafe { engine.deserialize(b"\0asm garbage") }.is_err());
+}
+
+#[tokio::test]
+async fn the_precompile_cache_compiles_once_and_never_trusts_a_corrupt_artifact() {
+    use sandlet_runtime::precompiled::{CacheOutcome, PrecompileCache};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(EngineOptions {
+        max_concurrent_runs: 2,
+    })
+    .unwrap();
+    let bytes = std::fs::read(&guests().hello).unwrap();
+    let digest = sandlet_runtime::Digest::of(&bytes);
+
+    let cache = PrecompileCache::open(dir.path(), &engine).unwrap();
+    let (_, outcome) = cache.load_or_compile(&engine, &digest, &bytes).unwrap();
+    assert_eq!(outcome, CacheOutcome::Compiled);
+    // A second cache over the same directory (a restarted node) loads it.
+    let cache = PrecompileCache::open(dir.path(), &engine).unwrap();
+    let (module, outcome) = cache.load_or_compile(&engine, &digest, &bytes).unwrap();
+    assert_eq!(outcome, CacheOutcome::Hit);
+    let (sinks, out) = memory_sinks();
+    let plan = RunPlan::builder("hello").arg("cached").build().unwrap();
+    assert_eq!(
+        engine.run(&module, &plan, &sinks).await.unwrap(),
+        RunOutcome::Exited(0)
+    );
+    assert_eq!(out.contents_lossy(), "arg: cached\nhello from wasm\n");
+
+    // Flip one byte of the stored artifact: it must be recompiled, not run.
+    let artifact = walk_files(dir.path())
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    let mut stored = std::fs::read(&artifact).unwrap();
+    let middle = stored.len() / 2;
+    stored[middle] ^= 0xff;
+    std::fs::write(&artifact, stored).unwrap();
+    let (module, outcome) = cache.load_or_compile(&engine, &digest, &bytes).unwrap();
+    assert_eq!(outcome, CacheOutcome::Recompiled);
+    let (sinks, out) = memory_sinks();
+    assert_eq!(
+        engine.run(&module, &plan, &sinks).await.unwrap(),
+        RunOutcome::Exited(0)
+    );
+    assert_eq!(out.contents_lossy(), "arg: cached\nhello from wasm\n");
+    assert_eq!(
+        cache.load_or_compile(&engine, &digest, &bytes).unwrap().1,
+        CacheOutcome::Hit
+    );
+
+    // Bytes that are not the module the digest names are refused.
+    let other = sandlet_runtime::Digest::of(b"something else");
+    let err = cache
+        .load_or_compile(&engine, &other, &bytes)
+        .err()
+        .expect("mismatch must be refused");
+    assert!(err.to_string().contains("do not match its digest"), "{err}");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -189,9 +189,9 @@ impl SandboxEngine {
         let engine_error = |e: wasmtime::Error| ModuleError::Engine(format!("{e:#}"));
         let engine = Engine::new(&engine_config(options)).map_err(engine_error)?;
         let mut component_linker = ComponentLinker::new(&engine);
-        sandbox::add_component_imports(&mut component_linker).map_err(engine_error)?;
+        add_component_imports(&mut component_linker).map_err(engine_error)?;
         let mut core_linker = CoreLinker::new(&engine);
-        sandbox::add_core_imports(&mut core_linker).map_err(engine_error)?;
+        add_core_imports(&mut core_linker).map_err(engine_error)?;
         Ok(SandboxEngine {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
@@ -550,4 +550,21 @@ impl Drop for EpochTicker {
             let _ = thread.join();
         }
     }
+}
+
+/// Adds every host interface a component may import: WASI preview 2 and
+/// `sandlet:algorithm/data`.
+fn add_component_imports(
+    linker: &mut wasmtime::component::Linker<ComponentState>,
+) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    crate::algorithm::sandlet::algorithm::data::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<ComponentState>,
+    >(linker, |state| state)
+}
+
+/// Adds WASI preview 1, the only import a core module may have.
+fn add_core_imports(linker: &mut wasmtime::Linker<CoreState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p1::add_to_linker_async(linker, CoreState::wasi)
 }

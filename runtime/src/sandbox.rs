@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -40,6 +40,13 @@ pub(crate) struct ComponentState {
 pub(crate) struct CoreState {
     wasi: WasiP1Ctx,
     limiter: RunLimiter,
+}
+
+impl CoreState {
+    /// The preview 1 context, for the linker's host functions.
+    pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
+        &mut self.wasi
+    }
 }
 
 /// Store data of any run: gives the engine the run's limiter.
@@ -113,21 +120,4 @@ pub(crate) fn core_state(plan: &RunPlan, sinks: &OutputSinks) -> Result<CoreStat
         wasi: wasi_builder(plan, sinks)?.build_p1(),
         limiter: RunLimiter::new(&plan.limits),
     })
-}
-
-/// Adds every host interface a component may import: WASI preview 2 and
-/// `sandlet:algorithm/data`.
-pub(crate) fn add_component_imports(
-    linker: &mut wasmtime::component::Linker<ComponentState>,
-) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    crate::algorithm::sandlet::algorithm::data::add_to_linker::<_, HasSelf<ComponentState>>(
-        linker,
-        |state| state,
-    )
-}
-
-/// Adds WASI preview 1, the only import a core module may have.
-pub(crate) fn add_core_imports(linker: &mut wasmtime::Linker<CoreState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p1::add_to_linker_async(linker, |state: &mut CoreState| &mut state.wasi)
 }

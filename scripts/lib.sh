@@ -33,3 +33,19 @@ ensure_rust() {
         fi
     done
 }
+
+# Debian packages the tests use: the OCI registry (CNCF distribution),
+# htpasswd for its basic auth, openssl for the test CA.
+ensure_debian_packages() {
+    local missing=()
+    command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+    command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    if ((${#missing[@]})); then
+        say "installing Debian packages: ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}

@@ -11,8 +11,17 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use sandlet_runtime::data::{DataAccess, DataConfig, GrantedDatasets, NoDatasets};
 use sandlet_runtime::limits::{self, Limits};
+use sandlet_runtime::oci::{Credentials, Registry, RegistryOptions};
 use sandlet_runtime::output::{HostStderr, HostStdout};
-use sandlet_runtime::{EngineOptions, ModuleKind, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
+use sandlet_runtime::precompiled::PrecompileCache;
+use sandlet_runtime::store::ModuleStore;
+use sandlet_runtime::{
+    EngineOptions, ModuleKind, OutputSinks, PreparedModule, RunOutcome, RunPlan, SandboxEngine,
+};
+
+/// Default bound on the local module store: room for hundreds of typical
+/// algorithms (a few MiB each) without filling a small data station's disk.
+const DEFAULT_STORE_BYTES: u64 = 4 << 30;
 
 /// Exit status for a trap, a limit hit, an invalid module or bad input.
 const EXIT_SANDLET_ERROR: u8 = 2;
@@ -35,7 +44,54 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one module locally, in the same sandbox as the node.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Publish a module as an OCI artifact and print its digest.
+    Push(PushArgs),
+    /// Fetch, verify and precompile a module into the local store.
+    Pull(PullArgs),
+}
+
+/// How to reach registries and where fetched modules are kept.
+#[derive(Debug, clap::Args)]
+struct RegistryArgs {
+    /// A registry (HOST:PORT) spoken to over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM) to trust for registries.
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Option<PathBuf>,
+    /// Registry credentials, docker `config.json` format (default:
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json when present).
+    #[arg(long, value_name = "FILE")]
+    registry_config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// Where fetched and precompiled modules are kept (default:
+    /// $SANDLET_STATE_DIR or ~/.local/share/sandlet).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct PushArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The module file.
+    module: PathBuf,
+    /// Where to publish it, e.g. 127.0.0.1:5000/algorithms/hello:v1.
+    reference: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct PullArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The module's reference (tag or @sha256: digest).
+    reference: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,8 +121,13 @@ struct RunArgs {
     /// Bound on stdout and stderr together, e.g. 16Mi.
     #[arg(long, value_name = "SIZE")]
     output_limit: Option<String>,
-    /// The module: a file path.
-    module: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The module: a file path, or an OCI reference when no such file
+    /// exists.
+    module: String,
     /// Arguments for a WASI command.
     #[arg(last = true)]
     args: Vec<String>,
@@ -83,7 +144,9 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(run(*args)),
+        Command::Push(args) => runtime.block_on(push(args)),
+        Command::Pull(args) => runtime.block_on(pull(args)),
     }
 }
 
@@ -113,9 +176,9 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(e),
     };
-    let module = match engine.load_file(&args.module) {
+    let module = match load_module(&engine, &args).await {
         Ok(module) => module,
-        Err(e) => return fail(e),
+        Err(reason) => return fail(reason),
     };
     // An algorithm's stdout carries only its result, so whatever the guest
     // prints goes to stderr.
@@ -143,8 +206,7 @@ async fn run(args: RunArgs) -> ExitCode {
 
 /// Validates the flags into a run plan; the error is the one-line reason.
 fn plan_of(args: &RunArgs) -> Result<RunPlan, String> {
-    let name = args
-        .module
+    let name = std::path::Path::new(&args.module)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "module.wasm".to_owned());
@@ -187,4 +249,142 @@ fn plan_of(args: &RunArgs) -> Result<RunPlan, String> {
         builder = builder.dir_spec(dir).map_err(|e| e.to_string())?;
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// A module file, or, when no file of that name exists, an OCI reference
+/// pulled into the local store and started through the precompile cache.
+async fn load_module(engine: &SandboxEngine, args: &RunArgs) -> Result<PreparedModule, String> {
+    let path = std::path::Path::new(&args.module);
+    if path.exists() || !looks_like_reference(&args.module) {
+        return engine.load_file(path).map_err(|e| e.to_string());
+    }
+    let (store, state_dir) = open_store(&args.store)?;
+    let pulled = pull_into(&args.registry, &args.module, &store).await?;
+    let bytes = store
+        .get(&pulled.module_digest)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} vanished from the store", pulled.module_digest))?;
+    let cache =
+        PrecompileCache::open(&state_dir.join("compiled"), engine).map_err(|e| e.to_string())?;
+    let (module, _) = cache
+        .load_or_compile(engine, &pulled.module_digest, &bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(module)
+}
+
+/// `registry/repository[:tag][@digest]` rather than a file name: it has a
+/// slash and does not end in `.wasm`.
+fn looks_like_reference(text: &str) -> bool {
+    text.contains('/') && !text.ends_with(".wasm")
+}
+
+fn open_store(args: &StoreArgs) -> Result<(ModuleStore, PathBuf), String> {
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => match (
+            std::env::var_os("SANDLET_STATE_DIR"),
+            std::env::var_os("HOME"),
+        ) {
+            (Some(dir), _) => PathBuf::from(dir),
+            (None, Some(home)) => PathBuf::from(home).join(".local/share/sandlet"),
+            (None, None) => {
+                return Err("no --state-dir given and no HOME to default it from".to_owned());
+            }
+        },
+    };
+    let store = ModuleStore::open(&state_dir.join("modules"), DEFAULT_STORE_BYTES)
+        .map_err(|e| e.to_string())?;
+    Ok((store, state_dir))
+}
+
+fn registry_of(args: &RegistryArgs) -> Result<(Registry, Credentials), String> {
+    let registry = Registry::new(&RegistryOptions {
+        insecure: args.insecure_registries.clone(),
+        ca_file: args.registry_ca.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    let config = args.registry_config.clone().or_else(|| {
+        let dir = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))?;
+        Some(dir.join("config.json")).filter(|path| path.is_file())
+    });
+    let credentials = match config {
+        Some(path) => Credentials::from_docker_config_file(&path).map_err(|e| e.to_string())?,
+        None => Credentials::anonymous(),
+    };
+    Ok((registry, credentials))
+}
+
+async fn pull_into(
+    args: &RegistryArgs,
+    reference: &str,
+    store: &ModuleStore,
+) -> Result<sandlet_runtime::oci::PulledModule, String> {
+    let (registry, credentials) = registry_of(args)?;
+    registry
+        .pull(reference, &credentials, store)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn push(args: PushArgs) -> ExitCode {
+    let module = match std::fs::read(&args.module) {
+        Ok(bytes) => bytes,
+        Err(e) => return fail(format!("cannot read module {}: {e}", args.module.display())),
+    };
+    // Only modules sandlet can run are published.
+    let engine = match SandboxEngine::new(EngineOptions {
+        max_concurrent_runs: CLI_POOL_SLOTS,
+    }) {
+        Ok(engine) => engine,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = engine.load(&module) {
+        return fail(e);
+    }
+    let result = match registry_of(&args.registry) {
+        Ok((registry, credentials)) => registry
+            .push(&module, &args.reference, &credentials)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(reason) => Err(reason),
+    };
+    match result {
+        Ok(digest) => {
+            println!("{digest}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => fail(reason),
+    }
+}
+
+async fn pull(args: PullArgs) -> ExitCode {
+    let result = async {
+        let (store, state_dir) = open_store(&args.store)?;
+        let pulled = pull_into(&args.registry, &args.reference, &store).await?;
+        let bytes = store
+            .get(&pulled.module_digest)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{} vanished from the store", pulled.module_digest))?;
+        let engine = SandboxEngine::new(EngineOptions {
+            max_concurrent_runs: CLI_POOL_SLOTS,
+        })
+        .map_err(|e| e.to_string())?;
+        let cache = PrecompileCache::open(&state_dir.join("compiled"), &engine)
+            .map_err(|e| e.to_string())?;
+        let (module, _) = cache
+            .load_or_compile(&engine, &pulled.module_digest, &bytes)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((pulled, module.kind()))
+    }
+    .await;
+    match result {
+        Ok((pulled, kind)) => {
+            println!("{}", pulled.image_id);
+            println!("module {} ({kind})", pulled.module_digest);
+            ExitCode::SUCCESS
+        }
+        Err(reason) => fail(reason),
+    }
 }

@@ -11,6 +11,8 @@
 //! - [`digest`]: content digests (`sha256:...`) that name modules.
 //! - [`store`]: the content-addressed module store (verified, atomic,
 //!   bounded with LRU eviction, one fetch per digest).
+//! - [`oci`]: pulling modules from OCI registries into the store (verified),
+//!   pushing them, registry credentials.
 //! - [`plan`]: the validated [`RunPlan`], the only input to a sandbox.
 //! - `sandbox`: the one place where a guest is granted capabilities.
 //! - `algorithm`: host bindings of the `sandlet:algorithm` WIT world.
@@ -27,6 +29,7 @@ pub mod data;
 pub mod digest;
 pub mod engine;
 pub mod limits;
+pub mod oci;
 pub mod output;
 pub mod plan;
 pub mod precompiled;

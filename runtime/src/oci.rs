@@ -1,0 +1,498 @@
+//! Modules as OCI artifacts: pulling them into the [`ModuleStore`] and
+//! pushing them to a registry.
+//!
+//! This module owns the registry client (TLS roots, plain-HTTP exceptions),
+//! credentials in the docker `config.json` / `kubernetes.io/dockerconfigjson`
+//! format, and the rules for what counts as a module artifact: one layer, of
+//! one of the three wasm media types. Every byte is verified against its
+//! digest before it is stored (by the client while downloading, and again by
+//! the store), and nothing partial is ever stored.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::{ImageIndexEntry, OciDescriptor};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+use crate::digest::Digest;
+use crate::store::{ModuleStore, StoreError};
+
+/// Layer media types accepted as a wasm module (CONTRACT.md section 5).
+pub const WASM_LAYER_MEDIA_TYPES: [&str; 3] = [
+    "application/wasm",
+    "application/vnd.wasm.content.layer.v1+wasm",
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+];
+
+/// Config media type of the artifacts `sandlet push` writes.
+pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+
+/// Layer media type of the artifacts `sandlet push` writes.
+pub const WASM_PUSH_LAYER_MEDIA_TYPE: &str = "application/wasm";
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// `HOST:PORT` of registries spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// A PEM file of extra CA certificates to trust (a private registry's).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Why a pull or push failed. `Display` is the reason shown on the pod or
+/// the CLI's stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("invalid image reference {reference:?}: {reason}")]
+    Reference { reference: String, reason: String },
+    #[error("cannot read registry CA file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    #[error("invalid registry credentials: {0}")]
+    Credentials(String),
+    #[error("registry {registry} is unreachable: {reason}")]
+    Unreachable { registry: String, reason: String },
+    #[error("registry {registry} refused the credentials for {reference}")]
+    Unauthorized { registry: String, reference: String },
+    #[error("{reference} not found in its registry")]
+    NotFound { reference: String },
+    #[error("{reference} is not a wasm module: it has no layer of type {}", WASM_LAYER_MEDIA_TYPES.join(", "))]
+    NoWasmLayer { reference: String },
+    #[error(
+        "{reference} is not a single wasm module: it has {count} layers, sandlet runs artifacts with exactly one"
+    )]
+    TooManyLayers { reference: String, count: usize },
+    #[error("{reference} is not a wasm module: its layer has media type {media_type:?}")]
+    NotWasmLayer {
+        reference: String,
+        media_type: String,
+    },
+    #[error("{reference}: download does not match its digest: {reason}")]
+    Verification { reference: String, reason: String },
+    #[error("{reference}: {reason}")]
+    Registry { reference: String, reason: String },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Registry credentials by registry host, as docker's `config.json` and
+/// Kubernetes `kubernetes.io/dockerconfigjson` secrets hold them.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    by_registry: HashMap<String, (String, String)>,
+}
+
+#[derive(serde::Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: HashMap<String, DockerAuth>,
+}
+
+#[derive(serde::Deserialize)]
+struct DockerAuth {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl Credentials {
+    /// No credentials: every registry is accessed anonymously.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// Parses `{"auths": {"host:port": {"auth": base64("user:pass")}}}`
+    /// (or `username` and `password` instead of `auth`).
+    pub fn from_docker_config(json: &[u8]) -> Result<Self, OciError> {
+        let config: DockerConfig = serde_json::from_slice(json)
+            .map_err(|e| OciError::Credentials(format!("not a docker config: {e}")))?;
+        let mut by_registry = HashMap::new();
+        for (registry, auth) in config.auths {
+            let pair = match (auth.auth, auth.username, auth.password) {
+                (Some(encoded), _, _) => {
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(encoded.trim())
+                        .map_err(|e| {
+                            OciError::Credentials(format!("{registry}: auth is not base64: {e}"))
+                        })?;
+                    let text = String::from_utf8(decoded).map_err(|_| {
+                        OciError::Credentials(format!("{registry}: auth is not UTF-8"))
+                    })?;
+                    let (user, pass) = text.split_once(':').ok_or_else(|| {
+                        OciError::Credentials(format!("{registry}: auth is not user:password"))
+                    })?;
+                    (user.to_owned(), pass.to_owned())
+                }
+                (None, Some(user), Some(pass)) => (user, pass),
+                _ => {
+                    return Err(OciError::Credentials(format!(
+                        "{registry}: needs auth, or username and password"
+                    )));
+                }
+            };
+            by_registry.insert(normalise_registry(&registry), pair);
+        }
+        Ok(Credentials { by_registry })
+    }
+
+    /// Reads a docker config file.
+    pub fn from_docker_config_file(path: &Path) -> Result<Self, OciError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| OciError::Credentials(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_docker_config(&bytes)
+    }
+
+    /// Adds `other`'s entries (theirs win).
+    pub fn merge(&mut self, other: Credentials) {
+        self.by_registry.extend(other.by_registry);
+    }
+
+    fn for_registry(&self, registry: &str) -> RegistryAuth {
+        match self.by_registry.get(&normalise_registry(registry)) {
+            Some((user, pass)) => RegistryAuth::Basic(user.clone(), pass.clone()),
+            None => RegistryAuth::Anonymous,
+        }
+    }
+}
+
+/// `https://host:port/v1/` and `host:port` name the same registry.
+fn normalise_registry(registry: &str) -> String {
+    let without_scheme = registry
+        .strip_prefix("https://")
+        .or_else(|| registry.strip_prefix("http://"))
+        .unwrap_or(registry);
+    without_scheme
+        .split('/')
+        .next()
+        .unwrap_or(without_scheme)
+        .to_owned()
+}
+
+/// A module fetched into the store.
+#[derive(Debug, Clone)]
+pub struct PulledModule {
+    /// `<repository>@sha256:<manifest digest>`, the container's `imageID`.
+    pub image_id: String,
+    /// Digest of the manifest the reference resolved to.
+    pub manifest_digest: Digest,
+    /// Digest of the wasm layer: the module's identity in the store.
+    pub module_digest: Digest,
+    /// Whether the module's bytes were downloaded (false: already stored).
+    pub downloaded: bool,
+}
+
+/// A registry client. One per process; cheap to share.
+pub struct Registry {
+    client: Client,
+}
+
+impl Registry {
+    pub fn new(options: &RegistryOptions) -> Result<Self, OciError> {
+        // reqwest is built without a default crypto provider; ring is ours.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut extra_root_certificates = Vec::new();
+        if let Some(path) = &options.ca_file {
+            let data = std::fs::read(path).map_err(|e| OciError::CaFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            if !String::from_utf8_lossy(&data).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(OciError::CaFile {
+                    path: path.clone(),
+                    reason: "no PEM certificate in it".to_owned(),
+                });
+            }
+            extra_root_certificates.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        let protocol = if options.insecure.is_empty() {
+            ClientProtocol::Https
+        } else {
+            ClientProtocol::HttpsExcept(options.insecure.clone())
+        };
+        let config = ClientConfig {
+            protocol,
+            extra_root_certificates,
+            platform_resolver: Some(Box::new(wasm_platform)),
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
+            ..ClientConfig::default()
+        };
+        Ok(Registry {
+            client: Client::new(config),
+        })
+    }
+
+    /// Resolves `reference` to its manifest and wasm layer without
+    /// downloading the layer.
+    async fn resolve(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<(Digest, OciDescriptor), OciError> {
+        let text = reference.whole();
+        let (manifest, manifest_digest) = self
+            .client
+            .pull_image_manifest(reference, auth)
+            .await
+            .map_err(|e| classify(reference, e))?;
+        let manifest_digest =
+            manifest_digest
+                .parse::<Digest>()
+                .map_err(|e| OciError::Registry {
+                    reference: text.clone(),
+                    reason: e.to_string(),
+                })?;
+        let layer = match manifest.layers.as_slice() {
+            [] => return Err(OciError::NoWasmLayer { reference: text }),
+            [layer] => layer.clone(),
+            layers => {
+                return Err(if layers.iter().any(is_wasm) {
+                    OciError::TooManyLayers {
+                        reference: text,
+                        count: layers.len(),
+                    }
+                } else {
+                    OciError::NoWasmLayer { reference: text }
+                });
+            }
+        };
+        if !is_wasm(&layer) {
+            return Err(OciError::NotWasmLayer {
+                reference: text,
+                media_type: layer.media_type,
+            });
+        }
+        Ok((manifest_digest, layer))
+    }
+
+    /// Fetches `reference` into `store` (unless its module is already
+    /// there), verifying every byte. Concurrent pulls of one module download
+    /// it once.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        credentials: &Credentials,
+        store: &ModuleStore,
+    ) -> Result<PulledModule, OciError> {
+        let reference = parse_reference(reference)?;
+        let auth = credentials.for_registry(reference.resolve_registry());
+        let (manifest_digest, layer) = self.resolve(&reference, &auth).await?;
+        let module_digest = layer
+            .digest
+            .parse::<Digest>()
+            .map_err(|e| OciError::Registry {
+                reference: reference.whole(),
+                reason: e.to_string(),
+            })?;
+        let mut downloaded = false;
+        let (flag, client, blob_reference, blob) =
+            (&mut downloaded, &self.client, &reference, &layer);
+        store
+            .get_or_fetch(&module_digest, move || async move {
+                *flag = true;
+                let mut bytes = Vec::new();
+                client
+                    .pull_blob(blob_reference, blob, &mut bytes)
+                    .await
+                    .map_err(|e| classify(blob_reference, e))?;
+                Ok::<_, OciError>(bytes)
+            })
+            .await?;
+        Ok(PulledModule {
+            image_id: format!(
+                "{}/{}@{manifest_digest}",
+                reference.resolve_registry(),
+                reference.repository()
+            ),
+            manifest_digest,
+            module_digest,
+            downloaded,
+        })
+    }
+
+    /// Publishes `module` under `reference` as a one-layer wasm artifact and
+    /// returns the manifest's digest.
+    pub async fn push(
+        &self,
+        module: &[u8],
+        reference: &str,
+        credentials: &Credentials,
+    ) -> Result<Digest, OciError> {
+        let reference = parse_reference(reference)?;
+        let auth = credentials.for_registry(reference.resolve_registry());
+        let layer = ImageLayer::new(module.to_vec(), WASM_PUSH_LAYER_MEDIA_TYPE.to_owned(), None);
+        let config = Config::new(b"{}".to_vec(), WASM_CONFIG_MEDIA_TYPE.to_owned(), None);
+        self.client
+            .push(&reference, &[layer], config, &auth, None)
+            .await
+            .map_err(|e| classify(&reference, e))?;
+        let digest = self
+            .client
+            .fetch_manifest_digest(&reference, &auth)
+            .await
+            .map_err(|e| classify(&reference, e))?;
+        digest.parse::<Digest>().map_err(|e| OciError::Registry {
+            reference: reference.whole(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn is_wasm(layer: &OciDescriptor) -> bool {
+    WASM_LAYER_MEDIA_TYPES.contains(&layer.media_type.as_str())
+}
+
+/// Parses an image reference (tag or `@sha256:` digest).
+pub fn parse_reference(reference: &str) -> Result<Reference, OciError> {
+    reference
+        .parse::<Reference>()
+        .map_err(|e| OciError::Reference {
+            reference: reference.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Picks the wasm entry of an image index: one whose platform is a wasi
+/// or wasm one, else the only entry.
+fn wasm_platform(entries: &[ImageIndexEntry]) -> Option<String> {
+    let wasm = entries.iter().find(|entry| {
+        entry.platform.as_ref().is_some_and(|p| {
+            let os = p.os.to_string();
+            let arch = p.architecture.to_string();
+            os.starts_with("wasi") || arch.starts_with("wasm")
+        })
+    });
+    match (wasm, entries) {
+        (Some(entry), _) => Some(entry.digest.clone()),
+        (None, [only]) => Some(only.digest.clone()),
+        _ => None,
+    }
+}
+
+/// Sorts a client error into the reasons users act on.
+fn classify(reference: &Reference, error: OciDistributionError) -> OciError {
+    let registry = reference.resolve_registry().to_owned();
+    let text = reference.whole();
+    match error {
+        OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::UnauthorizedError { .. } => OciError::Unauthorized {
+            registry,
+            reference: text,
+        },
+        OciDistributionError::ServerError {
+            code: 401 | 403, ..
+        } => OciError::Unauthorized {
+            registry,
+            reference: text,
+        },
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| {
+                matches!(
+                    e.code,
+                    oci_client::errors::OciErrorCode::Unauthorized
+                        | oci_client::errors::OciErrorCode::Denied
+                )
+            }) =>
+        {
+            OciError::Unauthorized {
+                registry,
+                reference: text,
+            }
+        }
+        OciDistributionError::ImageManifestNotFoundError(_) => {
+            OciError::NotFound { reference: text }
+        }
+        OciDistributionError::DigestError(e) => OciError::Verification {
+            reference: text,
+            reason: e.to_string(),
+        },
+        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+            OciError::Unreachable {
+                registry,
+                reason: root_cause(&e),
+            }
+        }
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| {
+                matches!(
+                    e.code,
+                    oci_client::errors::OciErrorCode::ManifestUnknown
+                        | oci_client::errors::OciErrorCode::NameUnknown
+                )
+            }) =>
+        {
+            OciError::NotFound { reference: text }
+        }
+        other => OciError::Registry {
+            reference: text,
+            reason: root_cause(&other),
+        },
+    }
+}
+
+/// The innermost message of an error chain (reqwest's outer messages say
+/// little).
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_config_credentials_are_read_by_registry() {
+        let json = br#"{"auths": {
+            "127.0.0.1:5000": {"auth": "YWxpY2U6czNjcmV0"},
+            "https://registry.example.org/v1/": {"username": "bob", "password": "pw"}
+        }}"#;
+        let credentials = Credentials::from_docker_config(json).unwrap();
+        assert!(matches!(
+            credentials.for_registry("127.0.0.1:5000"),
+            RegistryAuth::Basic(u, p) if u == "alice" && p == "s3cret"
+        ));
+        assert!(matches!(
+            credentials.for_registry("registry.example.org"),
+            RegistryAuth::Basic(u, _) if u == "bob"
+        ));
+        assert!(matches!(
+            credentials.for_registry("other:5000"),
+            RegistryAuth::Anonymous
+        ));
+    }
+
+    #[test]
+    fn malformed_credentials_are_refused_with_the_registry_named() {
+        let err =
+            Credentials::from_docker_config(br#"{"auths": {"r:1": {"auth": "!!"}}}"#).unwrap_err();
+        assert!(err.to_string().contains("r:1: auth is not base64"), "{err}");
+        let err = Credentials::from_docker_config(br#"{"auths": {"r:1": {}}}"#).unwrap_err();
+        assert!(err.to_string().contains("r:1: needs auth"), "{err}");
+        assert!(Credentials::from_docker_config(b"not json").is_err());
+    }
+
+    #[test]
+    fn references_are_parsed_with_clear_errors() {
+        assert!(parse_reference("127.0.0.1:5000/algorithms/hello:v1").is_ok());
+        let digest = format!("127.0.0.1:5000/hello@{}", Digest::of(b"x"));
+        assert!(parse_reference(&digest).is_ok());
+        let err = parse_reference("Not A Reference!").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid image reference \"Not A Reference!\""),
+            "{err}"
+        );
+    }
+}

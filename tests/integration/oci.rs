@@ -1,0 +1,380 @@
+//! Modules through a real registry: `sandlet push`, `sandlet pull`,
+//! `sandlet run <reference>`, over HTTP and HTTPS, with and without basic
+//! auth, and every way a pull can go wrong leaving the store clean.
+
+use std::sync::Arc;
+
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::secrets::RegistryAuth;
+use sandlet_runtime::Digest;
+use sandlet_runtime::oci::{Credentials, OciError, Registry, RegistryOptions};
+use sandlet_runtime::store::ModuleStore;
+
+use crate::fixtures::{Ran, guests, run_sandlet};
+use crate::registry::{PASSWORD, RegistrySetup, TestRegistry, USER};
+
+/// `--insecure-registry` or `--registry-ca`, as the registry needs.
+fn access(registry: &TestRegistry) -> Vec<String> {
+    match &registry.ca {
+        Some(ca) => vec!["--registry-ca".into(), ca.display().to_string()],
+        None => vec!["--insecure-registry".into(), registry.addr.clone()],
+    }
+}
+
+/// `sandlet SUBCOMMAND EXTRA... REST...`.
+fn sandlet_with(args: &[&str], extra: &[String]) -> Ran {
+    let mut all = vec![args[0].to_owned()];
+    all.extend(extra.iter().cloned());
+    all.extend(args[1..].iter().map(|a| a.to_string()));
+    run_sandlet(all)
+}
+
+/// Push hello, pull it into a fresh store, run it by reference.
+fn round_trip(setup: RegistrySetup) {
+    let registry = TestRegistry::start(setup);
+    let mut extra = access(&registry);
+    if setup.auth {
+        extra.extend([
+            "--registry-config".into(),
+            registry.docker_config(USER, PASSWORD).display().to_string(),
+        ]);
+    }
+    let reference = format!("{}/algorithms/hello:v1", registry.addr);
+    let hello = guests().hello.display().to_string();
+    let pushed = sandlet_with(&["push", &hello, &reference], &extra);
+    assert_eq!(pushed.code, Some(0), "{pushed:#?}");
+    let manifest_digest: Digest = pushed
+        .stdout
+        .trim()
+        .parse()
+        .expect("push prints the manifest digest");
+
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let pulled = sandlet_with(&["pull", "--state-dir", &state_dir, &reference], &extra);
+    assert_eq!(pulled.code, Some(0), "{pulled:#?}");
+    let module_digest = Digest::of(&std::fs::read(&guests().hello).unwrap());
+    assert_eq!(
+        pulled.stdout,
+        format!(
+            "{}/algorithms/hello@{manifest_digest}\nmodule {module_digest} (WASI command)\n",
+            registry.addr
+        )
+    );
+    assert!(
+        state
+            .path()
+            .join("modules/sha256")
+            .join(module_digest.hex())
+            .is_file()
+    );
+
+    // By digest, from the store, with the precompiled artifact.
+    let by_digest = format!("{}/algorithms/hello@{manifest_digest}", registry.addr);
+    let ran = sandlet_with(
+        &[
+            "run",
+            "--state-dir",
+            &state_dir,
+            &by_digest,
+            "--",
+            "from",
+            "registry",
+        ],
+        &extra,
+    );
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert_eq!(ran.stdout, "arg: from\narg: registry\nhello from wasm\n");
+}
+
+#[test]
+fn push_pull_run_over_http() {
+    round_trip(RegistrySetup {
+        tls: false,
+        auth: false,
+    });
+}
+
+#[test]
+fn push_pull_run_over_https_with_a_private_ca() {
+    round_trip(RegistrySetup {
+        tls: true,
+        auth: false,
+    });
+}
+
+#[test]
+fn push_pull_run_over_https_with_basic_auth() {
+    round_trip(RegistrySetup {
+        tls: true,
+        auth: true,
+    });
+}
+
+#[test]
+fn push_pull_run_over_http_with_basic_auth() {
+    round_trip(RegistrySetup {
+        tls: false,
+        auth: true,
+    });
+}
+
+#[test]
+fn wrong_credentials_are_named() {
+    let registry = TestRegistry::start(RegistrySetup {
+        tls: true,
+        auth: true,
+    });
+    let mut extra = access(&registry);
+    extra.extend([
+        "--registry-config".into(),
+        registry.docker_config(USER, "wrong").display().to_string(),
+    ]);
+    let reference = format!("{}/algorithms/hello:v1", registry.addr);
+    let ran = sandlet_with(
+        &["push", &guests().hello.display().to_string(), &reference],
+        &extra,
+    );
+    ran.assert_sandlet_error("refused the credentials");
+}
+
+#[test]
+fn https_without_the_ca_is_refused() {
+    let registry = TestRegistry::start(RegistrySetup {
+        tls: true,
+        auth: false,
+    });
+    let reference = format!("{}/algorithms/hello:v1", registry.addr);
+    let state = tempfile::tempdir().unwrap();
+    let ran = run_sandlet([
+        "pull",
+        "--state-dir",
+        &state.path().display().to_string(),
+        &reference,
+    ]);
+    assert_eq!(ran.code, Some(2), "{ran:#?}");
+    assert!(
+        ran.stderr.to_lowercase().contains("certificate"),
+        "{ran:#?}"
+    );
+}
+
+#[test]
+fn a_registry_that_is_down_is_named() {
+    let addr = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let state = tempfile::tempdir().unwrap();
+    let ran = run_sandlet([
+        "pull",
+        "--state-dir",
+        &state.path().display().to_string(),
+        "--insecure-registry",
+        &addr,
+        &format!("{addr}/algorithms/hello:v1"),
+    ]);
+    ran.assert_sandlet_error(&format!("registry {addr} is unreachable"));
+}
+
+#[test]
+fn unknown_reference_syntax_and_missing_tags() {
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let ran = sandlet_with(
+        &[
+            "pull",
+            "--state-dir",
+            &state_dir,
+            "127.0.0.1:1/UPPER/case:v1",
+        ],
+        &[],
+    );
+    ran.assert_sandlet_error("invalid image reference");
+    let missing = format!("{}/algorithms/nothing:v1", registry.addr);
+    let ran = sandlet_with(
+        &["pull", "--state-dir", &state_dir, &missing],
+        &access(&registry),
+    );
+    ran.assert_sandlet_error("not found");
+}
+
+fn raw_client(registry: &TestRegistry) -> oci_client::Client {
+    // reqwest is built without a default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![registry.addr.clone()]),
+        ..ClientConfig::default()
+    })
+}
+
+async fn push_raw(registry: &TestRegistry, name: &str, layers: Vec<ImageLayer>) -> String {
+    let reference = format!("{}/odd/{name}:v1", registry.addr);
+    let config = Config::new(
+        b"{}".to_vec(),
+        "application/vnd.wasm.config.v0+json".into(),
+        None,
+    );
+    raw_client(registry)
+        .push(
+            &reference.parse().unwrap(),
+            &layers,
+            config,
+            &RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .unwrap();
+    reference
+}
+
+async fn pull_into_fresh_store(
+    registry: &TestRegistry,
+    reference: &str,
+) -> (Result<(), OciError>, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let store = ModuleStore::open(state.path(), 1 << 30).unwrap();
+    let client = Registry::new(&RegistryOptions {
+        insecure: vec![registry.addr.clone()],
+        ca_file: None,
+    })
+    .unwrap();
+    let result = client
+        .pull(reference, &Credentials::anonymous(), &store)
+        .await
+        .map(drop);
+    (result, state)
+}
+
+fn stored_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn artifacts_that_are_not_one_wasm_layer_are_refused() {
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let wasm = std::fs::read(&guests().hello).unwrap();
+    let layer = |media: &str, bytes: &[u8]| ImageLayer::new(bytes.to_vec(), media.to_owned(), None);
+
+    let two = push_raw(
+        &registry,
+        "two",
+        vec![
+            layer("application/wasm", &wasm),
+            layer("application/wasm", b"\0asm\x01\0\0\0"),
+        ],
+    )
+    .await;
+    let (result, state) = pull_into_fresh_store(&registry, &two).await;
+    assert!(
+        matches!(result, Err(OciError::TooManyLayers { count: 2, .. })),
+        "{result:?}"
+    );
+    assert_eq!(stored_files(state.path()), 0);
+
+    let tar = push_raw(
+        &registry,
+        "tar",
+        vec![layer("application/vnd.oci.image.layer.v1.tar", &wasm)],
+    )
+    .await;
+    let (result, state) = pull_into_fresh_store(&registry, &tar).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, OciError::NotWasmLayer { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("application/vnd.oci.image.layer.v1.tar"),
+        "{err}"
+    );
+    assert_eq!(stored_files(state.path()), 0);
+
+    // Each accepted media type pulls.
+    for (i, media) in sandlet_runtime::oci::WASM_LAYER_MEDIA_TYPES
+        .iter()
+        .enumerate()
+    {
+        let reference = push_raw(&registry, &format!("media{i}"), vec![layer(media, &wasm)]).await;
+        let (result, state) = pull_into_fresh_store(&registry, &reference).await;
+        result.unwrap_or_else(|e| panic!("{media}: {e}"));
+        assert_eq!(stored_files(state.path()), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_blob_is_refused_and_nothing_is_stored() {
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let wasm = std::fs::read(&guests().hello).unwrap();
+    let reference = push_raw(
+        &registry,
+        "tampered",
+        vec![ImageLayer::new(
+            wasm.clone(),
+            "application/wasm".into(),
+            None,
+        )],
+    )
+    .await;
+    // Same length, one byte changed, behind the registry's back.
+    let blob = registry.blob_path(&Digest::of(&wasm).hex());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&blob, bytes).unwrap();
+    let (result, state) = pull_into_fresh_store(&registry, &reference).await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, OciError::Verification { .. } | OciError::Store(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("digest"), "{err}");
+    assert_eq!(
+        stored_files(state.path()),
+        0,
+        "nothing partial or corrupt is stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_one_module_download_it_once() {
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let wasm = std::fs::read(&guests().hello).unwrap();
+    let reference = push_raw(
+        &registry,
+        "shared",
+        vec![ImageLayer::new(wasm, "application/wasm".into(), None)],
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let store = Arc::new(ModuleStore::open(state.path(), 1 << 30).unwrap());
+    let client = Arc::new(
+        Registry::new(&RegistryOptions {
+            insecure: vec![registry.addr.clone()],
+            ca_file: None,
+        })
+        .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (store, client, reference) = (store.clone(), client.clone(), reference.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .pull(&reference, &Credentials::anonymous(), &store)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut downloads = 0;
+    for task in tasks {
+        if task.await.unwrap().downloaded {
+            downloads += 1;
+        }
+    }
+    assert_eq!(downloads, 1);
+}

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use sandlet_runtime::admission::AllowList;
 use sandlet_runtime::data::{DataAccess, DataConfig, GrantedDatasets, NoDatasets};
 use sandlet_runtime::limits::{self, Limits};
 use sandlet_runtime::oci::{Credentials, Registry, RegistryOptions};
@@ -166,7 +167,11 @@ fn fail(reason: impl std::fmt::Display) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    let plan = match plan_of(&args) {
+    let config = match args.config.as_deref().map(DataConfig::load).transpose() {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    let plan = match plan_of(&args, config.as_ref()) {
         Ok(plan) => plan,
         Err(reason) => return fail(reason),
     };
@@ -176,7 +181,8 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(e),
     };
-    let module = match load_module(&engine, &args).await {
+    let allow = config.map(|c| c.modules).unwrap_or_default();
+    let module = match load_module(&engine, &args, &allow).await {
         Ok(module) => module,
         Err(reason) => return fail(reason),
     };
@@ -205,7 +211,7 @@ async fn run(args: RunArgs) -> ExitCode {
 }
 
 /// Validates the flags into a run plan; the error is the one-line reason.
-fn plan_of(args: &RunArgs) -> Result<RunPlan, String> {
+fn plan_of(args: &RunArgs, config: Option<&DataConfig>) -> Result<RunPlan, String> {
     let name = std::path::Path::new(&args.module)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -225,17 +231,14 @@ fn plan_of(args: &RunArgs) -> Result<RunPlan, String> {
             Err(e) => return Err(format!("--output-limit: {e}")),
         };
     }
-    let data: Arc<dyn DataAccess> = match (&args.config, args.grants.is_empty()) {
+    let data: Arc<dyn DataAccess> = match (config, args.grants.is_empty()) {
         (None, true) => Arc::new(NoDatasets),
         (None, false) => {
             return Err("--grant needs --config to say where the datasets are".to_owned());
         }
-        (Some(path), _) => {
-            let config = DataConfig::load(path).map_err(|e| e.to_string())?;
-            Arc::new(
-                GrantedDatasets::new(&config, &args.grants).map_err(|e| format!("--grant: {e}"))?,
-            )
-        }
+        (Some(config), _) => Arc::new(
+            GrantedDatasets::new(config, &args.grants).map_err(|e| format!("--grant: {e}"))?,
+        ),
     };
     let mut builder = RunPlan::builder(name)
         .args(args.args.iter().cloned())
@@ -253,13 +256,17 @@ fn plan_of(args: &RunArgs) -> Result<RunPlan, String> {
 
 /// A module file, or, when no file of that name exists, an OCI reference
 /// pulled into the local store and started through the precompile cache.
-async fn load_module(engine: &SandboxEngine, args: &RunArgs) -> Result<PreparedModule, String> {
+async fn load_module(
+    engine: &SandboxEngine,
+    args: &RunArgs,
+    allow: &AllowList,
+) -> Result<PreparedModule, String> {
     let path = std::path::Path::new(&args.module);
     if path.exists() || !looks_like_reference(&args.module) {
         return engine.load_file(path).map_err(|e| e.to_string());
     }
     let (store, state_dir) = open_store(&args.store)?;
-    let pulled = pull_into(&args.registry, &args.module, &store).await?;
+    let pulled = pull_into(&args.registry, &args.module, &store, allow).await?;
     let bytes = store
         .get(&pulled.module_digest)
         .map_err(|e| e.to_string())?
@@ -320,10 +327,11 @@ async fn pull_into(
     args: &RegistryArgs,
     reference: &str,
     store: &ModuleStore,
+    allow: &AllowList,
 ) -> Result<sandlet_runtime::oci::PulledModule, String> {
     let (registry, credentials) = registry_of(args)?;
     registry
-        .pull(reference, &credentials, store)
+        .pull(reference, &credentials, store, allow)
         .await
         .map_err(|e| e.to_string())
 }
@@ -362,7 +370,13 @@ async fn push(args: PushArgs) -> ExitCode {
 async fn pull(args: PullArgs) -> ExitCode {
     let result = async {
         let (store, state_dir) = open_store(&args.store)?;
-        let pulled = pull_into(&args.registry, &args.reference, &store).await?;
+        let pulled = pull_into(
+            &args.registry,
+            &args.reference,
+            &store,
+            &AllowList::allow_all(),
+        )
+        .await?;
         let bytes = store
             .get(&pulled.module_digest)
             .map_err(|e| e.to_string())?

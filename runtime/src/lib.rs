@@ -6,6 +6,7 @@
 //! - [`limits`]: the numbers a run may use, and the limiter that enforces
 //!   memory and table growth.
 //! - [`output`]: where guest stdout and stderr go, and the byte budget.
+//! - [`admission`]: the station's allow-list of modules.
 //! - [`data`]: datasets, their policies, and the query capability
 //!   ([`data::DataAccess`]).
 //! - [`digest`]: content digests (`sha256:...`) that name modules.
@@ -24,6 +25,7 @@
 //! This crate knows nothing of Kubernetes; the kubelet turns pods into run
 //! plans and calls it.
 
+pub mod admission;
 mod algorithm;
 pub mod data;
 pub mod digest;

@@ -20,6 +20,7 @@ use oci_client::manifest::{ImageIndexEntry, OciDescriptor};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
+use crate::admission::{AllowList, NotAllowed};
 use crate::digest::Digest;
 use crate::store::{ModuleStore, StoreError};
 
@@ -78,6 +79,8 @@ pub enum OciError {
     Registry { reference: String, reason: String },
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    NotAllowed(#[from] NotAllowed),
 }
 
 /// Registry credentials by registry host, as docker's `config.json` and
@@ -276,12 +279,17 @@ impl Registry {
     /// Fetches `reference` into `store` (unless its module is already
     /// there), verifying every byte. Concurrent pulls of one module download
     /// it once.
+    ///
+    /// The allow-list is checked against the reference and the digests the
+    /// registry reports before any byte of the module is downloaded.
     pub async fn pull(
         &self,
         reference: &str,
         credentials: &Credentials,
         store: &ModuleStore,
+        allow: &AllowList,
     ) -> Result<PulledModule, OciError> {
+        let text = reference;
         let reference = parse_reference(reference)?;
         let auth = credentials.for_registry(reference.resolve_registry());
         let (manifest_digest, layer) = self.resolve(&reference, &auth).await?;
@@ -292,6 +300,12 @@ impl Registry {
                 reference: reference.whole(),
                 reason: e.to_string(),
             })?;
+        let repository = format!(
+            "{}/{}",
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        allow.check(text, &repository, &manifest_digest, &module_digest)?;
         let mut downloaded = false;
         let (flag, client, blob_reference, blob) =
             (&mut downloaded, &self.client, &reference, &layer);
@@ -307,11 +321,7 @@ impl Registry {
             })
             .await?;
         Ok(PulledModule {
-            image_id: format!(
-                "{}/{}@{manifest_digest}",
-                reference.resolve_registry(),
-                reference.repository()
-            ),
+            image_id: format!("{repository}@{manifest_digest}"),
             manifest_digest,
             module_digest,
             downloaded,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 use sandlet_runtime::Digest;
+use sandlet_runtime::admission::AllowList;
 use sandlet_runtime::oci::{Credentials, OciError, Registry, RegistryOptions};
 use sandlet_runtime::store::ModuleStore;
 
@@ -245,7 +246,12 @@ async fn pull_into_fresh_store(
     })
     .unwrap();
     let result = client
-        .pull(reference, &Credentials::anonymous(), &store)
+        .pull(
+            reference,
+            &Credentials::anonymous(),
+            &store,
+            &AllowList::allow_all(),
+        )
         .await
         .map(drop);
     (result, state)
@@ -365,7 +371,12 @@ async fn concurrent_pulls_of_one_module_download_it_once() {
         let (store, client, reference) = (store.clone(), client.clone(), reference.clone());
         tasks.push(tokio::spawn(async move {
             client
-                .pull(&reference, &Credentials::anonymous(), &store)
+                .pull(
+                    &reference,
+                    &Credentials::anonymous(),
+                    &store,
+                    &AllowList::allow_all(),
+                )
                 .await
                 .unwrap()
         }));
@@ -377,4 +388,81 @@ async fn concurrent_pulls_of_one_module_download_it_once() {
         }
     }
     assert_eq!(downloads, 1);
+}
+
+#[test]
+fn a_module_outside_the_allow_list_is_refused_before_download() {
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let extra = access(&registry);
+    let hello = guests().hello.display().to_string();
+    let reference = format!("{}/algorithms/hello:v1", registry.addr);
+    let pushed = sandlet_with(&["push", &hello, &reference], &extra);
+    assert_eq!(pushed.code, Some(0), "{pushed:#?}");
+    let module_digest = Digest::of(&std::fs::read(&guests().hello).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state").display().to_string();
+    let write_config = |rules: &str| {
+        let path = dir.path().join("station.yaml");
+        std::fs::write(&path, format!("modules:\n  allow:\n{rules}")).unwrap();
+        path.display().to_string()
+    };
+    // Another repository only.
+    let config = write_config(&format!("    - repository: {}/reviewed/*\n", registry.addr));
+    let ran = sandlet_with(
+        &[
+            "run",
+            "--config",
+            &config,
+            "--state-dir",
+            &state_dir,
+            &reference,
+        ],
+        &extra,
+    );
+    ran.assert_sandlet_error(
+        "is not allowed on this station: no allow-list rule covers repository",
+    );
+    assert_eq!(
+        stored_files(&dir.path().join("state/modules")),
+        0,
+        "nothing was downloaded"
+    );
+    // The right repository, but another digest pinned.
+    let config = write_config(&format!(
+        "    - repository: {}/algorithms/hello\n      digests: [{}]\n",
+        registry.addr,
+        Digest::of(b"the reviewed build")
+    ));
+    let ran = sandlet_with(
+        &[
+            "run",
+            "--config",
+            &config,
+            "--state-dir",
+            &state_dir,
+            &reference,
+        ],
+        &extra,
+    );
+    ran.assert_sandlet_error("is not one of the pinned digests");
+    assert_eq!(stored_files(&dir.path().join("state/modules")), 0);
+    // Pinned to this module: it runs.
+    let config = write_config(&format!(
+        "    - repository: {}/algorithms/hello\n      digests: [{module_digest}]\n",
+        registry.addr
+    ));
+    let ran = sandlet_with(
+        &[
+            "run",
+            "--config",
+            &config,
+            "--state-dir",
+            &state_dir,
+            &reference,
+        ],
+        &extra,
+    );
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert_eq!(ran.stdout, "hello from wasm\n");
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::admission::{AllowList, AllowRule};
+
 /// Default `minGroupSize`: DataSHIELD and vantage6 both use thresholds of
 /// 3 to 5; we take the stricter end.
 pub const DEFAULT_MIN_GROUP_SIZE: u64 = 5;
@@ -20,10 +22,12 @@ pub const DEFAULT_MIN_ROWS: u64 = 10;
 /// enough that a result cannot become a copy of the dataset.
 pub const DEFAULT_MAX_RESULT_ROWS: u64 = 1000;
 
-/// A validated configuration file.
+/// A validated station configuration file: its datasets and, under
+/// `modules.allow`, the allow-list of modules that may run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DataConfig {
     pub datasets: Vec<DatasetConfig>,
+    pub modules: AllowList,
 }
 
 /// One dataset, with its source resolved to absolute paths.
@@ -92,6 +96,15 @@ impl DisclosurePolicy {
 struct RawConfig {
     #[serde(default)]
     datasets: Vec<RawDataset>,
+    #[serde(default)]
+    modules: Option<RawModules>,
+}
+
+/// `modules: { allow: [ { repository: ..., digests: [...] } ] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModules {
+    allow: Vec<AllowRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,7 +257,15 @@ impl DataConfig {
                 policy: dataset.policy,
             });
         }
-        Ok(DataConfig { datasets })
+        let modules = match raw.modules {
+            None => AllowList::allow_all(),
+            Some(modules) => AllowList::new(modules.allow).map_err(|e| ConfigError::Syntax {
+                path: path.to_owned(),
+                location: None,
+                message: e.to_string(),
+            })?,
+        };
+        Ok(DataConfig { datasets, modules })
     }
 
     pub fn dataset(&self, name: &str) -> Option<&DatasetConfig> {
@@ -384,6 +405,30 @@ datasets:
         )
         .unwrap_err();
         assert!(err.to_string().contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn the_module_allow_list_is_read_and_validated() {
+        let config = parse("modules:\n  allow:\n    - repository: r.example/alg/*\n").unwrap();
+        let d = crate::digest::Digest::of(b"m");
+        assert!(
+            config
+                .modules
+                .check("x", "r.example/alg/mean", &d, &d)
+                .is_ok()
+        );
+        assert!(
+            config
+                .modules
+                .check("x", "r.example/other/mean", &d, &d)
+                .is_err()
+        );
+        assert_eq!(
+            parse("datasets: []\n").unwrap().modules,
+            AllowList::allow_all()
+        );
+        let err = parse("modules:\n  allow:\n    - repository: '*'\n").unwrap_err();
+        assert!(err.to_string().contains("allow-list rule"), "{err}");
     }
 
     #[test]

@@ -247,6 +247,7 @@ mod tests {
             writeln!(file, "{age},{sex},{ssn}").unwrap();
         }
         DataConfig {
+            modules: Default::default(),
             datasets: vec![DatasetConfig {
                 name: "patients".into(),
                 source: SourceConfig::Csv(path),

@@ -14,6 +14,7 @@
 //!   bounded with LRU eviction, one fetch per digest).
 //! - [`oci`]: pulling modules from OCI registries into the store (verified),
 //!   pushing them, registry credentials.
+//! - [`pull`]: `imagePullPolicy`, the reference index and pull back-off.
 //! - [`plan`]: the validated [`RunPlan`], the only input to a sandbox.
 //! - `sandbox`: the one place where a guest is granted capabilities.
 //! - `algorithm`: host bindings of the `sandlet:algorithm` WIT world.
@@ -35,6 +36,7 @@ pub mod oci;
 pub mod output;
 pub mod plan;
 pub mod precompiled;
+pub mod pull;
 mod sandbox;
 pub mod store;
 

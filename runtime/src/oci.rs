@@ -177,7 +177,7 @@ fn normalise_registry(registry: &str) -> String {
 }
 
 /// A module fetched into the store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PulledModule {
     /// `<repository>@sha256:<manifest digest>`, the container's `imageID`.
     pub image_id: String,
@@ -186,6 +186,7 @@ pub struct PulledModule {
     /// Digest of the wasm layer: the module's identity in the store.
     pub module_digest: Digest,
     /// Whether the module's bytes were downloaded (false: already stored).
+    #[serde(skip)]
     pub downloaded: bool,
 }
 

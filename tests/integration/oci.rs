@@ -466,3 +466,100 @@ fn a_module_outside_the_allow_list_is_refused_before_download() {
     assert_eq!(ran.code, Some(0), "{ran:#?}");
     assert_eq!(ran.stdout, "hello from wasm\n");
 }
+
+#[tokio::test]
+async fn pull_policies_and_back_off_behave_as_in_kubernetes() {
+    use sandlet_runtime::pull::{ImagePuller, PullPolicy, WaitingReason};
+    use std::time::Duration;
+
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let wasm = std::fs::read(&guests().hello).unwrap();
+    let reference = push_raw(
+        &registry,
+        "policy",
+        vec![ImageLayer::new(wasm, "application/wasm".into(), None)],
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let addr = registry.addr.clone();
+    let puller = |state: &std::path::Path| {
+        let store = Arc::new(ModuleStore::open(&state.join("modules"), 1 << 30).unwrap());
+        let client = Arc::new(
+            Registry::new(&RegistryOptions {
+                insecure: vec![addr.clone()],
+                ca_file: None,
+            })
+            .unwrap(),
+        );
+        ImagePuller::new(client, store, AllowList::allow_all(), state)
+            .unwrap()
+            .with_backoff(Duration::from_millis(300), Duration::from_millis(1000))
+    };
+    let anonymous = Credentials::anonymous();
+    let first = puller(state.path());
+
+    let never = first
+        .ensure(&reference, PullPolicy::Never, &anonymous)
+        .await
+        .unwrap_err();
+    assert_eq!(never.reason, WaitingReason::ErrImageNeverPull);
+    assert_eq!(never.retry_after, None);
+    let pulled = first
+        .ensure(&reference, PullPolicy::IfNotPresent, &anonymous)
+        .await
+        .unwrap();
+    assert!(pulled.downloaded);
+    // Later answers come from the store: nothing is downloaded again.
+    let pulled = sandlet_runtime::oci::PulledModule {
+        downloaded: false,
+        ..pulled
+    };
+    assert_eq!(
+        first
+            .ensure(&reference, PullPolicy::Never, &anonymous)
+            .await
+            .unwrap(),
+        pulled
+    );
+    let invalid = first
+        .ensure("Bad Reference", PullPolicy::Always, &anonymous)
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.reason, WaitingReason::InvalidImageName);
+
+    // The registry goes away: stored modules still start, Always cannot.
+    drop(registry);
+    // A restarted node finds what it pulled before.
+    let restarted = puller(state.path());
+    assert_eq!(
+        restarted
+            .ensure(&reference, PullPolicy::IfNotPresent, &anonymous)
+            .await
+            .unwrap(),
+        pulled
+    );
+    let failed = restarted
+        .ensure(&reference, PullPolicy::Always, &anonymous)
+        .await
+        .unwrap_err();
+    assert_eq!(failed.reason, WaitingReason::ErrImagePull, "{failed}");
+    assert!(failed.message.contains("unreachable"), "{failed}");
+    assert_eq!(failed.retry_after, Some(Duration::from_millis(300)));
+    let waiting = restarted
+        .ensure(&reference, PullPolicy::Always, &anonymous)
+        .await
+        .unwrap_err();
+    assert_eq!(waiting.reason, WaitingReason::ImagePullBackOff);
+    assert!(waiting.retry_after.unwrap() <= Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = restarted
+        .ensure(&reference, PullPolicy::Always, &anonymous)
+        .await
+        .unwrap_err();
+    assert_eq!(again.reason, WaitingReason::ErrImagePull);
+    assert_eq!(
+        again.retry_after,
+        Some(Duration::from_millis(600)),
+        "the window doubles"
+    );
+}

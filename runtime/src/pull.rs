@@ -1,0 +1,286 @@
+//! Image pull policies, as a kubelet applies them to a container's module.
+//!
+//! [`ImagePuller`] decides per container whether to use the stored module or
+//! to go to the registry (`imagePullPolicy` Always / IfNotPresent / Never),
+//! remembers which module each reference last resolved to (so IfNotPresent
+//! and Never work without the network, across restarts), and backs off
+//! after failures the way the kubelet does: the first failure is
+//! `ErrImagePull`, attempts inside the back-off window answer
+//! `ImagePullBackOff` at once, and the window doubles from 10 s to 5 min.
+//!
+//! Guarantees: a pull never returns a module the allow-list refuses, and a
+//! failure never leaves a partial module in the store (both by [`Registry::pull`]).
+//! Assumptions: one `ImagePuller` per process owns the reference index
+//! directory. Caveats: the back-off is per reference, not per pod, as in
+//! the kubelet.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::admission::AllowList;
+use crate::digest::Digest;
+use crate::oci::{Credentials, OciError, PulledModule, Registry, parse_reference};
+use crate::store::ModuleStore;
+
+/// The kubelet's initial image pull back-off.
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(10);
+/// The kubelet's longest image pull back-off.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "Always" => Ok(PullPolicy::Always),
+            "IfNotPresent" => Ok(PullPolicy::IfNotPresent),
+            "Never" => Ok(PullPolicy::Never),
+            other => Err(format!(
+                "unknown imagePullPolicy {other:?}: expected Always, IfNotPresent or Never"
+            )),
+        }
+    }
+}
+
+impl PullPolicy {
+    /// Kubernetes' default: Always for `:latest` or no tag (without a
+    /// digest), IfNotPresent otherwise.
+    pub fn default_for(reference: &str) -> PullPolicy {
+        if reference.contains('@') {
+            return PullPolicy::IfNotPresent;
+        }
+        let last = reference.rsplit('/').next().unwrap_or(reference);
+        match last.split_once(':') {
+            Some((_, "latest")) | None => PullPolicy::Always,
+            Some(_) => PullPolicy::IfNotPresent,
+        }
+    }
+}
+
+/// Why a container waits for its module; the strings are the kubelet's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitingReason {
+    ErrImagePull,
+    ImagePullBackOff,
+    ErrImageNeverPull,
+    InvalidImageName,
+}
+
+impl WaitingReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitingReason::ErrImagePull => "ErrImagePull",
+            WaitingReason::ImagePullBackOff => "ImagePullBackOff",
+            WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
+            WaitingReason::InvalidImageName => "InvalidImageName",
+        }
+    }
+}
+
+/// A module that is not available (yet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", reason.as_str())]
+pub struct PullFailure {
+    pub reason: WaitingReason,
+    pub message: String,
+    /// When trying again makes sense; `None` for failures that only a spec
+    /// change cures.
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    retry_at: Instant,
+}
+
+/// Applies pull policies for one node or CLI process.
+pub struct ImagePuller {
+    registry: Arc<Registry>,
+    store: Arc<ModuleStore>,
+    allow: AllowList,
+    references: PathBuf,
+    backoff: Mutex<HashMap<String, Backoff>>,
+    base: Duration,
+    max: Duration,
+}
+
+impl ImagePuller {
+    /// `state_dir/references` keeps which module each reference resolved to.
+    pub fn new(
+        registry: Arc<Registry>,
+        store: Arc<ModuleStore>,
+        allow: AllowList,
+        state_dir: &Path,
+    ) -> Result<Self, OciError> {
+        let references = state_dir.join("references");
+        std::fs::create_dir_all(&references).map_err(|source| {
+            OciError::Store(crate::store::StoreError::Io {
+                path: references.clone(),
+                source,
+            })
+        })?;
+        Ok(ImagePuller {
+            registry,
+            store,
+            allow,
+            references,
+            backoff: Mutex::new(HashMap::new()),
+            base: DEFAULT_BACKOFF_BASE,
+            max: DEFAULT_BACKOFF_MAX,
+        })
+    }
+
+    /// Replaces the back-off window (tests use milliseconds).
+    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.base = base;
+        self.max = max;
+        self
+    }
+
+    /// The module `reference` names, obtained as `policy` says.
+    pub async fn ensure(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        credentials: &Credentials,
+    ) -> Result<PulledModule, PullFailure> {
+        if let Err(e) = parse_reference(reference) {
+            return Err(PullFailure {
+                reason: WaitingReason::InvalidImageName,
+                message: e.to_string(),
+                retry_after: None,
+            });
+        }
+        let stored = self.recall(reference);
+        match (policy, stored) {
+            (PullPolicy::Never | PullPolicy::IfNotPresent, Some(pulled)) => return Ok(pulled),
+            (PullPolicy::Never, None) => {
+                return Err(PullFailure {
+                    reason: WaitingReason::ErrImageNeverPull,
+                    message: format!(
+                        "module {reference} is not present on this node and imagePullPolicy is Never"
+                    ),
+                    retry_after: None,
+                });
+            }
+            _ => {}
+        }
+        let now = Instant::now();
+        if let Some(backoff) = self
+            .backoff
+            .lock()
+            .expect("backoff poisoned")
+            .get(reference)
+            && backoff.retry_at > now
+        {
+            return Err(PullFailure {
+                reason: WaitingReason::ImagePullBackOff,
+                message: format!("Back-off pulling module {reference}"),
+                retry_after: Some(backoff.retry_at - now),
+            });
+        }
+        match self
+            .registry
+            .pull(reference, credentials, &self.store, &self.allow)
+            .await
+        {
+            Ok(pulled) => {
+                self.backoff
+                    .lock()
+                    .expect("backoff poisoned")
+                    .remove(reference);
+                self.remember(reference, &pulled);
+                Ok(pulled)
+            }
+            Err(error) => {
+                let mut table = self.backoff.lock().expect("backoff poisoned");
+                let failures = table.get(reference).map_or(0, |b| b.failures) + 1;
+                let window = self
+                    .base
+                    .saturating_mul(1 << (failures - 1).min(16))
+                    .min(self.max);
+                table.insert(
+                    reference.to_owned(),
+                    Backoff {
+                        failures,
+                        retry_at: Instant::now() + window,
+                    },
+                );
+                Err(PullFailure {
+                    reason: WaitingReason::ErrImagePull,
+                    message: error.to_string(),
+                    retry_after: Some(window),
+                })
+            }
+        }
+    }
+
+    fn index_path(&self, reference: &str) -> PathBuf {
+        self.references
+            .join(format!("{}.json", Digest::of(reference.as_bytes()).hex()))
+    }
+
+    /// What `reference` last resolved to, if that module is still stored.
+    fn recall(&self, reference: &str) -> Option<PulledModule> {
+        let bytes = std::fs::read(self.index_path(reference)).ok()?;
+        let pulled: PulledModule = serde_json::from_slice(&bytes).ok()?;
+        self.store.contains(&pulled.module_digest).then_some(pulled)
+    }
+
+    fn remember(&self, reference: &str, pulled: &PulledModule) {
+        let path = self.index_path(reference);
+        let json = serde_json::to_vec(pulled).expect("a pulled module serialises");
+        // Losing the index only costs a registry round trip later.
+        if let Err(error) = write_file_atomically(&path, &json) {
+            tracing::warn!(%error, reference, "cannot record the pulled module");
+        }
+    }
+}
+
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().expect("index paths have a parent");
+    let mut temp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policies_follow_kubernetes() {
+        assert_eq!(PullPolicy::default_for("r.example/a/b"), PullPolicy::Always);
+        assert_eq!(
+            PullPolicy::default_for("r.example/a/b:latest"),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            PullPolicy::default_for("r.example:5000/a/b"),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            PullPolicy::default_for("r.example:5000/a/b:v1"),
+            PullPolicy::IfNotPresent
+        );
+        let digest = format!("r.example/a/b@{}", Digest::of(b"m"));
+        assert_eq!(PullPolicy::default_for(&digest), PullPolicy::IfNotPresent);
+        assert_eq!("Never".parse::<PullPolicy>(), Ok(PullPolicy::Never));
+        assert!("never".parse::<PullPolicy>().is_err());
+    }
+}

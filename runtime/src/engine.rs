@@ -164,6 +164,15 @@ enum Linked {
     CoreCommand(wasmtime::InstancePre<CoreState>),
 }
 
+impl std::fmt::Debug for PreparedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedModule")
+            .field("kind", &self.kind)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PreparedModule {
     pub fn kind(&self) -> ModuleKind {
         self.kind

@@ -10,8 +10,10 @@
 //! or that wasmtime refuses, is deleted and the module recompiled. Writes are
 //! atomic (temporary file and rename).
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
@@ -21,6 +23,8 @@ use crate::engine::{ModuleError, PreparedModule, SandboxEngine};
 /// How a module was obtained from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
+    /// The module was already prepared in this process.
+    InMemory,
     /// A valid artifact was loaded; nothing was compiled.
     Hit,
     /// No artifact existed; the module was compiled and the artifact stored.
@@ -33,6 +37,12 @@ pub enum CacheOutcome {
 #[derive(Debug)]
 pub struct PrecompileCache {
     dir: PathBuf,
+    /// Modules already prepared in this process: a second start neither
+    /// reads nor deserializes anything.
+    prepared: Mutex<HashMap<Digest, PreparedModule>>,
+    /// One lock per digest being compiled, so concurrent starts of a new
+    /// module compile it once.
+    compiling: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
 }
 
 /// Feeds `Hash` output into sha256, so the engine key is the same in every
@@ -67,12 +77,57 @@ impl PrecompileCache {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(PrecompileCache { dir })
+        Ok(PrecompileCache {
+            dir,
+            prepared: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// The module for `bytes` (whose digest is `digest`), from a stored
-    /// artifact when a valid one exists, else compiled and stored.
+    /// The module for `bytes` (whose digest is `digest`): prepared already
+    /// in this process, loaded from a stored artifact when a valid one
+    /// exists, else compiled and stored. Concurrent calls for one digest
+    /// compile once. Compiling blocks: call it off the async executor.
+    ///
+    /// `engine` must be the engine the cache was opened for.
     pub fn load_or_compile(
+        &self,
+        engine: &SandboxEngine,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<(PreparedModule, CacheOutcome), ModuleError> {
+        if let Some(module) = self.prepared.lock().expect("cache poisoned").get(digest) {
+            return Ok((module.clone(), CacheOutcome::InMemory));
+        }
+        let lock = self
+            .compiling
+            .lock()
+            .expect("cache poisoned")
+            .entry(*digest)
+            .or_default()
+            .clone();
+        let _guard = lock.lock().expect("compile lock poisoned");
+        if let Some(module) = self.prepared.lock().expect("cache poisoned").get(digest) {
+            return Ok((module.clone(), CacheOutcome::InMemory));
+        }
+        let (module, outcome) = self.load_or_compile_uncached(engine, digest, bytes)?;
+        self.prepared
+            .lock()
+            .expect("cache poisoned")
+            .insert(*digest, module.clone());
+        self.compiling
+            .lock()
+            .expect("cache poisoned")
+            .remove(digest);
+        Ok((module, outcome))
+    }
+
+    /// Forgets the prepared module (e.g. when the store evicts it).
+    pub fn forget(&self, digest: &Digest) {
+        self.prepared.lock().expect("cache poisoned").remove(digest);
+    }
+
+    fn load_or_compile_uncached(
         &self,
         engine: &SandboxEngine,
         digest: &Digest,

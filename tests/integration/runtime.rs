@@ -114,8 +114,7 @@ async fn modules_are_classified_by_their_exports() {
     );
     let err = engine
         .load_file(&guests().unknown_world)
-        .err()
-        .expect("unknown world must be refused");
+        .expect_err("unknown world must be refused");
     assert!(err.to_string().contains("unknown world"), "{err}");
 }
 
@@ -178,6 +177,7 @@ async fn the_precompile_cache_compiles_once_and_never_trusts_a_corrupt_artifact(
     let middle = stored.len() / 2;
     stored[middle] ^= 0xff;
     std::fs::write(&artifact, stored).unwrap();
+    let cache = PrecompileCache::open(dir.path(), &engine).unwrap();
     let (module, outcome) = cache.load_or_compile(&engine, &digest, &bytes).unwrap();
     assert_eq!(outcome, CacheOutcome::Recompiled);
     let (sinks, out) = memory_sinks();
@@ -186,6 +186,12 @@ async fn the_precompile_cache_compiles_once_and_never_trusts_a_corrupt_artifact(
         RunOutcome::Exited(0)
     );
     assert_eq!(out.contents_lossy(), "arg: cached\nhello from wasm\n");
+    // In this process the module is now prepared; a new process loads it.
+    assert_eq!(
+        cache.load_or_compile(&engine, &digest, &bytes).unwrap().1,
+        CacheOutcome::InMemory
+    );
+    let cache = PrecompileCache::open(dir.path(), &engine).unwrap();
     assert_eq!(
         cache.load_or_compile(&engine, &digest, &bytes).unwrap().1,
         CacheOutcome::Hit
@@ -195,8 +201,7 @@ async fn the_precompile_cache_compiles_once_and_never_trusts_a_corrupt_artifact(
     let other = sandlet_runtime::Digest::of(b"something else");
     let err = cache
         .load_or_compile(&engine, &other, &bytes)
-        .err()
-        .expect("mismatch must be refused");
+        .expect_err("mismatch must be refused");
     assert!(err.to_string().contains("do not match its digest"), "{err}");
 }
 
@@ -211,4 +216,36 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[test]
+fn a_hundred_concurrent_starts_of_a_new_module_compile_it_once() {
+    use sandlet_runtime::precompiled::{CacheOutcome, PrecompileCache};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(
+        SandboxEngine::new(EngineOptions {
+            max_concurrent_runs: 2,
+        })
+        .unwrap(),
+    );
+    let bytes = Arc::new(std::fs::read(&guests().column_stats).unwrap());
+    let digest = sandlet_runtime::Digest::of(&bytes);
+    let cache = Arc::new(PrecompileCache::open(dir.path(), &engine).unwrap());
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let (engine, bytes, cache) = (engine.clone(), bytes.clone(), cache.clone());
+            std::thread::spawn(move || cache.load_or_compile(&engine, &digest, &bytes).unwrap().1)
+        })
+        .collect();
+    let outcomes: Vec<CacheOutcome> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let compiled = outcomes
+        .iter()
+        .filter(|o| **o == CacheOutcome::Compiled)
+        .count();
+    assert_eq!(compiled, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, CacheOutcome::Compiled | CacheOutcome::InMemory))
+    );
 }

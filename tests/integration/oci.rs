@@ -563,3 +563,166 @@ async fn pull_policies_and_back_off_behave_as_in_kubernetes() {
         "the window doubles"
     );
 }
+
+/// `(digest, size)` of the manifest `reference` points at.
+async fn manifest_of(registry: &TestRegistry, reference: &str) -> (String, usize) {
+    use oci_client::manifest::OCI_IMAGE_MEDIA_TYPE;
+    let (bytes, digest) = raw_client(registry)
+        .pull_manifest_raw(
+            &reference.parse().unwrap(),
+            &RegistryAuth::Anonymous,
+            &[OCI_IMAGE_MEDIA_TYPE],
+        )
+        .await
+        .unwrap();
+    (digest, bytes.len())
+}
+
+#[tokio::test]
+async fn an_image_index_resolves_to_its_wasm_entry() {
+    use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageIndex};
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let wasm = std::fs::read(&guests().hello).unwrap();
+    let wasm_ref = push_raw(
+        &registry,
+        "index-wasm",
+        vec![ImageLayer::new(
+            wasm.clone(),
+            "application/wasm".into(),
+            None,
+        )],
+    )
+    .await;
+    let tar = ImageLayer::new(
+        b"not wasm".to_vec(),
+        "application/vnd.oci.image.layer.v1.tar".into(),
+        None,
+    );
+    let linux_ref = push_raw(&registry, "index-linux", vec![tar]).await;
+    let (wasm_digest, wasm_size) = manifest_of(&registry, &wasm_ref).await;
+    let (linux_digest, linux_size) = manifest_of(&registry, &linux_ref).await;
+    let index: OciImageIndex = serde_json::from_value(serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE,
+        "manifests": [
+            { "mediaType": OCI_IMAGE_MEDIA_TYPE, "digest": linux_digest, "size": linux_size,
+              "platform": { "architecture": "amd64", "os": "linux" } },
+            { "mediaType": OCI_IMAGE_MEDIA_TYPE, "digest": wasm_digest, "size": wasm_size,
+              "platform": { "architecture": "wasm", "os": "wasip1" } },
+        ],
+    }))
+    .unwrap();
+    // An index refers to manifests of its own repository: push both there.
+    let reference = format!("{}/odd/index:multi", registry.addr);
+    push_raw(
+        &registry,
+        "index",
+        vec![ImageLayer::new(
+            wasm.clone(),
+            "application/wasm".into(),
+            None,
+        )],
+    )
+    .await;
+    let tar = ImageLayer::new(
+        b"not wasm".to_vec(),
+        "application/vnd.oci.image.layer.v1.tar".into(),
+        None,
+    );
+    let config = Config::new(
+        b"{}".to_vec(),
+        "application/vnd.wasm.config.v0+json".into(),
+        None,
+    );
+    raw_client(&registry)
+        .push(
+            &format!("{}/odd/index:linux", registry.addr)
+                .parse()
+                .unwrap(),
+            &[tar],
+            config,
+            &RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .unwrap();
+    raw_client(&registry)
+        .push_manifest_list(&reference.parse().unwrap(), &RegistryAuth::Anonymous, index)
+        .await
+        .unwrap();
+    let (result, state) = pull_into_fresh_store(&registry, &reference).await;
+    result.unwrap();
+    assert!(
+        state
+            .path()
+            .join("sha256")
+            .join(Digest::of(&wasm).hex())
+            .is_file()
+    );
+}
+
+/// A tmpfs of `size` mounted for the life of the guard (tests run as root,
+/// as CI does).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs and needs root, as CI has"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_named_and_leaves_no_partial_entry() {
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let wasm = std::fs::read(&guests().hello).unwrap();
+    let reference = push_raw(
+        &registry,
+        "big",
+        vec![ImageLayer::new(
+            wasm.clone(),
+            "application/wasm".into(),
+            None,
+        )],
+    )
+    .await;
+    // Smaller than the module.
+    let disk = SmallDisk::mount(&format!("{}", wasm.len() / 2));
+    let store = ModuleStore::open(disk.dir.path(), 1 << 30).unwrap();
+    let client = Registry::new(&RegistryOptions {
+        insecure: vec![registry.addr.clone()],
+        ca_file: None,
+    })
+    .unwrap();
+    let err = client
+        .pull(
+            &reference,
+            &Credentials::anonymous(),
+            &store,
+            &AllowList::allow_all(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    assert_eq!(stored_files(disk.dir.path()), 0, "no partial entry");
+    assert!(!store.contains(&Digest::of(&wasm)));
+}

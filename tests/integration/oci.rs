@@ -348,7 +348,9 @@ async fn a_tampered_blob_is_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_pulls_of_one_module_download_it_once() {
+async fn a_hundred_pods_of_one_new_module_download_and_compile_it_once() {
+    use sandlet_runtime::precompiled::{CacheOutcome, PrecompileCache};
+    use sandlet_runtime::{EngineOptions, SandboxEngine};
     let registry = TestRegistry::start(RegistrySetup::default());
     let wasm = std::fs::read(&guests().hello).unwrap();
     let reference = push_raw(
@@ -358,7 +360,7 @@ async fn concurrent_pulls_of_one_module_download_it_once() {
     )
     .await;
     let state = tempfile::tempdir().unwrap();
-    let store = Arc::new(ModuleStore::open(state.path(), 1 << 30).unwrap());
+    let store = Arc::new(ModuleStore::open(&state.path().join("modules"), 1 << 30).unwrap());
     let client = Arc::new(
         Registry::new(&RegistryOptions {
             insecure: vec![registry.addr.clone()],
@@ -366,11 +368,19 @@ async fn concurrent_pulls_of_one_module_download_it_once() {
         })
         .unwrap(),
     );
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
+    let engine = Arc::new(
+        SandboxEngine::new(EngineOptions {
+            max_concurrent_runs: 2,
+        })
+        .unwrap(),
+    );
+    let cache = Arc::new(PrecompileCache::open(&state.path().join("compiled"), &engine).unwrap());
+    let mut pods = Vec::new();
+    for _ in 0..100 {
         let (store, client, reference) = (store.clone(), client.clone(), reference.clone());
-        tasks.push(tokio::spawn(async move {
-            client
+        let (engine, cache) = (engine.clone(), cache.clone());
+        pods.push(tokio::spawn(async move {
+            let pulled = client
                 .pull(
                     &reference,
                     &Credentials::anonymous(),
@@ -378,16 +388,37 @@ async fn concurrent_pulls_of_one_module_download_it_once() {
                     &AllowList::allow_all(),
                 )
                 .await
-                .unwrap()
+                .unwrap();
+            let bytes = store.get(&pulled.module_digest).unwrap().unwrap();
+            let outcome = tokio::task::spawn_blocking(move || {
+                cache
+                    .load_or_compile(&engine, &pulled.module_digest, &bytes)
+                    .unwrap()
+                    .1
+            })
+            .await
+            .unwrap();
+            (pulled.downloaded, outcome)
         }));
     }
-    let mut downloads = 0;
-    for task in tasks {
-        if task.await.unwrap().downloaded {
-            downloads += 1;
-        }
+    let (mut downloads, mut compiles) = (0, 0);
+    for pod in pods {
+        let (downloaded, outcome) = pod.await.unwrap();
+        downloads += usize::from(downloaded);
+        compiles += usize::from(outcome == CacheOutcome::Compiled);
     }
-    assert_eq!(downloads, 1);
+    assert_eq!((downloads, compiles), (1, 1));
+}
+
+#[test]
+fn a_plain_http_registry_is_refused_unless_named_insecure() {
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let hello = guests().hello.display().to_string();
+    let reference = format!("{}/algorithms/hello:v1", registry.addr);
+    let ran = run_sandlet(["push", &hello, &reference]);
+    assert_eq!(ran.code, Some(2), "{ran:#?}");
+    let ran = sandlet_with(&["push", &hello, &reference], &access(&registry));
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
 }
 
 #[test]

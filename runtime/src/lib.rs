@@ -3,13 +3,13 @@
 //!
 //! Layers, bottom up (no module imports one above it):
 //!
+//! - [`digest`]: content digests (`sha256:...`) that name modules.
 //! - [`limits`]: the numbers a run may use, and the limiter that enforces
 //!   memory and table growth.
 //! - [`output`]: where guest stdout and stderr go, and the byte budget.
 //! - [`admission`]: the station's allow-list of modules.
 //! - [`data`]: datasets, their policies, and the query capability
 //!   ([`data::DataAccess`]).
-//! - [`digest`]: content digests (`sha256:...`) that name modules.
 //! - [`store`]: the content-addressed module store (verified, atomic,
 //!   bounded with LRU eviction, one fetch per digest).
 //! - [`oci`]: pulling modules from OCI registries into the store (verified),

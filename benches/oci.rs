@@ -147,6 +147,9 @@ fn pull_benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group(format!("10 MB module ({} bytes)", module.len()));
     group.sample_size(20);
+    group.bench_function("sha256 of the module (one digest check)", |b| {
+        b.iter(|| Digest::of(black_box(&module)))
+    });
     group.bench_function("disk: write + fsync + read back", |b| {
         b.iter_batched(
             || tempfile::tempdir_in(scratch.path()).unwrap(),

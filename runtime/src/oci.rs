@@ -37,6 +37,9 @@ pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// Layer media type of the artifacts `sandlet push` writes.
 pub const WASM_PUSH_LAYER_MEDIA_TYPE: &str = "application/wasm";
 
+/// The most a download reserves up front from the manifest's stated size.
+const MAX_PREALLOCATED_BYTES: usize = 64 << 20;
+
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
@@ -313,7 +316,10 @@ impl Registry {
         store
             .get_or_fetch(&module_digest, move || async move {
                 *flag = true;
-                let mut bytes = Vec::new();
+                // Sized from the manifest (bounded, since the manifest is
+                // the registry's word) so the body is not copied as it grows.
+                let expected = usize::try_from(blob.size).unwrap_or(0);
+                let mut bytes = Vec::with_capacity(expected.min(MAX_PREALLOCATED_BYTES));
                 client
                     .pull_blob(blob_reference, blob, &mut bytes)
                     .await

@@ -17,6 +17,11 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
+    /// A digest already computed with sha256.
+    pub fn from_sha256(bytes: [u8; 32]) -> Self {
+        Digest(bytes)
+    }
+
     /// The 64 hex digits, without the algorithm.
     pub fn hex(&self) -> String {
         let mut text = String::with_capacity(64);

@@ -37,9 +37,6 @@ pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// Layer media type of the artifacts `sandlet push` writes.
 pub const WASM_PUSH_LAYER_MEDIA_TYPE: &str = "application/wasm";
 
-/// The most a download reserves up front from the manifest's stated size.
-const MAX_PREALLOCATED_BYTES: usize = 64 << 20;
-
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
@@ -310,21 +307,14 @@ impl Registry {
             reference.repository()
         );
         allow.check(text, &repository, &manifest_digest, &module_digest)?;
-        let mut downloaded = false;
-        let (flag, client, blob_reference, blob) =
-            (&mut downloaded, &self.client, &reference, &layer);
-        store
-            .get_or_fetch(&module_digest, move || async move {
-                *flag = true;
-                // Sized from the manifest (bounded, since the manifest is
-                // the registry's word) so the body is not copied as it grows.
-                let expected = usize::try_from(blob.size).unwrap_or(0);
-                let mut bytes = Vec::with_capacity(expected.min(MAX_PREALLOCATED_BYTES));
-                client
-                    .pull_blob(blob_reference, blob, &mut bytes)
+        let downloaded = store
+            .fetch_once(&module_digest, || async {
+                let download = self
+                    .client
+                    .pull_blob_stream(&reference, &layer)
                     .await
-                    .map_err(|e| classify(blob_reference, e))?;
-                Ok::<_, OciError>(bytes)
+                    .map_err(|e| classify(&reference, e))?;
+                Ok::<_, OciError>(download.stream)
             })
             .await?;
         Ok(PulledModule {

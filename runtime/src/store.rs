@@ -9,7 +9,8 @@
 //!   dropped and reported missing, never returned;
 //! - writes go to a temporary file in the same directory and are renamed into
 //!   place, so a crash or a full disk leaves no partial entry;
-//! - concurrent requests for one digest share one fetch ([`ModuleStore::get_or_fetch`]);
+//! - concurrent requests for one digest share one download ([`ModuleStore::fetch_once`]),
+//!   which is written and hashed in a single pass;
 //! - the store stays under its capacity by evicting the least recently used
 //!   modules that no run holds ([`ModuleStore::pin`]).
 //!
@@ -39,6 +40,8 @@ pub enum StoreError {
         size: u64,
         capacity: u64,
     },
+    #[error("download failed: {0}")]
+    Download(String),
     #[error("module store {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -278,30 +281,38 @@ impl ModuleStore {
         }
     }
 
-    /// The module's bytes from the store, or from `fetch` (stored on
-    /// success). Concurrent callers for one digest wait for the first fetch
-    /// instead of starting their own.
-    pub async fn get_or_fetch<F, Fut, E>(&self, digest: &Digest, fetch: F) -> Result<Vec<u8>, E>
+    /// Makes sure `digest` is stored, streaming it from `open` if it is
+    /// not. The download is written to a temporary file while its digest is
+    /// computed (one pass over the bytes), checked, synced and renamed into
+    /// place; on any failure nothing is stored. Concurrent callers for one
+    /// digest wait for the first download instead of starting their own.
+    /// Returns whether this call downloaded.
+    pub async fn fetch_once<F, Fut, S, E>(&self, digest: &Digest, open: F) -> Result<bool, E>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+        Fut: std::future::Future<Output = Result<S, E>>,
+        S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>>,
         E: From<StoreError>,
     {
-        if let Some(bytes) = self.get(digest)? {
-            return Ok(bytes);
+        if self.contains(digest) {
+            return Ok(false);
         }
         let lock = {
             let mut fetching = self.fetching.lock().expect("fetch table poisoned");
             fetching.entry(*digest).or_default().clone()
         };
         let _guard = lock.lock().await;
-        // Someone may have finished the fetch while we waited.
-        let result = match self.get(digest)? {
-            Some(bytes) => Ok(bytes),
-            None => {
-                let bytes = fetch().await?;
-                self.insert(digest, &bytes)?;
-                Ok(bytes)
+        // Someone may have finished the download while we waited.
+        let result = if self.contains(digest) {
+            Ok(false)
+        } else {
+            match open().await {
+                Ok(stream) => self
+                    .insert_stream(digest, stream)
+                    .await
+                    .map(|()| true)
+                    .map_err(E::from),
+                Err(e) => Err(e),
             }
         };
         self.fetching
@@ -309,6 +320,59 @@ impl ModuleStore {
             .expect("fetch table poisoned")
             .remove(digest);
         result
+    }
+
+    /// Writes `stream` under `expected` if its bytes hash to it.
+    async fn insert_stream<S>(&self, expected: &Digest, stream: S) -> Result<(), StoreError>
+    where
+        S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>>,
+    {
+        use futures_util::StreamExt;
+        use sha2::Digest as _;
+        let mut stream = std::pin::pin!(stream);
+        let mut temp = tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempfile_in(&self.blobs)
+            .map_err(io(&self.blobs))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Download(e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > self.capacity {
+                return Err(StoreError::TooLarge {
+                    digest: *expected,
+                    size,
+                    capacity: self.capacity,
+                });
+            }
+            hasher.update(&chunk);
+            temp.write_all(&chunk).map_err(io(temp.path()))?;
+        }
+        let actual = Digest::from_sha256(hasher.finalize().into());
+        if actual != *expected {
+            return Err(StoreError::Mismatch {
+                expected: *expected,
+                actual,
+            });
+        }
+        temp.as_file().sync_all().map_err(io(temp.path()))?;
+        self.make_room(size)?;
+        let path = self.path_of(expected);
+        temp.persist(&path).map_err(|e| io(&path)(e.error))?;
+        let mut index = self.index.lock().expect("store index poisoned");
+        index.clock += 1;
+        let clock = index.clock;
+        index.total += size;
+        index.entries.insert(
+            *expected,
+            Entry {
+                size,
+                last_used: clock,
+                pins: 0,
+            },
+        );
+        Ok(())
     }
 }
 
@@ -406,6 +470,17 @@ mod tests {
         ));
     }
 
+    fn chunks(
+        parts: &[&'static [u8]],
+    ) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + use<> {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(bytes::Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_fetches_of_one_digest_download_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -418,18 +493,19 @@ mod tests {
             let downloads = downloads.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .get_or_fetch(&digest, || async {
+                    .fetch_once(&digest, || async {
                         downloads.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        Ok::<_, StoreError>(b"shared module".to_vec())
+                        Ok::<_, StoreError>(chunks(&[b"shared ", b"module"]))
                     })
                     .await
             }));
         }
         for task in tasks {
-            assert_eq!(task.await.unwrap().unwrap(), b"shared module");
+            task.await.unwrap().unwrap();
         }
         assert_eq!(downloads.load(Ordering::SeqCst), 1);
+        assert_eq!(store.get(&digest).unwrap().unwrap(), b"shared module");
     }
 
     #[tokio::test]
@@ -438,11 +514,29 @@ mod tests {
         let store = ModuleStore::open(dir.path(), 1 << 20).unwrap();
         let digest = Digest::of(b"expected");
         let result = store
-            .get_or_fetch(&digest, || async {
-                Ok::<_, StoreError>(b"truncat".to_vec())
+            .fetch_once(&digest, || async {
+                Ok::<_, StoreError>(chunks(&[b"expec"]))
             })
             .await;
-        assert!(matches!(result, Err(StoreError::Mismatch { .. })));
+        assert!(
+            matches!(result, Err(StoreError::Mismatch { .. })),
+            "{result:?}"
+        );
         assert!(!store.contains(&digest));
+        // A download that breaks off leaves nothing either.
+        let broken = futures_util::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"exp")),
+            Err(std::io::Error::other("connection reset")),
+        ]);
+        let result = store
+            .fetch_once(&digest, || async { Ok::<_, StoreError>(broken) })
+            .await;
+        assert!(matches!(result, Err(StoreError::Download(_))), "{result:?}");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -327,24 +327,29 @@ async fn a_tampered_blob_is_refused_and_nothing_is_stored() {
         )],
     )
     .await;
-    // Same length, one byte changed, behind the registry's back.
     let blob = registry.blob_path(&Digest::of(&wasm).hex());
-    let mut bytes = std::fs::read(&blob).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    std::fs::write(&blob, bytes).unwrap();
-    let (result, state) = pull_into_fresh_store(&registry, &reference).await;
-    let err = result.unwrap_err();
-    assert!(
-        matches!(err, OciError::Verification { .. } | OciError::Store(_)),
-        "{err}"
-    );
-    assert!(err.to_string().contains("digest"), "{err}");
-    assert_eq!(
-        stored_files(state.path()),
-        0,
-        "nothing partial or corrupt is stored"
-    );
+    // Same length with one byte changed behind the registry's back; then
+    // cut short, as a truncated download would be.
+    let mut flipped = wasm.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    for served in [flipped, wasm[..wasm.len() / 2].to_vec()] {
+        std::fs::write(&blob, &served).unwrap();
+        let (result, state) = pull_into_fresh_store(&registry, &reference).await;
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                OciError::Verification { .. } | OciError::Registry { .. } | OciError::Store(_)
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            stored_files(state.path()),
+            0,
+            "nothing partial or corrupt is stored: {err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,6 +74,20 @@ struct Index {
 }
 
 impl Index {
+    /// Records a new entry as the most recently used.
+    fn add(&mut self, digest: Digest, size: u64) {
+        self.clock += 1;
+        self.total += size;
+        self.entries.insert(
+            digest,
+            Entry {
+                size,
+                last_used: self.clock,
+                pins: 0,
+            },
+        );
+    }
+
     fn touch(&mut self, digest: &Digest) {
         self.clock += 1;
         if let Some(entry) = self.entries.get_mut(digest) {
@@ -124,16 +138,7 @@ impl ModuleStore {
             match format!("sha256:{name}").parse::<Digest>() {
                 Ok(digest) => {
                     let size = item.metadata().map_err(io(&path))?.len();
-                    index.clock += 1;
-                    index.total += size;
-                    index.entries.insert(
-                        digest,
-                        Entry {
-                            size,
-                            last_used: index.clock,
-                            pins: 0,
-                        },
-                    );
+                    index.add(digest, size);
                 }
                 // A temporary file of a write that never finished.
                 Err(_) => std::fs::remove_file(&path).map_err(io(&path))?,
@@ -227,18 +232,10 @@ impl ModuleStore {
         self.make_room(size)?;
         let path = self.path_of(expected);
         write_atomically(&path, bytes)?;
-        let mut index = self.index.lock().expect("store index poisoned");
-        index.clock += 1;
-        let clock = index.clock;
-        index.total += size;
-        index.entries.insert(
-            *expected,
-            Entry {
-                size,
-                last_used: clock,
-                pins: 0,
-            },
-        );
+        self.index
+            .lock()
+            .expect("store index poisoned")
+            .add(*expected, size);
         Ok(())
     }
 
@@ -360,18 +357,10 @@ impl ModuleStore {
         self.make_room(size)?;
         let path = self.path_of(expected);
         temp.persist(&path).map_err(|e| io(&path)(e.error))?;
-        let mut index = self.index.lock().expect("store index poisoned");
-        index.clock += 1;
-        let clock = index.clock;
-        index.total += size;
-        index.entries.insert(
-            *expected,
-            Entry {
-                size,
-                last_used: clock,
-                pins: 0,
-            },
-        );
+        self.index
+            .lock()
+            .expect("store index poisoned")
+            .add(*expected, size);
         Ok(())
     }
 }

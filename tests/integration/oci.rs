@@ -240,11 +240,7 @@ async fn pull_into_fresh_store(
 ) -> (Result<(), OciError>, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     let store = ModuleStore::open(state.path(), 1 << 30).unwrap();
-    let client = Registry::new(&RegistryOptions {
-        insecure: vec![registry.addr.clone()],
-        ca_file: None,
-    })
-    .unwrap();
+    let client = loopback_client(&registry.addr);
     let result = client
         .pull(
             reference,
@@ -255,6 +251,15 @@ async fn pull_into_fresh_store(
         .await
         .map(drop);
     (result, state)
+}
+
+/// sandlet's registry client for a plain-HTTP loopback registry.
+fn loopback_client(addr: &str) -> Registry {
+    Registry::new(&RegistryOptions {
+        insecure: vec![addr.to_owned()],
+        ca_file: None,
+    })
+    .unwrap()
 }
 
 fn stored_files(dir: &std::path::Path) -> usize {
@@ -366,13 +371,7 @@ async fn a_hundred_pods_of_one_new_module_download_and_compile_it_once() {
     .await;
     let state = tempfile::tempdir().unwrap();
     let store = Arc::new(ModuleStore::open(&state.path().join("modules"), 1 << 30).unwrap());
-    let client = Arc::new(
-        Registry::new(&RegistryOptions {
-            insecure: vec![registry.addr.clone()],
-            ca_file: None,
-        })
-        .unwrap(),
-    );
+    let client = Arc::new(loopback_client(&registry.addr));
     let engine = Arc::new(
         SandboxEngine::new(EngineOptions {
             max_concurrent_runs: 2,
@@ -520,13 +519,7 @@ async fn pull_policies_and_back_off_behave_as_in_kubernetes() {
     let addr = registry.addr.clone();
     let puller = |state: &std::path::Path| {
         let store = Arc::new(ModuleStore::open(&state.join("modules"), 1 << 30).unwrap());
-        let client = Arc::new(
-            Registry::new(&RegistryOptions {
-                insecure: vec![addr.clone()],
-                ca_file: None,
-            })
-            .unwrap(),
-        );
+        let client = Arc::new(loopback_client(&addr));
         ImagePuller::new(client, store, AllowList::allow_all(), state)
             .unwrap()
             .with_backoff(Duration::from_millis(300), Duration::from_millis(1000))
@@ -744,11 +737,7 @@ async fn a_full_disk_is_named_and_leaves_no_partial_entry() {
     // Smaller than the module.
     let disk = SmallDisk::mount(&format!("{}", wasm.len() / 2));
     let store = ModuleStore::open(disk.dir.path(), 1 << 30).unwrap();
-    let client = Registry::new(&RegistryOptions {
-        insecure: vec![registry.addr.clone()],
-        ca_file: None,
-    })
-    .unwrap();
+    let client = loopback_client(&registry.addr);
     let err = client
         .pull(
             &reference,

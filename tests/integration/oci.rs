@@ -234,6 +234,12 @@ async fn push_raw(registry: &TestRegistry, name: &str, layers: Vec<ImageLayer>) 
     reference
 }
 
+/// Pushes `module` as a one-layer `application/wasm` artifact `odd/NAME:v1`.
+async fn push_module(registry: &TestRegistry, name: &str, module: &[u8]) -> String {
+    let layer = ImageLayer::new(module.to_vec(), "application/wasm".into(), None);
+    push_raw(registry, name, vec![layer]).await
+}
+
 async fn pull_into_fresh_store(
     registry: &TestRegistry,
     reference: &str,
@@ -322,16 +328,7 @@ async fn artifacts_that_are_not_one_wasm_layer_are_refused() {
 async fn a_tampered_blob_is_refused_and_nothing_is_stored() {
     let registry = TestRegistry::start(RegistrySetup::default());
     let wasm = std::fs::read(&guests().hello).unwrap();
-    let reference = push_raw(
-        &registry,
-        "tampered",
-        vec![ImageLayer::new(
-            wasm.clone(),
-            "application/wasm".into(),
-            None,
-        )],
-    )
-    .await;
+    let reference = push_module(&registry, "tampered", &wasm).await;
     let blob = registry.blob_path(&Digest::of(&wasm).hex());
     // Same length with one byte changed behind the registry's back; then
     // cut short, as a truncated download would be.
@@ -363,12 +360,7 @@ async fn a_hundred_pods_of_one_new_module_download_and_compile_it_once() {
     use sandlet_runtime::{EngineOptions, SandboxEngine};
     let registry = TestRegistry::start(RegistrySetup::default());
     let wasm = std::fs::read(&guests().hello).unwrap();
-    let reference = push_raw(
-        &registry,
-        "shared",
-        vec![ImageLayer::new(wasm, "application/wasm".into(), None)],
-    )
-    .await;
+    let reference = push_module(&registry, "shared", &wasm).await;
     let state = tempfile::tempdir().unwrap();
     let store = Arc::new(ModuleStore::open(&state.path().join("modules"), 1 << 30).unwrap());
     let client = Arc::new(loopback_client(&registry.addr));
@@ -442,19 +434,22 @@ fn a_module_outside_the_allow_list_is_refused_before_download() {
         std::fs::write(&path, format!("modules:\n  allow:\n{rules}")).unwrap();
         path.display().to_string()
     };
+    let run_under = |config: &str| {
+        sandlet_with(
+            &[
+                "run",
+                "--config",
+                config,
+                "--state-dir",
+                &state_dir,
+                &reference,
+            ],
+            &extra,
+        )
+    };
     // Another repository only.
     let config = write_config(&format!("    - repository: {}/reviewed/*\n", registry.addr));
-    let ran = sandlet_with(
-        &[
-            "run",
-            "--config",
-            &config,
-            "--state-dir",
-            &state_dir,
-            &reference,
-        ],
-        &extra,
-    );
+    let ran = run_under(&config);
     ran.assert_sandlet_error(
         "is not allowed on this station: no allow-list rule covers repository",
     );
@@ -469,17 +464,7 @@ fn a_module_outside_the_allow_list_is_refused_before_download() {
         registry.addr,
         Digest::of(b"the reviewed build")
     ));
-    let ran = sandlet_with(
-        &[
-            "run",
-            "--config",
-            &config,
-            "--state-dir",
-            &state_dir,
-            &reference,
-        ],
-        &extra,
-    );
+    let ran = run_under(&config);
     ran.assert_sandlet_error("is not one of the pinned digests");
     assert_eq!(stored_files(&dir.path().join("state/modules")), 0);
     // Pinned to this module: it runs.
@@ -487,17 +472,7 @@ fn a_module_outside_the_allow_list_is_refused_before_download() {
         "    - repository: {}/algorithms/hello\n      digests: [{module_digest}]\n",
         registry.addr
     ));
-    let ran = sandlet_with(
-        &[
-            "run",
-            "--config",
-            &config,
-            "--state-dir",
-            &state_dir,
-            &reference,
-        ],
-        &extra,
-    );
+    let ran = run_under(&config);
     assert_eq!(ran.code, Some(0), "{ran:#?}");
     assert_eq!(ran.stdout, "hello from wasm\n");
 }
@@ -509,12 +484,7 @@ async fn pull_policies_and_back_off_behave_as_in_kubernetes() {
 
     let registry = TestRegistry::start(RegistrySetup::default());
     let wasm = std::fs::read(&guests().hello).unwrap();
-    let reference = push_raw(
-        &registry,
-        "policy",
-        vec![ImageLayer::new(wasm, "application/wasm".into(), None)],
-    )
-    .await;
+    let reference = push_module(&registry, "policy", &wasm).await;
     let state = tempfile::tempdir().unwrap();
     let addr = registry.addr.clone();
     let puller = |state: &std::path::Path| {
@@ -612,16 +582,7 @@ async fn an_image_index_resolves_to_its_wasm_entry() {
     use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageIndex};
     let registry = TestRegistry::start(RegistrySetup::default());
     let wasm = std::fs::read(&guests().hello).unwrap();
-    let wasm_ref = push_raw(
-        &registry,
-        "index-wasm",
-        vec![ImageLayer::new(
-            wasm.clone(),
-            "application/wasm".into(),
-            None,
-        )],
-    )
-    .await;
+    let wasm_ref = push_module(&registry, "index-wasm", &wasm).await;
     let tar = ImageLayer::new(
         b"not wasm".to_vec(),
         "application/vnd.oci.image.layer.v1.tar".into(),
@@ -643,16 +604,7 @@ async fn an_image_index_resolves_to_its_wasm_entry() {
     .unwrap();
     // An index refers to manifests of its own repository: push both there.
     let reference = format!("{}/odd/index:multi", registry.addr);
-    push_raw(
-        &registry,
-        "index",
-        vec![ImageLayer::new(
-            wasm.clone(),
-            "application/wasm".into(),
-            None,
-        )],
-    )
-    .await;
+    push_module(&registry, "index", &wasm).await;
     let tar = ImageLayer::new(
         b"not wasm".to_vec(),
         "application/vnd.oci.image.layer.v1.tar".into(),
@@ -724,16 +676,7 @@ impl Drop for SmallDisk {
 async fn a_full_disk_is_named_and_leaves_no_partial_entry() {
     let registry = TestRegistry::start(RegistrySetup::default());
     let wasm = std::fs::read(&guests().hello).unwrap();
-    let reference = push_raw(
-        &registry,
-        "big",
-        vec![ImageLayer::new(
-            wasm.clone(),
-            "application/wasm".into(),
-            None,
-        )],
-    )
-    .await;
+    let reference = push_module(&registry, "big", &wasm).await;
     // Smaller than the module.
     let disk = SmallDisk::mount(&format!("{}", wasm.len() / 2));
     let store = ModuleStore::open(disk.dir.path(), 1 << 30).unwrap();

@@ -128,7 +128,7 @@ impl TestRegistry {
             .stderr(std::fs::File::create(root.join("registry.log")).unwrap())
             .spawn()
             .expect("docker-registry (Debian package docker-registry) must be installed");
-        let registry = TestRegistry {
+        let mut registry = TestRegistry {
             child,
             dir,
             addr,
@@ -138,16 +138,37 @@ impl TestRegistry {
         registry
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the registry accepts connections. Checks that it is our
+    /// process that listens (another test's registry could hold a port we
+    /// were handed a moment earlier), so a clash fails loudly, not subtly.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "registry on {} exited ({status}): {}",
+                    self.addr,
+                    self.log()
+                );
+            }
             if std::net::TcpStream::connect(&self.addr).is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!(
+                        "registry on {} exited ({status}): {}",
+                        self.addr,
+                        self.log()
+                    );
+                }
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-        panic!("registry on {} did not start: {log}", self.addr);
+        panic!("registry on {} did not start: {}", self.addr, self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// A docker `config.json` holding this registry's credentials.

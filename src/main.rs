@@ -267,14 +267,24 @@ async fn load_module(
     }
     let (store, state_dir) = open_store(&args.store)?;
     let pulled = pull_into(&args.registry, &args.module, &store, allow).await?;
+    precompiled(engine, &store, &state_dir, &pulled.module_digest)
+}
+
+/// The stored module `digest`, through the precompile cache in `state_dir`.
+fn precompiled(
+    engine: &SandboxEngine,
+    store: &ModuleStore,
+    state_dir: &std::path::Path,
+    digest: &sandlet_runtime::Digest,
+) -> Result<PreparedModule, String> {
     let bytes = store
-        .get(&pulled.module_digest)
+        .get(digest)
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} vanished from the store", pulled.module_digest))?;
+        .ok_or_else(|| format!("{digest} vanished from the store"))?;
     let cache =
         PrecompileCache::open(&state_dir.join("compiled"), engine).map_err(|e| e.to_string())?;
     let (module, _) = cache
-        .load_or_compile(engine, &pulled.module_digest, &bytes)
+        .load_or_compile(engine, digest, &bytes)
         .map_err(|e| e.to_string())?;
     Ok(module)
 }
@@ -377,19 +387,11 @@ async fn pull(args: PullArgs) -> ExitCode {
             &AllowList::allow_all(),
         )
         .await?;
-        let bytes = store
-            .get(&pulled.module_digest)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{} vanished from the store", pulled.module_digest))?;
         let engine = SandboxEngine::new(EngineOptions {
             max_concurrent_runs: CLI_POOL_SLOTS,
         })
         .map_err(|e| e.to_string())?;
-        let cache = PrecompileCache::open(&state_dir.join("compiled"), &engine)
-            .map_err(|e| e.to_string())?;
-        let (module, _) = cache
-            .load_or_compile(&engine, &pulled.module_digest, &bytes)
-            .map_err(|e| e.to_string())?;
+        let module = precompiled(&engine, &store, &state_dir, &pulled.module_digest)?;
         Ok::<_, String>((pulled, module.kind()))
     }
     .await;

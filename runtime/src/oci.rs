@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use oci_client::client::BlobResponse;
 use oci_client::client::{
     Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
 };
@@ -309,12 +310,18 @@ impl Registry {
         allow.check(text, &repository, &manifest_digest, &module_digest)?;
         let downloaded = store
             .fetch_once(&module_digest, || async {
+                // A range request from byte 0 returns the whole blob without
+                // the client's own digest pass: the store hashes every byte
+                // as it writes and refuses a mismatch, so one pass suffices.
+                // A registry that ignores ranges answers 200, and the client
+                // then verifies too.
                 let download = self
                     .client
-                    .pull_blob_stream(&reference, &layer)
+                    .pull_blob_stream_partial(&reference, &layer, 0, None)
                     .await
                     .map_err(|e| classify(&reference, e))?;
-                Ok::<_, OciError>(download.stream)
+                let (BlobResponse::Full(stream) | BlobResponse::Partial(stream)) = download;
+                Ok::<_, OciError>(stream.stream)
             })
             .await?;
         Ok(PulledModule {

@@ -5,8 +5,8 @@
 //! credentials in the docker `config.json` / `kubernetes.io/dockerconfigjson`
 //! format, and the rules for what counts as a module artifact: one layer, of
 //! one of the three wasm media types. Every byte is verified against its
-//! digest before it is stored (by the client while downloading, and again by
-//! the store), and nothing partial is ever stored.
+//! digest before it is stored (by the store, hashing as it writes), and
+//! nothing partial is ever stored.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

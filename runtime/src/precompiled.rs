@@ -73,7 +73,7 @@ impl PrecompileCache {
         // Temporary files of writes that never finished.
         for entry in std::fs::read_dir(&dir).map_err(|e| cache_error(&dir, e))? {
             let entry = entry.map_err(|e| cache_error(&dir, e))?;
-            if entry.file_name().to_string_lossy().starts_with(".partial-") {
+            if crate::store::is_partial(&entry.file_name().to_string_lossy()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -191,19 +191,9 @@ impl PrecompileCache {
     }
 
     fn store_artifact(&self, digest: &Digest, artifact: &[u8]) -> Result<(), ModuleError> {
-        use std::io::Write;
         let name = format!("{}.{}.cwasm", digest.hex(), Digest::of(artifact).hex());
         let path = self.dir.join(name);
-        let mut temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(&self.dir)
-            .map_err(|e| cache_error(&self.dir, e))?;
-        temp.write_all(artifact)
-            .and_then(|()| temp.as_file().sync_all())
-            .map_err(|e| cache_error(&path, e))?;
-        temp.persist(&path)
-            .map_err(|e| cache_error(&path, e.error))?;
-        Ok(())
+        crate::store::write_atomically(&path, artifact).map_err(|e| cache_error(&path, e))
     }
 }
 

@@ -242,21 +242,10 @@ impl ImagePuller {
         let path = self.index_path(reference);
         let json = serde_json::to_vec(pulled).expect("a pulled module serialises");
         // Losing the index only costs a registry round trip later.
-        if let Err(error) = write_file_atomically(&path, &json) {
+        if let Err(error) = crate::store::write_atomically(&path, &json) {
             tracing::warn!(%error, reference, "cannot record the pulled module");
         }
     }
-}
-
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().expect("index paths have a parent");
-    let mut temp = tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -231,7 +231,7 @@ impl ModuleStore {
         }
         self.make_room(size)?;
         let path = self.path_of(expected);
-        write_atomically(&path, bytes)?;
+        write_atomically(&path, bytes).map_err(io(&path))?;
         self.index
             .lock()
             .expect("store index poisoned")
@@ -327,10 +327,7 @@ impl ModuleStore {
         use futures_util::StreamExt;
         use sha2::Digest as _;
         let mut stream = std::pin::pin!(stream);
-        let mut temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(&self.blobs)
-            .map_err(io(&self.blobs))?;
+        let mut temp = partial_file(&self.blobs).map_err(io(&self.blobs))?;
         let mut hasher = sha2::Sha256::new();
         let mut size: u64 = 0;
         while let Some(chunk) = stream.next().await {
@@ -365,17 +362,31 @@ impl ModuleStore {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory
-/// and a rename, so readers see the whole file or none.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().expect("store paths have a parent");
-    let mut temp = tempfile::Builder::new()
-        .prefix(".partial-")
+/// Name prefix of files still being written; whatever carries it after a
+/// restart is a write that never finished.
+const PARTIAL_PREFIX: &str = ".partial-";
+
+/// A new temporary file in `dir`, to be renamed into place when complete.
+pub(crate) fn partial_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(PARTIAL_PREFIX)
         .tempfile_in(dir)
-        .map_err(io(dir))?;
-    temp.write_all(bytes).map_err(io(temp.path()))?;
-    temp.as_file().sync_all().map_err(io(temp.path()))?;
-    temp.persist(path).map_err(|e| io(path)(e.error))?;
+}
+
+/// Whether `name` is a file [`partial_file`] made.
+pub(crate) fn is_partial(name: &str) -> bool {
+    name.starts_with(PARTIAL_PREFIX)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory,
+/// synced, and a rename, so readers see the whole file or none. Used for
+/// every file sandlet keeps under its state directory.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("state paths have a parent");
+    let mut temp = partial_file(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

@@ -74,6 +74,9 @@ pub enum WaitingReason {
     ImagePullBackOff,
     ErrImageNeverPull,
     InvalidImageName,
+    /// The station's allow-list refuses the module: no retry cures it, so
+    /// the node fails the pod rather than backing off.
+    ModuleNotAllowed,
 }
 
 impl WaitingReason {
@@ -83,6 +86,7 @@ impl WaitingReason {
             WaitingReason::ImagePullBackOff => "ImagePullBackOff",
             WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
             WaitingReason::InvalidImageName => "InvalidImageName",
+            WaitingReason::ModuleNotAllowed => "ModuleNotAllowed",
         }
     }
 }
@@ -203,6 +207,11 @@ impl ImagePuller {
                 self.remember(reference, &pulled);
                 Ok(pulled)
             }
+            Err(error @ OciError::NotAllowed(_)) => Err(PullFailure {
+                reason: WaitingReason::ModuleNotAllowed,
+                message: error.to_string(),
+                retry_after: None,
+            }),
             Err(error) => {
                 let mut table = self.backoff.lock().expect("backoff poisoned");
                 let failures = table.get(reference).map_or(0, |b| b.failures) + 1;

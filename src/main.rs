@@ -1,4 +1,5 @@
-//! The `sandlet` binary: a thin command line over `sandlet-runtime`.
+//! The `sandlet` binary: a thin command line over `sandlet-runtime` and
+//! `sandlet-kubelet`.
 //!
 //! It owns argument parsing, turning flags into a validated run plan, and the
 //! mapping from outcomes to exit codes and messages (CONTRACT.md section 2).
@@ -50,6 +51,47 @@ enum Command {
     Push(PushArgs),
     /// Fetch, verify and precompile a module into the local store.
     Pull(PullArgs),
+    /// The virtual kubelet: register as a Kubernetes node and run its pods.
+    Node(NodeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// Credentials of the node (system:node:<name>); default: $KUBECONFIG,
+    /// ~/.kube/config or the in-cluster service account.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The Node's name (default: this host's name).
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// The station's datasets, policies and module allow-list (YAML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address of the kubelet HTTPS API, also reported as the node's
+    /// InternalIP (0.0.0.0 is reported as 127.0.0.1).
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    address: std::net::IpAddr,
+    /// Port of the kubelet HTTPS API.
+    #[arg(long, value_name = "PORT", default_value_t = sandlet_kubelet::DEFAULT_PORT)]
+    port: u16,
+    /// Pods this node accepts (its `pods` capacity).
+    #[arg(long, value_name = "N", default_value_t = sandlet_kubelet::DEFAULT_MAX_PODS)]
+    max_pods: u32,
+    /// Serving certificate of the kubelet API (PEM); without it the node
+    /// serves with a self-signed one.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// First delay before restarting a failed container; doubles per
+    /// restart up to 5 minutes (the kubelet's 10s by default).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    restart_backoff: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// How to reach registries and where fetched modules are kept.
@@ -148,6 +190,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(*args)),
         Command::Push(args) => runtime.block_on(push(args)),
         Command::Pull(args) => runtime.block_on(pull(args)),
+        Command::Node(args) => runtime.block_on(node(args)),
     }
 }
 
@@ -295,20 +338,23 @@ fn looks_like_reference(text: &str) -> bool {
     text.contains('/') && !text.ends_with(".wasm")
 }
 
-fn open_store(args: &StoreArgs) -> Result<(ModuleStore, PathBuf), String> {
-    let state_dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
+/// `--state-dir`, else $SANDLET_STATE_DIR, else ~/.local/share/sandlet.
+fn state_dir_of(args: &StoreArgs) -> Result<PathBuf, String> {
+    match &args.state_dir {
+        Some(dir) => Ok(dir.clone()),
         None => match (
             std::env::var_os("SANDLET_STATE_DIR"),
             std::env::var_os("HOME"),
         ) {
-            (Some(dir), _) => PathBuf::from(dir),
-            (None, Some(home)) => PathBuf::from(home).join(".local/share/sandlet"),
-            (None, None) => {
-                return Err("no --state-dir given and no HOME to default it from".to_owned());
-            }
+            (Some(dir), _) => Ok(PathBuf::from(dir)),
+            (None, Some(home)) => Ok(PathBuf::from(home).join(".local/share/sandlet")),
+            (None, None) => Err("no --state-dir given and no HOME to default it from".to_owned()),
         },
-    };
+    }
+}
+
+fn open_store(args: &StoreArgs) -> Result<(ModuleStore, PathBuf), String> {
+    let state_dir = state_dir_of(args)?;
     let store = ModuleStore::open(&state_dir.join("modules"), DEFAULT_STORE_BYTES)
         .map_err(|e| e.to_string())?;
     Ok((store, state_dir))
@@ -403,4 +449,61 @@ async fn pull(args: PullArgs) -> ExitCode {
         }
         Err(reason) => fail(reason),
     }
+}
+
+async fn node(args: NodeArgs) -> ExitCode {
+    let data = match args.config.as_deref().map(DataConfig::load).transpose() {
+        Ok(data) => data,
+        Err(e) => return fail(e),
+    };
+    let restart_backoff = match limits::parse_timeout(&args.restart_backoff) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("--restart-backoff: {e}")),
+    };
+    let node_name = match args.node_name.clone().or_else(host_name) {
+        Some(name) => name,
+        None => return fail("--node-name is required: this host's name cannot be read"),
+    };
+    let state_dir = match state_dir_of(&args.store) {
+        Ok(dir) => dir,
+        Err(reason) => return fail(reason),
+    };
+    let options = sandlet_kubelet::NodeOptions {
+        kubeconfig: args.kubeconfig,
+        node_name,
+        data,
+        address: args.address,
+        port: args.port,
+        max_pods: args.max_pods,
+        state_dir,
+        tls: args.tls_cert_file.zip(args.tls_private_key_file),
+        registry: RegistryOptions {
+            insecure: args.registry.insecure_registries,
+            ca_file: args.registry.registry_ca,
+        },
+        restart_backoff,
+    };
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    tokio::select! {
+        result = sandlet_kubelet::run(options) => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        _ = stop => ExitCode::SUCCESS,
+    }
+}
+
+/// This host's name, the default node name (as the kubelet's).
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
 }

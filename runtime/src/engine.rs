@@ -55,6 +55,10 @@ const CORE_INSTANCES_PER_RUN: u32 = 8;
 /// [`EngineOptions::max_concurrent_runs`].
 pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 128;
 
+/// The wasmtime release this engine is built on (the workspace pins it),
+/// reported as the node's container runtime version.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
 /// Settings of the process-wide engine.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineOptions {

@@ -122,6 +122,16 @@ impl PrecompileCache {
         Ok((module, outcome))
     }
 
+    /// The module if it is already prepared in this process: a start that
+    /// needs neither the module's bytes nor the disk.
+    pub fn prepared(&self, digest: &Digest) -> Option<PreparedModule> {
+        self.prepared
+            .lock()
+            .expect("cache poisoned")
+            .get(digest)
+            .cloned()
+    }
+
     /// Forgets the prepared module (e.g. when the store evicts it).
     pub fn forget(&self, digest: &Digest) {
         self.prepared.lock().expect("cache poisoned").remove(digest);

@@ -1,5 +1,7 @@
-//! `hello [--exit CODE] [ARGS...]`: prints each argument and each environment
-//! variable it was given, then exits with CODE (default 0).
+//! `hello [--exit CODE] [--ticks N] [--sleep SECONDS] [ARGS...]`: prints each
+//! argument and each environment variable it was given, then `tick 1` to
+//! `tick N` a fifth of a second apart, sleeps SECONDS, and exits with CODE
+//! (default 0).
 //!
 //! A WASI command, the simplest kind of module sandlet runs: it shows that a
 //! guest sees exactly the args and env its run plan granted and nothing of
@@ -10,8 +12,23 @@ use std::io::Write;
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
     let mut exit_code = 0;
+    let mut ticks = 0u32;
+    let mut sleep_secs = 0u64;
     let mut out = std::io::stdout().lock();
     while let Some(arg) = args.next() {
+        if arg == "--ticks" || arg == "--sleep" {
+            let value = args.next().unwrap_or_default();
+            let Ok(n) = value.parse::<u32>() else {
+                eprintln!("hello: {arg} needs a number, got {value:?}");
+                exit(64);
+            };
+            if arg == "--ticks" {
+                ticks = n;
+            } else {
+                sleep_secs = n.into();
+            }
+            continue;
+        }
         if arg == "--exit" {
             let code = args.next().unwrap_or_default();
             exit_code = match code.parse::<u8>() {
@@ -32,6 +49,12 @@ fn main() {
     }
     writeln!(out, "hello from wasm").unwrap();
     out.flush().unwrap();
+    for i in 1..=ticks {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        writeln!(out, "tick {i}").unwrap();
+        out.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(sleep_secs));
     exit(exit_code);
 }
 

@@ -1,0 +1,178 @@
+//! What every pod worker and the kubelet API share: the clients, the
+//! engine, the module store, and the table of pods on this node.
+//!
+//! This module owns the [`PodTable`], the only place where the HTTPS API
+//! learns which pods and container runs exist (for logs); pod workers
+//! update it, the server only reads it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder};
+use sandlet_runtime::SandboxEngine;
+use sandlet_runtime::data::DataConfig;
+use sandlet_runtime::precompiled::PrecompileCache;
+use sandlet_runtime::pull::ImagePuller;
+use sandlet_runtime::store::ModuleStore;
+
+use crate::node::NodeIdentity;
+
+/// Shared by all pod workers of one node.
+pub struct NodeContext {
+    pub client: Client,
+    pub identity: NodeIdentity,
+    pub engine: Arc<SandboxEngine>,
+    pub puller: Arc<ImagePuller>,
+    pub store: Arc<ModuleStore>,
+    pub compiled: Arc<PrecompileCache>,
+    pub data: Option<Arc<DataConfig>>,
+    /// `<state dir>/pods`: one directory per pod UID (volumes, logs).
+    pub pods_dir: PathBuf,
+    pub recorder: Recorder,
+    pub pods: Arc<PodTable>,
+    /// First delay of the restart back-off (doubles up to five minutes).
+    pub restart_backoff: Duration,
+}
+
+impl NodeContext {
+    /// The directory of one pod.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.pods_dir.join(uid)
+    }
+
+    /// Records an Event about `pod` without waiting for the API server;
+    /// a lost Event is logged, never fatal.
+    pub fn event(&self, pod: &ObjectReference, type_: EventType, reason: &str, note: String) {
+        let recorder = self.recorder.clone();
+        let pod = pod.clone();
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(error) = recorder.publish(&event, &pod).await {
+                tracing::warn!(%error, reason = %event.reason, "cannot record an event");
+            }
+        });
+    }
+}
+
+/// A reference to `pod` for Events.
+pub fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Pod".to_owned()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+/// One container as the logs endpoint sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerRun {
+    /// The current (or last) run's restart count: its log file's number.
+    pub restart_count: i32,
+    pub running: bool,
+}
+
+/// One pod as the logs endpoint sees it.
+#[derive(Debug)]
+pub struct PodEntry {
+    pub uid: String,
+    pub dir: PathBuf,
+    pub containers: Mutex<BTreeMap<String, ContainerRun>>,
+}
+
+/// The pods of this node by namespace and name.
+#[derive(Debug, Default)]
+pub struct PodTable {
+    pods: Mutex<HashMap<(String, String), Arc<PodEntry>>>,
+}
+
+impl PodTable {
+    pub fn insert(&self, namespace: &str, name: &str, entry: Arc<PodEntry>) {
+        self.pods
+            .lock()
+            .expect("pod table poisoned")
+            .insert((namespace.to_owned(), name.to_owned()), entry);
+    }
+
+    /// Removes the entry if it still belongs to `uid` (a new pod of the
+    /// same name may have replaced it).
+    pub fn remove(&self, namespace: &str, name: &str, uid: &str) {
+        let mut pods = self.pods.lock().expect("pod table poisoned");
+        let key = (namespace.to_owned(), name.to_owned());
+        if pods.get(&key).is_some_and(|e| e.uid == uid) {
+            pods.remove(&key);
+        }
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodEntry>> {
+        self.pods
+            .lock()
+            .expect("pod table poisoned")
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pods.lock().expect("pod table poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PodEntry {
+    pub fn set(&self, container: &str, run: ContainerRun) {
+        self.containers
+            .lock()
+            .expect("pod entry poisoned")
+            .insert(container.to_owned(), run);
+    }
+
+    pub fn container(&self, container: &str) -> Option<ContainerRun> {
+        self.containers
+            .lock()
+            .expect("pod entry poisoned")
+            .get(container)
+            .copied()
+    }
+}
+
+/// The Event type for warnings, re-exported for workers.
+pub use kube::runtime::events::EventType as Severity;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_pod_keeps_its_entry_when_the_old_one_is_removed() {
+        let table = PodTable::default();
+        let entry = |uid: &str| {
+            Arc::new(PodEntry {
+                uid: uid.to_owned(),
+                dir: PathBuf::from("/x"),
+                containers: Mutex::default(),
+            })
+        };
+        table.insert("ns", "p", entry("old"));
+        table.insert("ns", "p", entry("new"));
+        table.remove("ns", "p", "old");
+        assert_eq!(table.get("ns", "p").unwrap().uid, "new");
+        table.remove("ns", "p", "new");
+        assert!(table.is_empty());
+    }
+}

@@ -1,0 +1,203 @@
+//! sandlet's virtual kubelet: registers a Kubernetes Node and runs the pods
+//! bound to it as WebAssembly guests through `sandlet-runtime`.
+//!
+//! Layers, bottom up (no module imports one above it):
+//!
+//! - [`status`]: the pod state this node reports, and its `PodStatus` (no IO).
+//! - [`plan`]: admission, a pod as written checked into a [`plan::PodPlan`] (no IO).
+//! - [`env`]: env vars, envFrom and the downward API (no IO).
+//! - [`volumes`]: pod volumes as host directories for preopens.
+//! - [`logs`]: container log files and the kubelet's log options.
+//! - [`node`]: the Node object, its status, and the heartbeat Lease.
+//! - [`context`]: what the workers and the API share, and the pod table.
+//! - [`lifecycle`]: one pod's life: where it is decided what runs.
+//! - [`pods`]: the watch on this node's pods, one worker per pod.
+//! - [`server`]: the kubelet HTTPS API (`/healthz`, `/containerLogs`).
+//!
+//! This crate knows nothing of wasmtime: it turns pods into
+//! `sandlet_runtime::RunPlan`s and asks the runtime to run them.
+
+pub mod context;
+pub mod env;
+pub mod lifecycle;
+pub mod logs;
+pub mod node;
+pub mod plan;
+pub mod pods;
+pub mod server;
+pub mod status;
+pub mod volumes;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::{Recorder, Reporter};
+use sandlet_runtime::data::DataConfig;
+use sandlet_runtime::oci::{Registry, RegistryOptions};
+use sandlet_runtime::precompiled::PrecompileCache;
+use sandlet_runtime::pull::ImagePuller;
+use sandlet_runtime::store::ModuleStore;
+use sandlet_runtime::{EngineOptions, SandboxEngine};
+
+use crate::context::{NodeContext, PodTable};
+use crate::node::{Heartbeat, NodeIdentity};
+
+/// The kubelet's default `--max-pods`.
+pub const DEFAULT_MAX_PODS: u32 = 110;
+/// The kubelet's default API port.
+pub const DEFAULT_PORT: u16 = 10250;
+/// The kubelet's first restart back-off.
+pub const DEFAULT_RESTART_BACKOFF: Duration = Duration::from_secs(10);
+/// Module store capacity: enough for hundreds of typical modules.
+pub const DEFAULT_STORE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+
+/// `sandlet node`'s settings, as validated from its flags.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub node_name: String,
+    pub data: Option<DataConfig>,
+    pub address: IpAddr,
+    pub port: u16,
+    pub max_pods: u32,
+    pub state_dir: PathBuf,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub registry: RegistryOptions,
+    pub restart_backoff: Duration,
+}
+
+/// Why the node stopped (or never started).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("{0}")]
+    Register(#[from] node::NodeError),
+    #[error("kubelet API: {0}")]
+    Server(#[from] server::ServerError),
+    #[error("cannot set up {what}: {reason}")]
+    Setup { what: &'static str, reason: String },
+    #[error("the pod watch failed: {0}")]
+    Watch(String),
+}
+
+fn setup(what: &'static str) -> impl Fn(String) -> NodeError {
+    move |reason| NodeError::Setup { what, reason }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, NodeError> {
+    let error = |e: String| NodeError::Kubeconfig(e);
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| error(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| error(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| error(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| error(e.to_string()))
+}
+
+/// Runs the node until the pod watch fails or the process is stopped.
+pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
+    // One TLS provider for the process (kube's client, the registry client
+    // and the kubelet API all use rustls).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client(options.kubeconfig.as_ref()).await?;
+    std::fs::create_dir_all(&options.state_dir).map_err(|e| NodeError::Setup {
+        what: "the state directory",
+        reason: format!("{}: {e}", options.state_dir.display()),
+    })?;
+    let engine = Arc::new(
+        SandboxEngine::new(EngineOptions {
+            // Init containers run one at a time, so a slot per pod suffices.
+            max_concurrent_runs: options.max_pods.max(1),
+        })
+        .map_err(|e| setup("the wasm engine")(e.to_string()))?,
+    );
+    let store = Arc::new(
+        ModuleStore::open(&options.state_dir.join("modules"), DEFAULT_STORE_BYTES)
+            .map_err(|e| setup("the module store")(e.to_string()))?,
+    );
+    let compiled = Arc::new(
+        PrecompileCache::open(&options.state_dir.join("compiled"), &engine)
+            .map_err(|e| setup("the precompile cache")(e.to_string()))?,
+    );
+    let registry = Arc::new(
+        Registry::new(&options.registry)
+            .map_err(|e| setup("the registry client")(e.to_string()))?,
+    );
+    let allow = options
+        .data
+        .as_ref()
+        .map(|d| d.modules.clone())
+        .unwrap_or_default();
+    let puller = Arc::new(
+        ImagePuller::new(registry, store.clone(), allow, &options.state_dir)
+            .map_err(|e| setup("the image puller")(e.to_string()))?,
+    );
+    let identity = NodeIdentity::detect(
+        &options.node_name,
+        options.address,
+        options.port,
+        options.max_pods,
+        sandlet_runtime::engine::WASMTIME_VERSION,
+    );
+    let cert = match &options.tls {
+        Some((cert, key)) => server::load_cert(cert, key)?,
+        None => server::self_signed(&identity.name, &identity.internal_ip())?,
+    };
+    let pods = Arc::new(PodTable::default());
+    let since = Timestamp::now();
+    let server_address = SocketAddr::new(options.address, options.port);
+    // Listen before registering, so the API server can reach the node as
+    // soon as it exists.
+    let server = tokio::spawn(server::serve(server_address, cert, pods.clone()));
+    let node_uid = node::register(&client, &identity, since).await?;
+    tracing::info!(node = %identity.name, address = %server_address, "registered");
+    let heartbeat = Heartbeat::new(client.clone(), identity.clone(), node_uid, since);
+    heartbeat
+        .renew_lease()
+        .await
+        .map_err(|e| setup("the node lease")(e.to_string()))?;
+    let heartbeat = tokio::spawn(heartbeat.run());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "sandlet".to_owned(),
+            instance: Some(identity.name.clone()),
+        },
+    );
+    let ctx = Arc::new(NodeContext {
+        client,
+        identity,
+        engine,
+        puller,
+        store,
+        compiled,
+        data: options.data.map(Arc::new),
+        pods_dir: options.state_dir.join("pods"),
+        recorder,
+        pods,
+        restart_backoff: options.restart_backoff,
+    });
+    let result = tokio::select! {
+        watched = pods::run(ctx) => watched.map_err(|e| NodeError::Watch(e.to_string())),
+        served = server => match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(NodeError::Watch(e.to_string())),
+        },
+    };
+    heartbeat.abort();
+    result
+}

@@ -1,0 +1,992 @@
+//! One pod's life on this node: where it is decided what runs, when, and
+//! what the pod's status says about it.
+//!
+//! A worker runs per pod UID, from the moment the pod is bound here until
+//! it is deleted:
+//!
+//! 1. Admission ([`PodPlan::from_pod`]): a pod that cannot run here is
+//!    failed at once with the reason and an Event.
+//! 2. Init containers, one after another; a failed one restarts (unless
+//!    `restartPolicy: Never`, which fails the pod).
+//! 3. Containers, all at once, each restarted as `restartPolicy` says with
+//!    exponential back-off (`CrashLoopBackOff`).
+//! 4. The pod ends Succeeded or Failed, or is stopped by
+//!    `activeDeadlineSeconds` (Failed, `DeadlineExceeded`) or deletion.
+//! 5. On deletion: the guests are stopped (wasm guests cannot handle
+//!    SIGTERM, so stopping is immediate and always inside the grace
+//!    period), the final status is reported, and the pod is removed with
+//!    its UID as precondition.
+//!
+//! Guarantees: every container that starts is reported Running before it
+//! is reported terminated (CONTRACT.md section 5); a pod whose status says
+//! it finished is never run again, also after a sandlet restart; a
+//! container that was running when sandlet stopped is treated as having
+//! failed (exit code 137) and its `restartPolicy` decides what follows.
+//!
+//! Caveats: status updates are JSON merge patches of the whole status this
+//! node owns; conditions written by others are carried over from the last
+//! pod object seen.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::EventType;
+use sandlet_runtime::data::{DataAccess, GrantedDatasets, NoDatasets};
+use sandlet_runtime::limits::{LimitExceeded, Limits};
+use sandlet_runtime::oci::Credentials;
+use sandlet_runtime::pull::WaitingReason;
+use sandlet_runtime::store::Pin;
+use sandlet_runtime::{DirAccess, ModuleKind, PreparedModule, RunError, RunOutcome, RunPlan};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{ContainerRun, NodeContext, PodEntry, pod_reference};
+use crate::env::{ConfigError, DownwardFacts, PodObjects, expand, referenced_objects, resolve_env};
+use crate::logs::{LogOptions, log_path, open_sinks, read_log};
+use crate::plan::{ContainerPlan, PodPlan, RestartPolicy};
+use crate::status::{Phase, PodState, Run, Terminated, termination_message};
+use crate::volumes::{Tokens, VolumeInputs, materialize, token_audiences};
+
+/// Longest restart back-off, as the kubelet's.
+pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How long a pod container may run: pods have no sandbox timeout of their
+/// own (`activeDeadlineSeconds` bounds a pod), so this only keeps the
+/// engine's deadline arithmetic finite.
+pub const POD_RUN_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Exit code reported for a guest stopped by the node (as for SIGKILL).
+pub const KILLED_EXIT_CODE: i32 = 137;
+
+/// How often a container whose configuration cannot be built (a missing
+/// ConfigMap, say) is tried again.
+const CONFIG_RETRY: Duration = Duration::from_secs(2);
+
+/// Why a pod's guests are being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The pod is being deleted (it has a deletionTimestamp).
+    Deleted,
+    /// The pod object no longer exists.
+    Gone,
+    /// `activeDeadlineSeconds` passed.
+    Deadline,
+    /// The pod failed for a reason no retry cures (its module is invalid
+    /// or not allowed): its other containers stop too.
+    Failed,
+}
+
+impl Stop {
+    fn message(self) -> &'static str {
+        match self {
+            Stop::Deleted | Stop::Gone => "stopped by sandlet: the pod was deleted",
+            Stop::Deadline => "stopped by sandlet: the pod's activeDeadlineSeconds passed",
+            Stop::Failed => "stopped by sandlet: the pod failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Init(usize),
+    Main(usize),
+}
+
+struct Worker {
+    ctx: Arc<NodeContext>,
+    pod: Pod,
+    reference: ObjectReference,
+    api: Api<Pod>,
+    namespace: String,
+    name: String,
+    uid: String,
+    state: Mutex<PodState>,
+    /// Serialises status patches so they arrive in order.
+    publishing: tokio::sync::Mutex<()>,
+    entry: Arc<PodEntry>,
+    stop: CancellationToken,
+    stop_reason: Mutex<Option<Stop>>,
+    /// Set once the pod has a deletionTimestamp or is gone.
+    deleted: CancellationToken,
+    pins: Mutex<Vec<Pin>>,
+}
+
+/// Runs the pod in `updates` (the latest object the node has seen) until
+/// it is deleted.
+pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
+    let pod = updates.borrow().clone();
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let pairs = |list: &[k8s_openapi::api::core::v1::Container]| {
+        list.iter()
+            .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    let state = PodState::new(
+        &pairs(spec.init_containers.as_deref().unwrap_or_default()),
+        &pairs(&spec.containers),
+        pod.status.as_ref(),
+        &ctx.identity.internal_ip(),
+    );
+    let entry = Arc::new(PodEntry {
+        uid: uid.clone(),
+        dir: ctx.pod_dir(&uid),
+        containers: Mutex::default(),
+    });
+    for c in state.init.iter().chain(state.containers.iter()) {
+        entry.set(
+            &c.name,
+            ContainerRun {
+                restart_count: c.restart_count,
+                running: false,
+            },
+        );
+    }
+    ctx.pods.insert(&namespace, &name, entry.clone());
+    let worker = Arc::new(Worker {
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        reference: pod_reference(&pod),
+        ctx: ctx.clone(),
+        pod,
+        namespace,
+        name,
+        uid,
+        state: Mutex::new(state),
+        publishing: tokio::sync::Mutex::new(()),
+        entry,
+        stop: CancellationToken::new(),
+        stop_reason: Mutex::new(None),
+        deleted: CancellationToken::new(),
+        pins: Mutex::new(Vec::new()),
+    });
+    let watching = tokio::spawn(watch_for_deletion(worker.clone(), updates));
+    worker.live().await;
+    worker.deleted.cancelled().await;
+    let gone = *worker.stop_reason.lock().expect("stop reason poisoned") == Some(Stop::Gone);
+    if !gone {
+        worker.remove_from_api().await;
+    }
+    watching.abort();
+    ctx.pods
+        .remove(&worker.namespace, &worker.name, &worker.uid);
+    let dir = ctx.pod_dir(&worker.uid);
+    if let Err(error) = tokio::fs::remove_dir_all(&dir).await
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(%error, dir = %dir.display(), "cannot remove the pod directory");
+    }
+}
+
+async fn watch_for_deletion(worker: Arc<Worker>, mut updates: watch::Receiver<Pod>) {
+    loop {
+        let deleting = updates
+            .borrow_and_update()
+            .metadata
+            .deletion_timestamp
+            .is_some();
+        if deleting {
+            worker.request_stop(Stop::Deleted);
+            worker.deleted.cancel();
+            return;
+        }
+        if updates.changed().await.is_err() {
+            worker.request_stop(Stop::Gone);
+            worker.deleted.cancel();
+            return;
+        }
+    }
+}
+
+impl Worker {
+    fn request_stop(&self, reason: Stop) {
+        let mut current = self.stop_reason.lock().expect("stop reason poisoned");
+        if current.is_none() || reason == Stop::Gone {
+            *current = Some(reason);
+        }
+        self.stop.cancel();
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        *self.stop_reason.lock().expect("stop reason poisoned")
+    }
+
+    fn event(&self, type_: EventType, reason: &str, note: String) {
+        self.ctx.event(&self.reference, type_, reason, note);
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut PodState) -> T) -> T {
+        f(&mut self.state.lock().expect("pod state poisoned"))
+    }
+
+    fn container_mut<T>(
+        &self,
+        slot: Slot,
+        f: impl FnOnce(&mut crate::status::ContainerState) -> T,
+    ) -> T {
+        self.with_state(|s| match slot {
+            Slot::Init(i) => f(&mut s.init[i]),
+            Slot::Main(i) => f(&mut s.containers[i]),
+        })
+    }
+
+    /// Sends the current status to the API server.
+    async fn publish(&self) {
+        let _order = self.publishing.lock().await;
+        let status = self.with_state(PodState::to_status);
+        let patch = serde_json::json!({ "status": status });
+        for attempt in 0..3 {
+            match self
+                .api
+                .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return,
+                Err(kube::Error::Api(e)) if e.code == 404 => return,
+                Err(error) => {
+                    tracing::warn!(%error, pod = %self.name, attempt, "cannot update pod status");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// Deletes the pod object now that its guests are stopped.
+    async fn remove_from_api(&self) {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.api.delete(&self.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(error) => tracing::warn!(%error, pod = %self.name, "cannot remove the deleted pod"),
+        }
+    }
+
+    /// Admission, init containers, containers, and the pod's final phase.
+    async fn live(self: &Arc<Self>) {
+        if self.with_state(|s| s.phase.is_terminal()) {
+            // Finished before (this process or an earlier one): never rerun.
+            return;
+        }
+        let plan = match PodPlan::from_pod(&self.pod, self.ctx.data.as_deref()) {
+            Ok(plan) => Arc::new(plan),
+            Err(rejection) => {
+                self.with_state(|s| {
+                    s.finish(
+                        Phase::Failed,
+                        Some(rejection.reason),
+                        Some(rejection.message.clone()),
+                    )
+                });
+                self.event(EventType::Warning, rejection.reason, rejection.message);
+                self.publish().await;
+                return;
+            }
+        };
+        let start = self.with_state(|s| *s.start_time.get_or_insert_with(Timestamp::now));
+        self.publish().await;
+        if let Some(deadline) = plan.active_deadline {
+            let elapsed = Timestamp::now()
+                .duration_since(start)
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            let remaining = deadline.saturating_sub(elapsed);
+            let worker = self.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(remaining) => worker.request_stop(Stop::Deadline),
+                    _ = worker.stop.cancelled() => {}
+                }
+            });
+        }
+        if !self.with_state(|s| s.initialized) {
+            for i in 0..plan.init_containers.len() {
+                let already = self.container_mut(Slot::Init(i), |c| {
+                    c.terminated().is_some_and(Terminated::succeeded)
+                });
+                if already {
+                    continue;
+                }
+                match self.run_container(&plan, Slot::Init(i)).await {
+                    Some(t) if t.succeeded() => {}
+                    _ => break,
+                }
+            }
+            let initialized = self.with_state(|s| {
+                s.initialized = s
+                    .init
+                    .iter()
+                    .all(|c| c.terminated().is_some_and(Terminated::succeeded));
+                s.initialized
+            });
+            if !initialized {
+                self.conclude().await;
+                return;
+            }
+            self.publish().await;
+        }
+        let runs = (0..plan.containers.len()).map(|i| {
+            let worker = self.clone();
+            let plan = plan.clone();
+            async move { worker.run_container(&plan, Slot::Main(i)).await }
+        });
+        futures_util::future::join_all(runs).await;
+        self.conclude().await;
+    }
+
+    /// Sets the final phase once no container will run again.
+    async fn conclude(&self) {
+        let stop = self.stopped();
+        self.with_state(|s| {
+            if stop == Some(Stop::Deadline) {
+                s.finish(
+                    Phase::Failed,
+                    Some("DeadlineExceeded"),
+                    Some(
+                        "Pod was active on the node longer than the specified deadline".to_owned(),
+                    ),
+                );
+                return;
+            }
+            let init_failed = s
+                .init
+                .iter()
+                .any(|c| c.terminated().is_some_and(|t| !t.succeeded()));
+            let all_ok = !init_failed
+                && s.initialized
+                && s.containers
+                    .iter()
+                    .all(|c| c.terminated().is_some_and(Terminated::succeeded));
+            s.finish(
+                if all_ok {
+                    Phase::Succeeded
+                } else {
+                    Phase::Failed
+                },
+                None,
+                None,
+            );
+        });
+        if stop == Some(Stop::Deadline) {
+            self.event(
+                EventType::Warning,
+                "DeadlineExceeded",
+                "Pod was active on the node longer than the specified deadline".to_owned(),
+            );
+        }
+        self.publish().await;
+    }
+
+    fn container_plan<'p>(&self, plan: &'p PodPlan, slot: Slot) -> &'p ContainerPlan {
+        match slot {
+            Slot::Init(i) => &plan.init_containers[i],
+            Slot::Main(i) => &plan.containers[i],
+        }
+    }
+
+    fn set_waiting(&self, slot: Slot, reason: &str, message: Option<String>) {
+        self.container_mut(slot, |c| {
+            c.state = Run::Waiting {
+                reason: reason.to_owned(),
+                message,
+            }
+        });
+    }
+
+    /// Sleeps for `delay` unless the pod is stopped first; true if stopped.
+    async fn sleep_or_stop(&self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = self.stop.cancelled() => true,
+        }
+    }
+
+    /// Runs one container until it will not run again; returns how its
+    /// last run ended (`None` if it never ran to an end).
+    async fn run_container(&self, plan: &PodPlan, slot: Slot) -> Option<Terminated> {
+        let container = self.container_plan(plan, slot);
+        let init = matches!(slot, Slot::Init(_));
+        // What an earlier sandlet process left: a run it never saw end
+        // counts as killed, then restartPolicy decides.
+        let interrupted = self.container_mut(slot, |c| {
+            if let Run::Running { started_at } = c.state {
+                c.state = Run::Terminated(Terminated {
+                    exit_code: KILLED_EXIT_CODE,
+                    reason: "Error".to_owned(),
+                    message: Some("sandlet restarted while the container was running".to_owned()),
+                    started_at: Some(started_at),
+                    finished_at: Timestamp::now(),
+                });
+                true
+            } else {
+                false
+            }
+        });
+        if interrupted {
+            self.publish().await;
+        }
+        if let Some(last) = self.container_mut(slot, |c| c.terminated().cloned()) {
+            if !restarts(plan.restart_policy, init, last.exit_code) {
+                return Some(last);
+            }
+            if self.back_off(slot, container, &last).await {
+                return Some(last);
+            }
+        }
+        loop {
+            if self.stop.is_cancelled() {
+                return self.container_mut(slot, |c| c.terminated().cloned());
+            }
+            let module = self.obtain_module(plan, slot).await?;
+            let (run_plan, sinks) = match self.prepare_run(plan, slot, &module).await {
+                Ok(ready) => ready,
+                Err(error) => {
+                    self.set_waiting(slot, "CreateContainerConfigError", Some(error.0.clone()));
+                    self.event(EventType::Warning, "Failed", format!("Error: {}", error.0));
+                    self.publish().await;
+                    if self.sleep_or_stop(CONFIG_RETRY).await {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            let started_at = Timestamp::now();
+            let restart_count = self.container_mut(slot, |c| {
+                c.state = Run::Running { started_at };
+                c.restart_count
+            });
+            self.entry.set(
+                &container.name,
+                ContainerRun {
+                    restart_count,
+                    running: true,
+                },
+            );
+            if !init {
+                self.with_state(|s| s.advance(Phase::Running));
+            }
+            self.event(
+                EventType::Normal,
+                "Created",
+                format!("Created container: {}", container.name),
+            );
+            self.event(
+                EventType::Normal,
+                "Started",
+                format!("Started container {}", container.name),
+            );
+            // Reported Running before anything can report it terminated.
+            self.publish().await;
+            let outcome = tokio::select! {
+                outcome = self.ctx.engine.run(&module, &run_plan, &sinks) => Some(outcome),
+                _ = self.stop.cancelled() => None,
+            };
+            let finished_at = Timestamp::now();
+            let mut terminated = match outcome {
+                Some(outcome) => terminated_of(outcome, started_at, finished_at),
+                None => {
+                    let stop = self.stopped().unwrap_or(Stop::Deleted);
+                    self.event(
+                        EventType::Normal,
+                        "Killing",
+                        format!("Stopping container {}", container.name),
+                    );
+                    Terminated {
+                        exit_code: KILLED_EXIT_CODE,
+                        reason: "Error".to_owned(),
+                        message: Some(stop.message().to_owned()),
+                        started_at: Some(started_at),
+                        finished_at,
+                    }
+                }
+            };
+            if terminated.message.is_none()
+                && !terminated.succeeded()
+                && container.spec.termination_message_policy.as_deref()
+                    == Some("FallbackToLogsOnError")
+            {
+                terminated.message = self.log_tail(&container.name, restart_count);
+            }
+            self.container_mut(slot, |c| c.state = Run::Terminated(terminated.clone()));
+            self.entry.set(
+                &container.name,
+                ContainerRun {
+                    restart_count,
+                    running: false,
+                },
+            );
+            if self.stop.is_cancelled()
+                || !restarts(plan.restart_policy, init, terminated.exit_code)
+            {
+                self.publish().await;
+                return Some(terminated);
+            }
+            if self.back_off(slot, container, &terminated).await {
+                return Some(terminated);
+            }
+        }
+    }
+
+    /// Waits out the restart back-off, showing `CrashLoopBackOff`; true if
+    /// the pod was stopped meanwhile.
+    async fn back_off(&self, slot: Slot, container: &ContainerPlan, last: &Terminated) -> bool {
+        let restarts_so_far = self.container_mut(slot, |c| c.restart_count);
+        let delay = self
+            .ctx
+            .restart_backoff
+            .saturating_mul(1 << restarts_so_far.clamp(0, 16))
+            .min(MAX_RESTART_BACKOFF);
+        let message = format!(
+            "back-off {} restarting failed container={} pod={}_{}({})",
+            humantime(delay),
+            container.name,
+            self.name,
+            self.namespace,
+            self.uid
+        );
+        self.container_mut(slot, |c| {
+            c.last = Some(last.clone());
+            c.state = Run::Waiting {
+                reason: "CrashLoopBackOff".to_owned(),
+                message: Some(message),
+            };
+        });
+        self.event(
+            EventType::Warning,
+            "BackOff",
+            format!(
+                "Back-off restarting failed container {} in pod {}",
+                container.name, self.name
+            ),
+        );
+        self.publish().await;
+        if self.sleep_or_stop(delay).await {
+            // Stopped while waiting: the last run's end is the final word.
+            self.container_mut(slot, |c| c.state = Run::Terminated(last.clone()));
+            return true;
+        }
+        self.container_mut(slot, |c| c.restart_count += 1);
+        false
+    }
+
+    fn log_tail(&self, container: &str, restart_count: i32) -> Option<String> {
+        let path = log_path(&self.entry.dir, container, restart_count);
+        let options = LogOptions {
+            tail_lines: Some(80),
+            limit_bytes: Some(2048),
+            ..LogOptions::default()
+        };
+        read_log(&path, options)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Pulls (as imagePullPolicy says) and prepares the container's module,
+    /// reporting waiting reasons and back-off; `None` if the pod was stopped
+    /// or cannot run the module at all.
+    async fn obtain_module(&self, plan: &PodPlan, slot: Slot) -> Option<PreparedModule> {
+        let container = self.container_plan(plan, slot);
+        loop {
+            let credentials = self.pull_credentials(plan).await;
+            let started = std::time::Instant::now();
+            let ensured = tokio::select! {
+                r = self.ctx.puller.ensure(&container.image, container.pull_policy, &credentials) => r,
+                _ = self.stop.cancelled() => return None,
+            };
+            let failure = match ensured {
+                Ok(pulled) => {
+                    let note = if pulled.downloaded {
+                        format!(
+                            "Successfully pulled module \"{}\" in {:?}",
+                            container.image,
+                            started.elapsed()
+                        )
+                    } else {
+                        format!(
+                            "Container image \"{}\" already present on machine",
+                            container.image
+                        )
+                    };
+                    self.event(EventType::Normal, "Pulled", note);
+                    self.container_mut(slot, |c| c.image_id = Some(pulled.image_id.clone()));
+                    self.pins
+                        .lock()
+                        .expect("pins poisoned")
+                        .push(self.ctx.store.pin(&pulled.module_digest));
+                    match self.prepare_module(&pulled.module_digest).await {
+                        Ok(module) => return Some(module),
+                        Err(message) => {
+                            self.fail_pod("InvalidModule", message).await;
+                            return None;
+                        }
+                    }
+                }
+                Err(failure) => failure,
+            };
+            if failure.reason == WaitingReason::ModuleNotAllowed {
+                self.fail_pod("ModuleNotAllowed", failure.message).await;
+                return None;
+            }
+            self.event(
+                EventType::Warning,
+                "Failed",
+                format!(
+                    "Failed to pull module \"{}\": {}",
+                    container.image, failure.message
+                ),
+            );
+            self.set_waiting(slot, failure.reason.as_str(), Some(failure.message.clone()));
+            self.publish().await;
+            // Spec problems wait for the pod to be changed or deleted.
+            let delay = failure.retry_after.unwrap_or(MAX_RESTART_BACKOFF);
+            if self.sleep_or_stop(delay).await {
+                return None;
+            }
+            if failure.reason == WaitingReason::ErrImagePull {
+                // Shown until the next attempt, as the kubelet does.
+                self.set_waiting(
+                    slot,
+                    WaitingReason::ImagePullBackOff.as_str(),
+                    Some(format!("Back-off pulling module \"{}\"", container.image)),
+                );
+                self.publish().await;
+            }
+        }
+    }
+
+    /// Fails the whole pod for a reason no retry cures.
+    async fn fail_pod(&self, reason: &'static str, message: String) {
+        self.event(EventType::Warning, reason, message.clone());
+        self.with_state(|s| s.finish(Phase::Failed, Some(reason), Some(message)));
+        self.request_stop(Stop::Failed);
+        self.publish().await;
+    }
+
+    async fn prepare_module(
+        &self,
+        digest: &sandlet_runtime::Digest,
+    ) -> Result<PreparedModule, String> {
+        if let Some(module) = self.ctx.compiled.prepared(digest) {
+            return Ok(module);
+        }
+        let ctx = self.ctx.clone();
+        let digest = *digest;
+        tokio::task::spawn_blocking(move || {
+            let bytes = ctx
+                .store
+                .get(&digest)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("module {digest} vanished from the store"))?;
+            ctx.compiled
+                .load_or_compile(&ctx.engine, &digest, &bytes)
+                .map(|(module, _)| module)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("compiling the module failed: {e}"))?
+    }
+
+    /// Registry credentials from the pod's imagePullSecrets
+    /// (`kubernetes.io/dockerconfigjson`); unreadable ones are skipped with
+    /// a warning, as the kubelet does.
+    async fn pull_credentials(&self, plan: &PodPlan) -> Credentials {
+        let mut credentials = Credentials::anonymous();
+        if plan.image_pull_secrets.is_empty() {
+            return credentials;
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        for name in &plan.image_pull_secrets {
+            let config = match secrets.get(name).await {
+                Ok(secret) => secret
+                    .data
+                    .and_then(|d| d.get(".dockerconfigjson").map(|b| b.0.clone())),
+                Err(error) => {
+                    tracing::warn!(%error, secret = %name, "cannot read an imagePullSecret");
+                    None
+                }
+            };
+            match config.map(|bytes| Credentials::from_docker_config(&bytes)) {
+                Some(Ok(found)) => credentials.merge(found),
+                Some(Err(error)) => {
+                    self.event(
+                        EventType::Warning,
+                        "FailedToRetrieveImagePullSecret",
+                        format!("imagePullSecret {name:?}: {error}"),
+                    );
+                }
+                None => self.event(
+                    EventType::Warning,
+                    "FailedToRetrieveImagePullSecret",
+                    format!("Unable to retrieve some image pull secrets ({name}); attempting to pull the module may not succeed."),
+                ),
+            }
+        }
+        credentials
+    }
+
+    /// Builds the run plan and log sinks of one container run: env,
+    /// volumes, limits, datasets.
+    async fn prepare_run(
+        &self,
+        plan: &PodPlan,
+        slot: Slot,
+        module: &PreparedModule,
+    ) -> Result<(RunPlan, sandlet_runtime::OutputSinks), ConfigError> {
+        let container = self.container_plan(plan, slot);
+        let objects = self.fetch_objects().await?;
+        let tokens = self.fetch_tokens(plan).await?;
+        let facts = DownwardFacts {
+            pod: &self.pod,
+            node_name: &self.ctx.identity.name,
+            host_ip: &self.ctx.identity.internal_ip(),
+            node_cpu: f64::from(self.ctx.identity.cpus),
+            node_memory: self.ctx.identity.memory_bytes as f64,
+        };
+        let env = resolve_env(&facts, &container.spec, &objects)?;
+        let pod_dir = self.entry.dir.clone();
+        let volume_dirs = materialize(
+            &pod_dir,
+            &plan.volumes,
+            &VolumeInputs {
+                facts: facts.clone(),
+                objects: &objects,
+                tokens: &tokens,
+            },
+        )?;
+        let args: Vec<String> = container.args.iter().map(|a| expand(a, &env)).collect();
+        let mut builder = RunPlan::builder(container.name.clone());
+        match module.kind() {
+            ModuleKind::Algorithm => {
+                builder = builder.input(args.first().cloned().unwrap_or_else(|| "{}".to_owned()));
+            }
+            ModuleKind::Command => builder = builder.args(args),
+        }
+        for (key, value) in env {
+            builder = builder.env(key, value);
+        }
+        for mount in &container.mounts {
+            let mut host = volume_dirs[&mount.volume].clone();
+            if let Some(sub) = &mount.sub_path {
+                host = host.join(sub);
+                std::fs::create_dir_all(&host).map_err(|e| {
+                    ConfigError(format!("subPath {sub:?} of volume {:?}: {e}", mount.volume))
+                })?;
+            }
+            let access = if mount.read_only {
+                DirAccess::ReadOnly
+            } else {
+                DirAccess::ReadWrite
+            };
+            builder = builder.dir(host, mount.guest_path.clone(), access);
+        }
+        let mut limits = Limits {
+            timeout: POD_RUN_TIMEOUT,
+            ..Limits::default()
+        };
+        if let Some(memory) = container.memory_limit {
+            limits.memory_bytes = memory;
+        }
+        builder = builder.limits(limits);
+        let data: Arc<dyn DataAccess> = match (&self.ctx.data, plan.datasets.is_empty()) {
+            (Some(config), false) => Arc::new(
+                GrantedDatasets::new(config, &plan.datasets)
+                    .map_err(|e| ConfigError(e.to_string()))?,
+            ),
+            _ => Arc::new(NoDatasets),
+        };
+        let run_plan = builder
+            .data(data)
+            .build()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        let restart_count = self.container_mut(slot, |c| c.restart_count);
+        let sinks = open_sinks(&log_path(&pod_dir, &container.name, restart_count))
+            .map_err(|e| ConfigError(format!("cannot create the container log: {e}")))?;
+        Ok((run_plan, sinks))
+    }
+
+    async fn fetch_objects(&self) -> Result<PodObjects, ConfigError> {
+        let (config_maps, secrets) = referenced_objects(&self.pod);
+        let mut objects = PodObjects::default();
+        let cm_api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        for name in config_maps {
+            let found = cm_api
+                .get_opt(&name)
+                .await
+                .map_err(|e| ConfigError(format!("cannot read configmap {name:?}: {e}")))?;
+            objects.config_maps.insert(name, found);
+        }
+        let secret_api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        for name in secrets {
+            let found = secret_api
+                .get_opt(&name)
+                .await
+                .map_err(|e| ConfigError(format!("cannot read secret {name:?}: {e}")))?;
+            objects.secrets.insert(name, found);
+        }
+        Ok(objects)
+    }
+
+    /// Service-account tokens for projected volumes, bound to this pod.
+    async fn fetch_tokens(&self, plan: &PodPlan) -> Result<Tokens, ConfigError> {
+        use k8s_openapi::api::authentication::v1::{
+            BoundObjectReference, TokenRequest, TokenRequestSpec,
+        };
+        let mut tokens = Tokens::new();
+        let audiences = token_audiences(&plan.volumes);
+        if audiences.is_empty() {
+            return Ok(tokens);
+        }
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        for (audience, expiration) in audiences {
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: (!audience.is_empty()).then(|| vec![audience.clone()]),
+                    expiration_seconds: Some(expiration.unwrap_or(3607)),
+                    bound_object_ref: Some(BoundObjectReference {
+                        api_version: Some("v1".to_owned()),
+                        kind: Some("Pod".to_owned()),
+                        name: Some(self.name.clone()),
+                        uid: Some(self.uid.clone()),
+                    }),
+                }),
+                ..TokenRequest::default()
+            };
+            let response = accounts
+                .create_token_request(&plan.service_account, &Default::default(), &request)
+                .await
+                .map_err(|e| {
+                    ConfigError(format!(
+                        "cannot get a token for service account {:?}: {e}",
+                        plan.service_account
+                    ))
+                })?;
+            let token = response
+                .status
+                .and_then(|s| s.token)
+                .ok_or_else(|| ConfigError("the token request returned no token".to_owned()))?;
+            tokens.insert(audience, token);
+        }
+        Ok(tokens)
+    }
+}
+
+/// Whether a container that ended with `exit_code` runs again. Init
+/// containers restart only on failure, and never under `Never`.
+fn restarts(policy: RestartPolicy, init: bool, exit_code: i32) -> bool {
+    if init {
+        exit_code != 0 && policy != RestartPolicy::Never
+    } else {
+        policy.restarts(exit_code)
+    }
+}
+
+/// How a run's outcome is reported as a terminated container state.
+fn terminated_of(
+    outcome: Result<RunOutcome, RunError>,
+    started_at: Timestamp,
+    finished_at: Timestamp,
+) -> Terminated {
+    let (exit_code, reason, message) = match outcome {
+        Ok(RunOutcome::Exited(0)) => (0, "Completed", None),
+        Ok(RunOutcome::Exited(code)) => (code, "Error", None),
+        Ok(RunOutcome::Returned(Ok(result))) => (0, "Completed", Some(result)),
+        Ok(RunOutcome::Returned(Err(message))) => (1, "Error", Some(message)),
+        Err(RunError::Limit(limit @ LimitExceeded::Memory { .. })) => {
+            (KILLED_EXIT_CODE, "OOMKilled", Some(limit.to_string()))
+        }
+        Err(error) => (2, "Error", Some(error.to_string())),
+    };
+    Terminated {
+        exit_code,
+        reason: reason.to_owned(),
+        message: message.map(|m| termination_message(&m)),
+        started_at: Some(started_at),
+        finished_at,
+    }
+}
+
+/// `10s`, `2m40s`: the kubelet's way of writing a back-off.
+fn humantime(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        let (m, s) = (secs / 60, secs % 60);
+        if s == 0 {
+            format!("{m}m0s")
+        } else {
+            format!("{m}m{s}s")
+        }
+    } else if secs > 0 {
+        format!("{secs}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_containers_restart_only_on_failure() {
+        assert!(!restarts(RestartPolicy::Always, true, 0));
+        assert!(restarts(RestartPolicy::Always, true, 1));
+        assert!(!restarts(RestartPolicy::Never, true, 1));
+        assert!(restarts(RestartPolicy::Always, false, 0));
+    }
+
+    #[test]
+    fn outcomes_map_to_kubelet_reasons() {
+        let now = Timestamp::now();
+        let t = terminated_of(
+            Ok(RunOutcome::Returned(Ok("{\"mean\":1}".into()))),
+            now,
+            now,
+        );
+        assert_eq!((t.exit_code, t.reason.as_str()), (0, "Completed"));
+        assert_eq!(t.message.as_deref(), Some("{\"mean\":1}"));
+        let t = terminated_of(Ok(RunOutcome::Returned(Err("bad input".into()))), now, now);
+        assert_eq!((t.exit_code, t.reason.as_str()), (1, "Error"));
+        let t = terminated_of(
+            Err(RunError::Limit(LimitExceeded::Memory {
+                limit: 1,
+                requested: 2,
+            })),
+            now,
+            now,
+        );
+        assert_eq!((t.exit_code, t.reason.as_str()), (137, "OOMKilled"));
+        let t = terminated_of(Ok(RunOutcome::Exited(3)), now, now);
+        assert_eq!(
+            (t.exit_code, t.reason.as_str(), t.message),
+            (3, "Error", None)
+        );
+        let long = "x".repeat(10_000);
+        let t = terminated_of(Ok(RunOutcome::Returned(Ok(long))), now, now);
+        assert_eq!(t.message.unwrap().len(), 4096);
+    }
+
+    #[test]
+    fn back_off_reads_like_the_kubelet() {
+        assert_eq!(humantime(Duration::from_secs(10)), "10s");
+        assert_eq!(humantime(Duration::from_secs(160)), "2m40s");
+        assert_eq!(humantime(Duration::from_secs(300)), "5m0s");
+    }
+}

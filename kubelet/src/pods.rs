@@ -1,0 +1,68 @@
+//! Which pods this node runs: a watch on the pods bound to it, and one
+//! [`crate::lifecycle`] worker per pod UID.
+//!
+//! This module owns the mapping from the watch's events to workers: a new
+//! UID starts a worker, an update is handed to that pod's worker, a
+//! deletion ends it. It never decides anything about a pod itself.
+//!
+//! Guarantees: at most one worker per pod UID; a pod deleted while the
+//! watch was down is noticed at the next relist (its worker ends).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
+
+use crate::context::NodeContext;
+use crate::lifecycle::run_pod;
+
+/// Watches this node's pods until the watch fails for good.
+pub async fn run(ctx: Arc<NodeContext>) -> Result<(), watcher::Error> {
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.identity.name));
+    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut workers: HashMap<String, watch::Sender<Pod>> = HashMap::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    while let Some(event) = events.try_next().await? {
+        match event {
+            Event::Init => listed.clear(),
+            Event::InitApply(pod) => {
+                if let Some(uid) = pod.metadata.uid.clone() {
+                    listed.insert(uid);
+                }
+                dispatch(&ctx, &mut workers, pod);
+            }
+            Event::InitDone => {
+                // Pods that disappeared while the watch was away.
+                workers.retain(|uid, _| listed.contains(uid));
+            }
+            Event::Apply(pod) => dispatch(&ctx, &mut workers, pod),
+            Event::Delete(pod) => {
+                if let Some(uid) = &pod.metadata.uid {
+                    // Dropping the sender tells the worker the pod is gone.
+                    workers.remove(uid);
+                }
+            }
+        }
+        workers.retain(|_, sender| !sender.is_closed());
+    }
+    Ok(())
+}
+
+fn dispatch(ctx: &Arc<NodeContext>, workers: &mut HashMap<String, watch::Sender<Pod>>, pod: Pod) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
+    if let Some(sender) = workers.get(&uid) {
+        sender.send_replace(pod);
+        return;
+    }
+    let (sender, receiver) = watch::channel(pod);
+    workers.insert(uid, sender);
+    tokio::spawn(run_pod(ctx.clone(), receiver));
+}

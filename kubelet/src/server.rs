@@ -1,0 +1,294 @@
+//! The kubelet HTTPS API that the API server calls: `/healthz` and
+//! `/containerLogs` (so `kubectl logs` and `kubectl logs -f` work), and a
+//! clear refusal for `exec`, `attach`, `portForward` and `run`.
+//!
+//! This module owns the listener, TLS and routing. Requests pass through
+//! [`authorize`] before routing; it lets everything through today and is
+//! where client-certificate authentication and SubjectAccessReview
+//! authorization slot in. Without `--tls-cert-file`, the node serves with a
+//! self-signed certificate for its name and address ([`self_signed`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::context::PodTable;
+use crate::logs::{FOLLOW_POLL, LogOptions, LogReader, log_path};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot read {what} {}: {reason}", path.display())]
+    Read {
+        what: &'static str,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A certificate chain and key, PEM.
+pub struct ServingCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// Reads `--tls-cert-file` and `--tls-private-key-file`.
+pub fn load_cert(cert: &Path, key: &Path) -> Result<ServingCert, ServerError> {
+    let read = |what, path: &Path| {
+        std::fs::read(path).map_err(|e| ServerError::Read {
+            what,
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    };
+    let cert_pem = read("certificate", cert)?;
+    let key_pem = read("private key", key)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServerError::Read {
+            what: "certificate",
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(ServerError::Read {
+            what: "certificate",
+            path: cert.to_owned(),
+            reason: "no PEM certificate in it".to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| ServerError::Read {
+        what: "private key",
+        path: key.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(ServingCert { chain, key })
+}
+
+/// A self-signed serving certificate for the node's name and address.
+pub fn self_signed(node_name: &str, ip: &str) -> Result<ServingCert, ServerError> {
+    let names = vec![node_name.to_owned(), ip.to_owned()];
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| ServerError::Tls(e.to_string()))?;
+    Ok(ServingCert {
+        chain: vec![certified.cert.der().clone()],
+        key: PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+    })
+}
+
+/// Serves the kubelet API on `address` until the task is dropped.
+pub async fn serve(
+    address: SocketAddr,
+    cert: ServingCert,
+    pods: Arc<PodTable>,
+) -> Result<(), ServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(cert.chain, cert.key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Listen { address, source })?;
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, "kubelet API: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let pods = pods.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(error) => {
+                    tracing::debug!(%error, "kubelet API: TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |request| {
+                let pods = pods.clone();
+                async move { Ok::<_, Infallible>(handle(request, &pods).await) }
+            });
+            if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%error, "kubelet API: connection ended with an error");
+            }
+        });
+    }
+}
+
+fn full(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(text.into()).boxed())
+        .expect("a valid response")
+}
+
+/// The authentication and authorization hook: every request passes here
+/// before routing. Today it admits all; a later change checks the client
+/// certificate against the cluster CA and asks the API server with a
+/// SubjectAccessReview, answering 401/403 from here.
+fn authorize(_request: &Request<Incoming>) -> Result<(), Response<Body>> {
+    Ok(())
+}
+
+async fn handle(request: Request<Incoming>, pods: &PodTable) -> Response<Body> {
+    if let Err(denied) = authorize(&request) {
+        return denied;
+    }
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (request.method(), parts.as_slice()) {
+        (&Method::GET, ["healthz"]) => full(StatusCode::OK, "ok"),
+        (&Method::GET, ["containerLogs", namespace, pod, container]) => {
+            container_logs(pods, namespace, pod, container, &query).await
+        }
+        (_, [verb @ ("exec" | "attach" | "portForward" | "run"), ..]) => full(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{verb} is not supported for wasm pods: a WebAssembly guest has no shell, terminal or network to attach to"
+            ),
+        ),
+        _ => full(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
+    }
+}
+
+async fn container_logs(
+    pods: &PodTable,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &str,
+) -> Response<Body> {
+    let options = match LogOptions::from_query(query) {
+        Ok(options) => options,
+        Err(reason) => return full(StatusCode::BAD_REQUEST, reason),
+    };
+    let Some(entry) = pods.get(namespace, pod) else {
+        return full(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not on this node"),
+        );
+    };
+    let Some(run) = entry.container(container) else {
+        return full(
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} is not in pod {namespace}/{pod}"),
+        );
+    };
+    let restart_count = if options.previous {
+        if run.restart_count == 0 {
+            return full(
+                StatusCode::BAD_REQUEST,
+                format!("previous terminated container {container:?} in pod {pod:?} not found"),
+            );
+        }
+        run.restart_count - 1
+    } else {
+        run.restart_count
+    };
+    let path = log_path(&entry.dir, container, restart_count);
+    let follow = options.follow && !options.previous;
+    let mut reader = match LogReader::open(&path, options) {
+        Ok(reader) => reader,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return full(
+                StatusCode::BAD_REQUEST,
+                format!("container {container:?} in pod {pod:?} is waiting to start"),
+            );
+        }
+        Err(e) => {
+            return full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the log: {e}"),
+            );
+        }
+    };
+    let first = match reader.read_available() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the log: {e}"),
+            );
+        }
+    };
+    if !follow {
+        return full(StatusCode::OK, first);
+    }
+    // Follow: stream what is there, then what is written, until the run
+    // ends (or a newer run replaces it) and the file is drained.
+    let container = container.to_owned();
+    let stream = futures_util::stream::unfold(
+        (Some(first), reader, entry, false),
+        move |(pending, mut reader, entry, done)| {
+            let container = container.clone();
+            async move {
+                if let Some(bytes) = pending {
+                    return Some((
+                        Ok(Frame::data(Bytes::from(bytes))),
+                        (None, reader, entry, false),
+                    ));
+                }
+                if done || reader.exhausted() {
+                    return None;
+                }
+                loop {
+                    let still_running = entry
+                        .container(&container)
+                        .is_some_and(|r| r.running && r.restart_count == restart_count);
+                    let bytes = reader.read_available().unwrap_or_default();
+                    if !bytes.is_empty() {
+                        return Some((
+                            Ok(Frame::data(Bytes::from(bytes))),
+                            (None, reader, entry, !still_running),
+                        ));
+                    }
+                    if !still_running {
+                        return None;
+                    }
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+            }
+        },
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .expect("a valid response")
+}

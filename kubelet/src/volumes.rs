@@ -1,0 +1,393 @@
+//! Pod volumes as host directories, ready to be preopened for a guest.
+//!
+//! This module owns turning each volume of a pod (configMap, secret,
+//! emptyDir, hostPath, downwardAPI, projected) into a directory under the
+//! pod's own directory, or, for hostPath, into the host directory the
+//! cluster admin named. It writes files but talks to no server: the
+//! ConfigMaps, Secrets and service-account tokens were fetched before.
+//!
+//! What a guest may do with a directory (read-only or not) is decided by
+//! the mount in [`crate::plan`] and enforced by the sandlet-runtime sandbox;
+//! this module never grants anything itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
+
+use crate::env::{ConfigError, DownwardFacts, PodObjects, field_value, resource_value};
+
+/// Tokens for projected `serviceAccountToken` sources, by audience (`""`:
+/// the API server's own audience).
+pub type Tokens = BTreeMap<String, String>;
+
+/// The audiences of every projected service-account token a pod needs, with
+/// their requested lifetimes.
+pub fn token_audiences(volumes: &[Volume]) -> Vec<(String, Option<i64>)> {
+    let mut out: Vec<(String, Option<i64>)> = Vec::new();
+    for source in volumes
+        .iter()
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+    {
+        if let Some(token) = &source.service_account_token {
+            let audience = token.audience.clone().unwrap_or_default();
+            if !out.iter().any(|(a, _)| *a == audience) {
+                out.push((audience, token.expiration_seconds));
+            }
+        }
+    }
+    out
+}
+
+/// Everything a volume's contents may come from.
+pub struct VolumeInputs<'a> {
+    pub facts: DownwardFacts<'a>,
+    pub objects: &'a PodObjects,
+    pub tokens: &'a Tokens,
+}
+
+/// Creates (or refreshes) every volume of the pod and returns the host
+/// directory of each, by volume name.
+pub fn materialize(
+    pod_dir: &Path,
+    volumes: &[Volume],
+    inputs: &VolumeInputs<'_>,
+) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
+    let mut dirs = BTreeMap::new();
+    for volume in volumes {
+        let dir = materialize_one(pod_dir, volume, inputs)?;
+        dirs.insert(volume.name.clone(), dir);
+    }
+    Ok(dirs)
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> ConfigError {
+    ConfigError(format!("{what} {}: {e}", path.display()))
+}
+
+fn materialize_one(
+    pod_dir: &Path,
+    volume: &Volume,
+    inputs: &VolumeInputs<'_>,
+) -> Result<PathBuf, ConfigError> {
+    let own_dir = pod_dir.join("volumes").join(&volume.name);
+    let namespace = inputs
+        .facts
+        .pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    if let Some(host) = &volume.host_path {
+        let path = PathBuf::from(&host.path);
+        match host.type_.as_deref().unwrap_or("") {
+            "" | "Directory" => {}
+            "DirectoryOrCreate" => {
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| io_error("cannot create hostPath", &path, e))?;
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "volume {:?}: hostPath type {other} is not supported; wasm guests see directories only",
+                    volume.name
+                )));
+            }
+        }
+        if !path.is_dir() {
+            return Err(ConfigError(format!(
+                "volume {:?}: hostPath {} is not an existing directory",
+                volume.name, host.path
+            )));
+        }
+        return Ok(path);
+    }
+    if volume.empty_dir.is_some() {
+        // Kept across container restarts, removed with the pod.
+        std::fs::create_dir_all(&own_dir)
+            .map_err(|e| io_error("cannot create emptyDir", &own_dir, e))?;
+        return Ok(own_dir);
+    }
+    // The remaining types are rendered files: write them afresh.
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    if let Some(cm) = &volume.config_map {
+        let data = inputs.objects.config_map(&namespace, &cm.name)?;
+        add_keyed(
+            &mut files,
+            data,
+            cm.items.as_deref(),
+            cm.optional == Some(true),
+            "configmap",
+            &cm.name,
+        )?;
+    } else if let Some(secret) = &volume.secret {
+        let name = secret.secret_name.clone().unwrap_or_default();
+        let data = inputs.objects.secret(&namespace, &name)?;
+        add_keyed(
+            &mut files,
+            data,
+            secret.items.as_deref(),
+            secret.optional == Some(true),
+            "secret",
+            &name,
+        )?;
+    } else if let Some(downward) = &volume.downward_api {
+        add_downward(
+            &mut files,
+            downward.items.as_deref().unwrap_or_default(),
+            inputs,
+        )?;
+    } else if let Some(projected) = &volume.projected {
+        for source in projected.sources.iter().flatten() {
+            if let Some(cm) = &source.config_map {
+                let data = inputs.objects.config_map(&namespace, &cm.name)?;
+                add_keyed(
+                    &mut files,
+                    data,
+                    cm.items.as_deref(),
+                    cm.optional == Some(true),
+                    "configmap",
+                    &cm.name,
+                )?;
+            } else if let Some(secret) = &source.secret {
+                let data = inputs.objects.secret(&namespace, &secret.name)?;
+                add_keyed(
+                    &mut files,
+                    data,
+                    secret.items.as_deref(),
+                    secret.optional == Some(true),
+                    "secret",
+                    &secret.name,
+                )?;
+            } else if let Some(downward) = &source.downward_api {
+                add_downward(
+                    &mut files,
+                    downward.items.as_deref().unwrap_or_default(),
+                    inputs,
+                )?;
+            } else if let Some(token) = &source.service_account_token {
+                let audience = token.audience.clone().unwrap_or_default();
+                let value = inputs.tokens.get(&audience).ok_or_else(|| {
+                    ConfigError(format!(
+                        "no service account token for audience {audience:?}"
+                    ))
+                })?;
+                add_file(&mut files, &token.path, value.clone().into_bytes())?;
+            } else {
+                return Err(ConfigError(format!(
+                    "volume {:?}: projected source type not supported (configMap, secret, downwardAPI and serviceAccountToken are)",
+                    volume.name
+                )));
+            }
+        }
+    } else {
+        return Err(ConfigError(format!(
+            "volume {:?}: unsupported volume type",
+            volume.name
+        )));
+    }
+    write_files(&own_dir, &files)?;
+    Ok(own_dir)
+}
+
+fn add_file(
+    files: &mut BTreeMap<String, Vec<u8>>,
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<(), ConfigError> {
+    if path.is_empty()
+        || path.starts_with('/')
+        || path.split('/').any(|p| p == ".." || p.is_empty())
+    {
+        return Err(ConfigError(format!(
+            "volume file path {path:?} must be relative, without `..` or empty parts"
+        )));
+    }
+    files.insert(path.to_owned(), bytes);
+    Ok(())
+}
+
+fn add_keyed(
+    files: &mut BTreeMap<String, Vec<u8>>,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+    what: &str,
+    name: &str,
+) -> Result<(), ConfigError> {
+    let Some(data) = data else {
+        if optional {
+            return Ok(());
+        }
+        return Err(ConfigError(format!("{what} \"{name}\" not found")));
+    };
+    match items {
+        Some(items) if !items.is_empty() => {
+            for item in items {
+                match data.get(&item.key) {
+                    Some(bytes) => add_file(files, &item.path, bytes.clone())?,
+                    None if optional => {}
+                    None => {
+                        return Err(ConfigError(format!(
+                            "couldn't find key {} in {what} {name}",
+                            item.key
+                        )));
+                    }
+                }
+            }
+        }
+        _ => {
+            for (key, bytes) in data {
+                add_file(files, &key, bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_downward(
+    files: &mut BTreeMap<String, Vec<u8>>,
+    items: &[DownwardAPIVolumeFile],
+    inputs: &VolumeInputs<'_>,
+) -> Result<(), ConfigError> {
+    for item in items {
+        let value = if let Some(field) = &item.field_ref {
+            field_value(&inputs.facts, field)?
+        } else if let Some(field) = &item.resource_field_ref {
+            let name = field.container_name.clone().unwrap_or_default();
+            let spec = inputs.facts.pod.spec.as_ref();
+            let container = spec
+                .into_iter()
+                .flat_map(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                })
+                .find(|c| c.name == name)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "downwardAPI item {:?}: no container {name:?}",
+                        item.path
+                    ))
+                })?;
+            resource_value(&inputs.facts, container, field)?
+        } else {
+            continue;
+        };
+        add_file(files, &item.path, value.into_bytes())?;
+    }
+    Ok(())
+}
+
+/// Replaces the directory's contents with `files`, atomically per file.
+fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), ConfigError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| io_error("cannot clear volume", dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create volume", dir, e))?;
+    for (path, bytes) in files {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io_error("cannot create", parent, e))?;
+        }
+        std::fs::write(&target, bytes).map_err(|e| io_error("cannot write", &target, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+
+    fn pod(volumes: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p", "namespace": "ns", "labels": { "a": "b" } },
+            "spec": { "containers": [{ "name": "main", "image": "r/x:1",
+                "resources": { "limits": { "memory": "32Mi" } } }], "volumes": volumes }
+        }))
+        .unwrap()
+    }
+
+    fn inputs<'a>(pod: &'a Pod, objects: &'a PodObjects, tokens: &'a Tokens) -> VolumeInputs<'a> {
+        VolumeInputs {
+            facts: DownwardFacts {
+                pod,
+                node_name: "n",
+                host_ip: "127.0.0.1",
+                node_cpu: 1.0,
+                node_memory: 1e9,
+            },
+            objects,
+            tokens,
+        }
+    }
+
+    #[test]
+    fn every_volume_type_renders_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let p = pod(serde_json::json!([
+            { "name": "cfg", "configMap": { "name": "settings", "items": [{ "key": "a", "path": "sub/a.txt" }] } },
+            { "name": "scratch", "emptyDir": {} },
+            { "name": "host", "hostPath": { "path": host.path() } },
+            { "name": "info", "downwardAPI": { "items": [
+                { "path": "name", "fieldRef": { "fieldPath": "metadata.name" } },
+                { "path": "mem", "resourceFieldRef": { "containerName": "main", "resource": "limits.memory", "divisor": "1Mi" } }
+            ] } },
+            { "name": "api", "projected": { "sources": [
+                { "serviceAccountToken": { "path": "token" } },
+                { "configMap": { "name": "settings" } }
+            ] } }
+        ]));
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "settings" }, "data": { "a": "A", "b": "B" }
+        }))
+        .unwrap();
+        let objects = PodObjects {
+            config_maps: [("settings".to_owned(), Some(cm))].into(),
+            secrets: BTreeMap::new(),
+        };
+        let tokens: Tokens = [(String::new(), "tok".to_owned())].into();
+        let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+        let dirs = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap();
+        let read = |v: &str, f: &str| std::fs::read_to_string(dirs[v].join(f)).unwrap();
+        assert_eq!(read("cfg", "sub/a.txt"), "A");
+        assert!(!dirs["cfg"].join("b").exists());
+        assert!(dirs["scratch"].is_dir());
+        assert_eq!(dirs["host"], host.path());
+        assert_eq!(read("info", "name"), "p");
+        assert_eq!(read("info", "mem"), "32");
+        assert_eq!(read("api", "token"), "tok");
+        assert_eq!(read("api", "b"), "B");
+        assert_eq!(token_audiences(&volumes), [(String::new(), None)]);
+    }
+
+    #[test]
+    fn missing_sources_and_bad_paths_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = PodObjects {
+            config_maps: [("gone".to_owned(), None)].into(),
+            secrets: BTreeMap::new(),
+        };
+        let tokens = Tokens::new();
+        let p = pod(serde_json::json!([{ "name": "cfg", "configMap": { "name": "gone" } }]));
+        let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+        let e = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap_err();
+        assert_eq!(e.0, "configmap \"gone\" not found");
+
+        let p = pod(serde_json::json!([{ "name": "h", "hostPath": { "path": "/no/such/dir" } }]));
+        let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+        let e = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap_err();
+        assert!(e.0.contains("not an existing directory"), "{e}");
+
+        let p = pod(
+            serde_json::json!([{ "name": "i", "downwardAPI": { "items": [
+            { "path": "../escape", "fieldRef": { "fieldPath": "metadata.name" } }
+        ] } }]),
+        );
+        let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+        let e = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap_err();
+        assert!(e.0.contains("without `..`"), "{e}");
+    }
+}

@@ -9,7 +9,7 @@
 //! after a restart.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -309,6 +309,7 @@ pub fn read_log(path: &Path, options: LogOptions) -> io::Result<Vec<u8>> {
 /// Moves the reader to the end of a file, for tests of following.
 #[cfg(test)]
 fn file_len(path: &Path) -> u64 {
+    use std::io::{Seek, SeekFrom};
     let mut f = File::open(path).unwrap();
     f.seek(SeekFrom::End(0)).unwrap()
 }

@@ -2,11 +2,14 @@
 //!
 //! Every guest is built from source (`algorithms/`, `tests/guests/`) by the
 //! fixtures before use. The OCI tests start Debian's `docker-registry` on
-//! loopback (`registry.rs`); nothing here needs a cluster.
+//! loopback (`registry.rs`). The `kube_` tests run against a real control
+//! plane started once per process by `scripts/cluster` (`cluster.rs`).
 
 mod algorithms;
 mod cli;
+mod cluster;
 mod fixtures;
+mod kube;
 mod oci;
 mod registry;
 mod runtime;

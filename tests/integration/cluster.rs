@@ -1,0 +1,378 @@
+//! The real control plane and sandlet nodes for end-to-end tests.
+//!
+//! One cluster per test process, started by `scripts/cluster up` (the same
+//! harness as the demo) and stopped by its watchdog when this process
+//! ends, however it ends. Each test starts its own sandlet node(s) and uses
+//! its own namespace, so tests run side by side on one cluster.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::fixtures::repo_root;
+use crate::registry::TestRegistry;
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    path: OsString,
+}
+
+/// The cluster of this test process, started on first use.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("sandlet-cluster-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let status = Command::new(repo_root().join("scripts/cluster"))
+            .arg("up")
+            .arg(&dir)
+            .env("SANDLET_CLUSTER_OWNER", std::process::id().to_string())
+            .env("SANDLET_CLUSTER_CLEANUP", "1")
+            .status()
+            .expect("cannot run scripts/cluster");
+        assert!(status.success(), "scripts/cluster up failed");
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        let bin = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export PATH=\""))
+            .and_then(|l| l.split(':').next())
+            .expect("PATH in the cluster env")
+            .to_owned();
+        let mut path = OsString::from(bin);
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        Cluster {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            path,
+        }
+    })
+}
+
+/// Waits until `check` returns `Some`, or panics naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Cluster {
+    /// `kubectl ARGS` as the cluster admin (the harness's own kubectl).
+    pub fn kubectl_raw(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new("kubectl");
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", &self.path)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("cannot run kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// `kubectl ARGS`, which must succeed; its stdout.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_raw(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn apply(&self, namespace: &str, yaml: &str) {
+        let out = self.kubectl_raw(&["apply", "-n", namespace, "-f", "-"], Some(yaml));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The object as JSON, or `None` if it does not exist.
+    pub fn get(&self, namespace: &str, kind: &str, name: &str) -> Option<Value> {
+        let out = self.kubectl_raw(&["get", "-n", namespace, kind, name, "-o", "json"], None);
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("NotFound"),
+                "kubectl get {kind} {name}: {stderr}"
+            );
+            return None;
+        }
+        Some(serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Value {
+        self.get(namespace, "pod", name)
+            .unwrap_or_else(|| panic!("pod {namespace}/{name} does not exist"))
+    }
+
+    /// Waits for the pod's phase to be `phase`.
+    pub fn wait_phase(&self, namespace: &str, name: &str, phase: &str, timeout: Duration) -> Value {
+        wait_for(
+            &format!("pod {namespace}/{name} to be {phase}"),
+            timeout,
+            || {
+                let pod = self.pod(namespace, name);
+                (pod["status"]["phase"] == phase).then_some(pod)
+            },
+        )
+    }
+
+    /// A fresh namespace whose default ServiceAccount exists (pods need it).
+    pub fn namespace(&self, name: &str) -> String {
+        let _ = self.kubectl_raw(&["delete", "namespace", name, "--wait=true"], None);
+        self.kubectl(&["create", "namespace", name]);
+        wait_for(
+            "the namespace's default service account",
+            Duration::from_secs(30),
+            || self.get(name, "serviceaccount", "default").map(drop),
+        );
+        name.to_owned()
+    }
+
+    /// Events about `object` as `reason: message` lines.
+    pub fn events(&self, namespace: &str, object: &str) -> Vec<String> {
+        let out = self.kubectl(&[
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            &format!("involvedObject.name={object}"),
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_str(&out).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["reason"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    fn node_kubeconfig(&self, name: &str) -> PathBuf {
+        let status = Command::new(repo_root().join("scripts/cluster"))
+            .args(["node-credentials"])
+            .arg(&self.dir)
+            .arg(name)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "scripts/cluster node-credentials {name} failed"
+        );
+        self.dir.join(format!("node-{name}.kubeconfig"))
+    }
+}
+
+/// A `sandlet node` process registered with the test cluster.
+pub struct TestNode {
+    child: Option<Child>,
+    pub name: String,
+    pub state_dir: PathBuf,
+    _state: tempfile::TempDir,
+    args: Vec<OsString>,
+    log: PathBuf,
+}
+
+impl TestNode {
+    /// Starts `sandlet node` as `name`, trusting `registry` over HTTP, with
+    /// a 1 s restart back-off so restart tests finish quickly.
+    pub fn start(name: &str, registry: &TestRegistry, extra: &[&str]) -> TestNode {
+        let cluster = cluster();
+        let kubeconfig = cluster.node_kubeconfig(name);
+        let state = tempfile::Builder::new()
+            .prefix("sandlet-node-")
+            .tempdir()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string();
+        let mut args: Vec<OsString> = vec!["node".into(), "--kubeconfig".into(), kubeconfig.into()];
+        for a in [
+            "--node-name",
+            name,
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ] {
+            args.push(a.into());
+        }
+        for a in [
+            "--insecure-registry",
+            &registry.addr,
+            "--restart-backoff",
+            "1s",
+        ] {
+            args.push(a.into());
+        }
+        args.push("--state-dir".into());
+        args.push(state.path().into());
+        args.extend(extra.iter().map(OsString::from));
+        let mut node = TestNode {
+            child: None,
+            name: name.to_owned(),
+            state_dir: state.path().to_owned(),
+            log: state.path().join("node.log"),
+            _state: state,
+            args,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = crate::fixtures::sandlet()
+            .args(&self.args)
+            .env("SANDLET_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let name = self.name.clone();
+        wait_for(
+            &format!("node {name} to be Ready"),
+            Duration::from_secs(60),
+            || {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("sandlet node exited with {status}: {}", self.log_text());
+                }
+                let node = cluster().get("", "node", &name)?;
+                let conditions = node["status"]["conditions"].as_array()?.clone();
+                let ready = conditions
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                let fresh = node["status"]["nodeInfo"]["bootID"].is_string();
+                (ready && fresh && self.log_text().contains("registered")).then_some(())
+            },
+        );
+    }
+
+    /// What the node logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the node process (SIGKILL, no clean-up), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the node again with the same state directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        std::fs::write(&self.log, "").unwrap();
+        self.spawn();
+    }
+
+    pub fn state(&self) -> &Path {
+        &self.state_dir
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+        // The Node object goes too, so the cluster does not fill with
+        // NotReady nodes while other tests run.
+        let _ = cluster().kubectl_raw(&["delete", "node", &self.name, "--wait=false"], None);
+    }
+}
+
+/// A pod manifest for a sandlet node: the krustlet-style toleration and a
+/// `kubernetes.io/hostname` selector pinning it to `node`.
+pub fn wasm_pod(
+    name: &str,
+    node: &str,
+    image: &str,
+    args: &[&str],
+    restart_policy: &str,
+) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {restart_policy}
+  nodeSelector:
+    kubernetes.io/hostname: {node}
+  tolerations:
+  - {{key: kubernetes.io/arch, operator: Equal, value: wasm32-wasi}}
+  containers:
+  - name: main
+    image: {image}
+    args: {args}
+"#,
+        args = serde_json::to_string(args).unwrap()
+    )
+}
+
+/// Pushes `module` to `registry` as `repo:tag` with the CLI; returns the
+/// reference.
+pub fn push(registry: &TestRegistry, module: &Path, repo: &str) -> String {
+    let reference = format!("{}/{repo}", registry.addr);
+    let ran = crate::fixtures::run_sandlet([
+        OsString::from("push"),
+        "--insecure-registry".into(),
+        registry.addr.clone().into(),
+        module.into(),
+        reference.clone().into(),
+    ]);
+    assert_eq!(ran.code, Some(0), "push failed: {}", ran.stderr);
+    reference
+}

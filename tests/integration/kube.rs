@@ -1,0 +1,586 @@
+//! End to end: the real control plane (kube-apiserver, kube-scheduler,
+//! kube-controller-manager, etcd), real `kubectl`, `sandlet node` processes
+//! and modules pulled from a loopback `docker-registry`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cluster::{TestNode, cluster, push, wait_for, wasm_pod};
+use crate::fixtures::guests;
+use crate::registry::{RegistrySetup, TestRegistry};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn registry_with_hello() -> (TestRegistry, String) {
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let hello = push(&registry, &guests().hello, "algorithms/hello:v1");
+    (registry, hello)
+}
+
+fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+fn condition<'a>(object: &'a Value, type_: &str) -> &'a Value {
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {object}"))
+}
+
+#[test]
+fn kube_a_plain_pod_runs_and_kubectl_logs_shows_its_output() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("plain", &registry, &[]);
+    let ns = c.namespace("plain");
+    c.apply(
+        &ns,
+        &wasm_pod("hello", &node.name, &hello, &["one", "two"], "Never"),
+    );
+    let pod = c.wait_phase(&ns, "hello", "Succeeded", LONG);
+
+    let status = container_status(&pod);
+    assert_eq!(status["state"]["terminated"]["exitCode"], 0);
+    assert_eq!(status["state"]["terminated"]["reason"], "Completed");
+    let image_id = status["imageID"].as_str().unwrap();
+    assert!(
+        image_id.starts_with(&format!("{}/algorithms/hello@sha256:", registry.addr)),
+        "{image_id}"
+    );
+    assert!(status["state"]["terminated"]["startedAt"].is_string());
+    assert!(status["state"]["terminated"]["finishedAt"].is_string());
+    assert_eq!(condition(&pod, "PodScheduled")["status"], "True");
+    assert_eq!(condition(&pod, "Initialized")["status"], "True");
+    assert_eq!(condition(&pod, "Ready")["reason"], "PodCompleted");
+
+    let logs = c.kubectl(&["logs", "-n", &ns, "hello"]);
+    assert!(logs.contains("arg: one\narg: two\n"), "{logs}");
+    assert!(logs.contains("hello from wasm"), "{logs}");
+    // Nothing of the node's environment reaches the guest.
+    assert!(!logs.contains("SANDLET_LOG"), "{logs}");
+    let tail = c.kubectl(&["logs", "-n", &ns, "hello", "--tail=1", "--timestamps"]);
+    let (time, line) = tail.trim_end().split_once(' ').unwrap();
+    assert!(time.contains('T') && time.ends_with('Z'), "{tail}");
+    assert_eq!(line, "hello from wasm");
+
+    let events = c.events(&ns, "hello");
+    for reason in ["Scheduled", "Pulled", "Created", "Started"] {
+        assert!(
+            events.iter().any(|e| e.starts_with(reason)),
+            "{reason} missing in {events:?}"
+        );
+    }
+    // exec has nothing to attach to.
+    c.apply(
+        &ns,
+        &wasm_pod("long", &node.name, &hello, &["--sleep", "600"], "Never"),
+    );
+    c.wait_phase(&ns, "long", "Running", LONG);
+    let exec = c.kubectl_raw(&["exec", "-n", &ns, "long", "--", "ls"], None);
+    assert!(!exec.status.success());
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert!(stderr.contains("not supported for wasm pods"), "{stderr}");
+}
+
+#[test]
+fn kube_logs_follow_until_the_container_ends() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("follow", &registry, &[]);
+    let ns = c.namespace("follow");
+    c.apply(
+        &ns,
+        &wasm_pod("ticker", &node.name, &hello, &["--ticks", "10"], "Never"),
+    );
+    c.wait_phase(&ns, "ticker", "Running", LONG);
+    let started = Instant::now();
+    let logs = c.kubectl(&["logs", "-f", "-n", &ns, "ticker"]);
+    // Ten ticks 200 ms apart: following waited for the end.
+    assert!(
+        logs.contains("tick 1\n") && logs.ends_with("tick 10\n"),
+        "{logs}"
+    );
+    assert!(started.elapsed() < LONG);
+    let limited = c.kubectl(&["logs", "-n", &ns, "ticker", "--limit-bytes=5"]);
+    assert_eq!(limited, "hello");
+}
+
+#[test]
+fn kube_a_job_completes_and_its_backoff_limit_counts_failures() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("jobs", &registry, &[]);
+    let ns = c.namespace("jobs");
+    let job = |name: &str, args: &[&str]| {
+        format!(
+            r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      nodeSelector: {{kubernetes.io/hostname: {node}}}
+      tolerations: [{{key: kubernetes.io/arch, operator: Equal, value: wasm32-wasi}}]
+      containers:
+      - name: main
+        image: {hello}
+        args: {args}
+"#,
+            node = node.name,
+            args = serde_json::to_string(args).unwrap()
+        )
+    };
+    c.apply(&ns, &job("works", &["ok"]));
+    c.apply(&ns, &job("fails", &["--exit", "4"]));
+    let works = wait_for("job works to complete", LONG, || {
+        let job = c.get(&ns, "job", "works")?;
+        (job["status"]["succeeded"] == 1).then_some(job)
+    });
+    assert_eq!(condition(&works, "Complete")["status"], "True");
+    let fails = wait_for("job fails to fail", LONG, || {
+        let job = c.get(&ns, "job", "fails")?;
+        (job["status"]["failed"] == 2).then_some(job)
+    });
+    assert_eq!(
+        condition(&fails, "Failed")["reason"],
+        "BackoffLimitExceeded"
+    );
+    let pods: Value = serde_json::from_str(&c.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        &ns,
+        "-l",
+        "job-name=fails",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let pods = pods["items"].as_array().unwrap();
+    assert_eq!(pods.len(), 2, "backoffLimit 1 means two pods");
+    for pod in pods {
+        assert_eq!(pod["status"]["phase"], "Failed");
+        assert_eq!(container_status(pod)["state"]["terminated"]["exitCode"], 4);
+    }
+}
+
+#[test]
+fn kube_deleting_a_running_pod_stops_the_guest_within_the_grace_period() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("deletion", &registry, &[]);
+    let ns = c.namespace("deletion");
+    let manifest = wasm_pod(
+        "sleeper",
+        &node.name,
+        &hello,
+        &["--ticks", "100000"],
+        "Always",
+    )
+    .replace("spec:\n", "spec:\n  terminationGracePeriodSeconds: 10\n");
+    c.apply(&ns, &manifest);
+    c.wait_phase(&ns, "sleeper", "Running", LONG);
+    let uid = c.pod(&ns, "sleeper")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log = node.state().join("pods").join(&uid).join("logs/main/0.log");
+    wait_for("the guest to print", LONG, || log.exists().then_some(()));
+    let started = Instant::now();
+    c.kubectl(&["delete", "pod", "-n", &ns, "sleeper", "--wait=true"]);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "deletion took {took:?}, the grace period is 10 s"
+    );
+    assert!(c.get(&ns, "pod", "sleeper").is_none());
+    // The guest is gone, not just the object: its pod directory was removed
+    // and nothing writes there any more.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!log.exists(), "the pod directory outlived the pod");
+    let events = c.events(&ns, "sleeper");
+    assert!(
+        events.iter().any(|e| e.starts_with("Killing")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn kube_restart_policies_behave_as_in_kubernetes() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("restarts", &registry, &[]);
+    let ns = c.namespace("restarts");
+    c.apply(
+        &ns,
+        &wasm_pod("never", &node.name, &hello, &["--exit", "3"], "Never"),
+    );
+    c.apply(
+        &ns,
+        &wasm_pod(
+            "onfailure-fails",
+            &node.name,
+            &hello,
+            &["--exit", "3"],
+            "OnFailure",
+        ),
+    );
+    c.apply(
+        &ns,
+        &wasm_pod("onfailure-ok", &node.name, &hello, &[], "OnFailure"),
+    );
+    c.apply(&ns, &wasm_pod("always", &node.name, &hello, &[], "Always"));
+
+    let never = c.wait_phase(&ns, "never", "Failed", LONG);
+    assert_eq!(container_status(&never)["restartCount"], 0);
+    assert_eq!(
+        container_status(&never)["state"]["terminated"]["exitCode"],
+        3
+    );
+
+    let ok = c.wait_phase(&ns, "onfailure-ok", "Succeeded", LONG);
+    assert_eq!(container_status(&ok)["restartCount"], 0);
+
+    for name in ["onfailure-fails", "always"] {
+        let pod = wait_for(&format!("{name} to restart twice"), LONG, || {
+            let pod = c.pod(&ns, name);
+            (container_status(&pod)["restartCount"].as_i64() >= Some(2)).then_some(pod)
+        });
+        assert_eq!(pod["status"]["phase"], "Running", "{name} keeps running");
+        let expected = if name == "always" { 0 } else { 3 };
+        assert_eq!(
+            container_status(&pod)["lastState"]["terminated"]["exitCode"],
+            expected
+        );
+    }
+    let waiting = wait_for("CrashLoopBackOff", LONG, || {
+        let pod = c.pod(&ns, "onfailure-fails");
+        let waiting = container_status(&pod)["state"]["waiting"].clone();
+        (waiting["reason"] == "CrashLoopBackOff").then_some(waiting)
+    });
+    assert!(
+        waiting["message"].as_str().unwrap().contains("back-off"),
+        "{waiting}"
+    );
+    let previous = c.kubectl(&["logs", "-n", &ns, "onfailure-fails", "--previous"]);
+    assert!(previous.contains("hello from wasm"), "{previous}");
+    let events = c.events(&ns, "onfailure-fails");
+    assert!(
+        events.iter().any(|e| e.starts_with("BackOff")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn kube_a_failed_init_container_fails_the_pod_before_any_container_runs() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("init", &registry, &[]);
+    let ns = c.namespace("init");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: setup-fails}}
+spec:
+  restartPolicy: Never
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  tolerations: [{{key: kubernetes.io/arch, operator: Equal, value: wasm32-wasi}}]
+  initContainers:
+  - {{name: first, image: {hello}, args: [first]}}
+  - {{name: second, image: {hello}, args: ["--exit", "7"]}}
+  - {{name: third, image: {hello}, args: [third]}}
+  containers:
+  - {{name: main, image: {hello}, args: [main]}}
+"#,
+        node = node.name
+    );
+    c.apply(&ns, &manifest);
+    let pod = c.wait_phase(&ns, "setup-fails", "Failed", LONG);
+    let init = pod["status"]["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(init[0]["state"]["terminated"]["exitCode"], 0);
+    assert_eq!(init[1]["state"]["terminated"]["exitCode"], 7);
+    assert!(
+        init[2]["state"]["waiting"].is_object(),
+        "third never ran: {}",
+        init[2]
+    );
+    assert!(
+        container_status(&pod)["state"]["waiting"].is_object(),
+        "main never ran"
+    );
+    assert_eq!(condition(&pod, "Initialized")["status"], "False");
+    let first = c.kubectl(&["logs", "-n", &ns, "setup-fails", "-c", "first"]);
+    assert!(first.contains("arg: first"), "{first}");
+}
+
+#[test]
+fn kube_pods_that_cannot_run_here_get_a_reason_and_an_event() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("refuses", &registry, &[]);
+    let ns = c.namespace("refuses");
+    // Bound directly (as a controller with nodeName would), past the
+    // scheduler that would otherwise keep it away.
+    let gpu = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: gpu}}
+spec:
+  nodeName: {node}
+  tolerations: [{{key: kubernetes.io/arch, operator: Exists}}]
+  containers:
+  - name: train
+    image: {hello}
+    resources: {{limits: {{nvidia.com/gpu: "1"}}}}
+"#,
+        node = node.name
+    );
+    c.apply(&ns, &gpu);
+    let pod = c.wait_phase(&ns, "gpu", "Failed", LONG);
+    assert_eq!(pod["status"]["reason"], "UnsupportedResource");
+    assert!(
+        pod["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nvidia.com/gpu")
+    );
+    wait_for("the UnsupportedResource event", LONG, || {
+        c.events(&ns, "gpu")
+            .iter()
+            .any(|e| e.starts_with("UnsupportedResource"))
+            .then_some(())
+    });
+
+    // The scheduler would wait for the claim; bound directly, the node
+    // must say it cannot mount it.
+    let pvc = wasm_pod("claims", &node.name, &hello, &[], "Never").replace(
+        "  containers:\n",
+        &format!(
+            "  nodeName: {}\n  volumes: [{{name: data, persistentVolumeClaim: {{claimName: x}}}}]\n  containers:\n",
+            node.name
+        ),
+    );
+    c.apply(&ns, &pvc);
+    let pod = c.wait_phase(&ns, "claims", "Failed", LONG);
+    assert_eq!(pod["status"]["reason"], "UnsupportedVolume");
+
+    let missing = wasm_pod(
+        "missing",
+        &node.name,
+        &format!("{}/no/such:v1", registry.addr),
+        &[],
+        "Never",
+    );
+    c.apply(&ns, &missing);
+    let waiting = wait_for("a pull failure", LONG, || {
+        let pod = c.pod(&ns, "missing");
+        let waiting = container_status(&pod)["state"]["waiting"].clone();
+        ["ErrImagePull", "ImagePullBackOff"]
+            .contains(&waiting["reason"].as_str().unwrap_or(""))
+            .then_some(waiting)
+    });
+    assert!(
+        waiting["message"].as_str().unwrap().contains("no/such"),
+        "{waiting}"
+    );
+    assert_eq!(c.pod(&ns, "missing")["status"]["phase"], "Pending");
+}
+
+#[test]
+fn kube_only_pods_tolerating_the_wasm_taint_schedule_here() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("taints", &registry, &[]);
+    let ns = c.namespace("taints");
+    // krustlet's manifests: tolerations for the arch taint, nothing else.
+    let krustlet = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: krustlet-style}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: main, image: {hello}}}]
+  tolerations:
+  - {{key: kubernetes.io/arch, operator: Equal, value: wasm32-wasi, effect: NoExecute}}
+  - {{key: kubernetes.io/arch, operator: Equal, value: wasm32-wasi, effect: NoSchedule}}
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+"#,
+        node = node.name
+    );
+    c.apply(&ns, &krustlet);
+    let pod = c.wait_phase(&ns, "krustlet-style", "Succeeded", LONG);
+    assert_eq!(pod["spec"]["nodeName"], node.name.as_str());
+
+    let plain = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: plain}}\nspec:\n  containers: [{{name: main, image: {hello}}}]\n"
+    );
+    c.apply(&ns, &plain);
+    let pod = wait_for(
+        "the scheduler to give up on the untolerating pod",
+        LONG,
+        || {
+            let pod = c.pod(&ns, "plain");
+            let scheduled = pod["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled").cloned())?;
+            (scheduled["status"] == "False").then_some((pod, scheduled))
+        },
+    );
+    assert_eq!(pod.1["reason"], "Unschedulable");
+    assert!(
+        pod.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("untolerated taint"),
+        "{}",
+        pod.1
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        c.pod(&ns, "plain")["spec"]["nodeName"].is_null(),
+        "never bound"
+    );
+}
+
+#[test]
+fn kube_a_restarted_node_keeps_finished_pods_and_applies_restart_policy_to_running_ones() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let mut node = TestNode::start("restart", &registry, &[]);
+    let ns = c.namespace("restart");
+    c.apply(
+        &ns,
+        &wasm_pod("done", &node.name, &hello, &["finished"], "Never"),
+    );
+    c.apply(
+        &ns,
+        &wasm_pod("never", &node.name, &hello, &["--sleep", "600"], "Never"),
+    );
+    c.apply(
+        &ns,
+        &wasm_pod(
+            "onfailure",
+            &node.name,
+            &hello,
+            &["--sleep", "600"],
+            "OnFailure",
+        ),
+    );
+    let done_before = c.wait_phase(&ns, "done", "Succeeded", LONG);
+    c.wait_phase(&ns, "never", "Running", LONG);
+    c.wait_phase(&ns, "onfailure", "Running", LONG);
+
+    node.restart();
+
+    let never = c.wait_phase(&ns, "never", "Failed", LONG);
+    let terminated = &container_status(&never)["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 137);
+    assert!(
+        terminated["message"]
+            .as_str()
+            .unwrap()
+            .contains("sandlet restarted"),
+        "{terminated}"
+    );
+    let onfailure = wait_for("onfailure to run again", LONG, || {
+        let pod = c.pod(&ns, "onfailure");
+        let status = container_status(&pod);
+        (status["restartCount"] == 1 && status["state"]["running"].is_object()).then_some(pod)
+    });
+    assert_eq!(onfailure["status"]["phase"], "Running");
+    // The finished pod was not run again: same start and finish times, and
+    // its log survived the restart.
+    std::thread::sleep(Duration::from_secs(1));
+    let done_after = c.pod(&ns, "done");
+    assert_eq!(
+        container_status(&done_after),
+        container_status(&done_before)
+    );
+    let logs = c.kubectl(&["logs", "-n", &ns, "done"]);
+    assert!(logs.contains("arg: finished"), "{logs}");
+    // Deleting after the restart still works (the node finalises it).
+    c.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        &ns,
+        "onfailure",
+        "--wait=true",
+        "--timeout=30s",
+    ]);
+}
+
+#[test]
+fn kube_the_node_stays_ready_while_200_pods_run_through_it() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("busy", &registry, &["--max-pods", "250"]);
+    let ns = c.namespace("busy");
+    let pods: String = (0..200)
+        .map(|i| {
+            wasm_pod(
+                &format!("p{i}"),
+                &node.name,
+                &hello,
+                &[&format!("pod {i}")],
+                "Never",
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let lease_before =
+        c.get("kube-node-lease", "lease", &node.name).unwrap()["spec"]["renewTime"].clone();
+    c.apply(&ns, &pods);
+    let started = Instant::now();
+    let mut renewals = std::collections::BTreeSet::new();
+    loop {
+        let node_object = c.get("", "node", &node.name).unwrap();
+        assert_eq!(
+            condition(&node_object, "Ready")["status"],
+            "True",
+            "the node went NotReady"
+        );
+        let taints = node_object["spec"]["taints"].as_array().unwrap();
+        assert!(
+            taints
+                .iter()
+                .all(|t| t["key"] != "node.kubernetes.io/unreachable"),
+            "the node lifecycle controller tainted the node: {taints:?}"
+        );
+        let lease = c.get("kube-node-lease", "lease", &node.name).unwrap();
+        renewals.insert(lease["spec"]["renewTime"].to_string());
+        let list: Value =
+            serde_json::from_str(&c.kubectl(&["get", "pods", "-n", &ns, "-o", "json"])).unwrap();
+        let items = list["items"].as_array().unwrap();
+        let succeeded = items
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+            .count();
+        let failed: Vec<_> = items
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Failed")
+            .collect();
+        assert!(failed.is_empty(), "pods failed: {failed:?}");
+        if succeeded == 200 && started.elapsed() > Duration::from_secs(25) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "only {succeeded} of 200 pods succeeded"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Past the 20 s grace period of the test cluster's node lifecycle
+    // controller, with the Lease renewed meanwhile.
+    assert!(
+        renewals.len() >= 2,
+        "the lease was not renewed: {renewals:?} (before: {lease_before})"
+    );
+    let logs = c.kubectl(&["logs", "-n", &ns, "p199"]);
+    assert!(logs.contains("arg: pod 199"), "{logs}");
+}

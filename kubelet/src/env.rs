@@ -448,8 +448,10 @@ mod tests {
             "metadata": { "name": "settings" }, "data": { "MODE": "fast", "LEVEL": "3" }
         }))
         .unwrap();
-        let mut secret = Secret::default();
-        secret.data = Some([("token".to_owned(), ByteString(b"s3cret".to_vec()))].into());
+        let secret = Secret {
+            data: Some([("token".to_owned(), ByteString(b"s3cret".to_vec()))].into()),
+            ..Secret::default()
+        };
         PodObjects {
             config_maps: [("settings".to_owned(), Some(cm)), ("gone".to_owned(), None)].into(),
             secrets: [("creds".to_owned(), Some(secret))].into(),

@@ -161,13 +161,13 @@ fn full(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
 /// before routing. Today it admits all; a later change checks the client
 /// certificate against the cluster CA and asks the API server with a
 /// SubjectAccessReview, answering 401/403 from here.
-fn authorize(_request: &Request<Incoming>) -> Result<(), Response<Body>> {
+fn authorize(_request: &Request<Incoming>) -> Result<(), Box<Response<Body>>> {
     Ok(())
 }
 
 async fn handle(request: Request<Incoming>, pods: &PodTable) -> Response<Body> {
     if let Err(denied) = authorize(&request) {
-        return denied;
+        return *denied;
     }
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();

@@ -27,6 +27,8 @@
 //! node owns; conditions written by others are carried over from the last
 //! pod object seen.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,6 +115,9 @@ struct Worker {
     /// Set once the pod has a deletionTimestamp or is gone.
     deleted: CancellationToken,
     pins: Mutex<Vec<Pin>>,
+    /// The pod's volumes as host directories, made once per pod (by the
+    /// first container to start) and shared by all its containers.
+    volumes: tokio::sync::Mutex<Option<Arc<BTreeMap<String, PathBuf>>>>,
 }
 
 /// Runs the pod in `updates` (the latest object the node has seen) until
@@ -168,6 +173,7 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
         stop_reason: Mutex::new(None),
         deleted: CancellationToken::new(),
         pins: Mutex::new(Vec::new()),
+        volumes: tokio::sync::Mutex::new(None),
     });
     let watching = tokio::spawn(watch_for_deletion(worker.clone(), updates));
     worker.live().await;
@@ -750,7 +756,6 @@ impl Worker {
     ) -> Result<(RunPlan, sandlet_runtime::OutputSinks), ConfigError> {
         let container = self.container_plan(plan, slot);
         let objects = self.fetch_objects().await?;
-        let tokens = self.fetch_tokens(plan).await?;
         let facts = DownwardFacts {
             pod: &self.pod,
             node_name: &self.ctx.identity.name,
@@ -760,15 +765,26 @@ impl Worker {
         };
         let env = resolve_env(&facts, &container.spec, &objects)?;
         let pod_dir = self.entry.dir.clone();
-        let volume_dirs = materialize(
-            &pod_dir,
-            &plan.volumes,
-            &VolumeInputs {
-                facts: facts.clone(),
-                objects: &objects,
-                tokens: &tokens,
-            },
-        )?;
+        let volume_dirs = {
+            let mut made = self.volumes.lock().await;
+            match &*made {
+                Some(dirs) => dirs.clone(),
+                None => {
+                    let tokens = self.fetch_tokens(plan).await?;
+                    let dirs = Arc::new(materialize(
+                        &pod_dir,
+                        &plan.volumes,
+                        &VolumeInputs {
+                            facts: facts.clone(),
+                            objects: &objects,
+                            tokens: &tokens,
+                        },
+                    )?);
+                    *made = Some(dirs.clone());
+                    dirs
+                }
+            }
+        };
         let args: Vec<String> = container.args.iter().map(|a| expand(a, &env)).collect();
         let mut builder = RunPlan::builder(container.name.clone());
         match module.kind() {

@@ -584,3 +584,259 @@ fn kube_the_node_stays_ready_while_200_pods_run_through_it() {
     let logs = c.kubectl(&["logs", "-n", &ns, "p199"]);
     assert!(logs.contains("arg: pod 199"), "{logs}");
 }
+
+/// Runs `DIR/stop` (written by scripts/demo) when dropped.
+struct DemoGuard(std::path::PathBuf);
+
+impl Drop for DemoGuard {
+    fn drop(&mut self) {
+        let stop = self.0.join("stop");
+        if stop.exists() {
+            let _ = std::process::Command::new(stop).status();
+        }
+    }
+}
+
+#[test]
+fn kube_the_demo_federated_mean_equals_the_direct_mean() {
+    let dir = tempfile::Builder::new()
+        .prefix("sandlet-demo-")
+        .tempdir()
+        .unwrap();
+    let _stop = DemoGuard(dir.path().to_owned());
+    let out = std::process::Command::new(crate::fixtures::repo_root().join("scripts/demo"))
+        .env("SANDLET_DEMO_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "scripts/demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let number = |prefix: &str| -> f64 {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stdout}"))
+    };
+    let federated = number("federated mean of bmi");
+    let direct = number("direct mean of bmi");
+    assert!((federated - direct).abs() < 1e-9, "{federated} != {direct}");
+    // Every station ran its partial step on its own node, as a Job.
+    for station in ["north", "east", "south"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("partial-{station}-"))
+                    && l.contains(&format!("on {station}"))),
+            "no timeline for station {station}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("they agree."), "{stdout}");
+}
+
+#[test]
+fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let image = push(
+        &registry,
+        &guests().federated_mean,
+        "algorithms/federated-mean:v1",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let patients = crate::fixtures::write_patients(data.path(), "patients", 300, 7);
+    let config = data.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy:\n      allowedColumns: [age, sex, bmi]\n      allowedNamespaces: [alg-research]\n",
+    )
+    .unwrap();
+    let node = TestNode::start(
+        "algorithms",
+        &registry,
+        &["--config", config.to_str().unwrap()],
+    );
+    let ns = c.namespace("alg-research");
+    let other = c.namespace("alg-other");
+    let algorithm_pod = |name: &str, input: &str| {
+        wasm_pod(name, &node.name, &image, &[input], "Never").replace(
+            "metadata:\n",
+            "metadata:\n  annotations: {sandlet.dev/datasets: patients}\n",
+        )
+    };
+    let input = r#"{"dataset": "patients", "column": "bmi"}"#;
+    c.apply(&ns, &algorithm_pod("partial", input));
+    let pod = c.wait_phase(&ns, "partial", "Succeeded", LONG);
+    let message = container_status(&pod)["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let result: Value = serde_json::from_str(&message).unwrap();
+    let sum: f64 = patients.bmis.iter().sum();
+    assert_eq!(result["count"], 300);
+    crate::fixtures::assert_close(result["sum"].as_f64().unwrap(), sum);
+
+    // A hidden column: the algorithm's err() is the pod's failure message.
+    c.apply(
+        &ns,
+        &algorithm_pod("hidden", r#"{"dataset": "patients", "column": "ssn"}"#),
+    );
+    let pod = c.wait_phase(&ns, "hidden", "Failed", LONG);
+    let terminated = &container_status(&pod)["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 1);
+    assert!(
+        terminated["message"]
+            .as_str()
+            .unwrap()
+            .contains("not-granted"),
+        "{terminated}"
+    );
+
+    // Another namespace is not granted the dataset.
+    c.apply(&other, &algorithm_pod("elsewhere", input));
+    let pod = c.wait_phase(&other, "elsewhere", "Failed", LONG);
+    assert_eq!(pod["status"]["reason"], "DatasetNotGranted");
+}
+
+#[test]
+fn kube_env_and_volumes_reach_the_guest_as_granted() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let hello = push(&registry, &guests().hello, "algorithms/hello:v1");
+    let escape = push(&registry, &guests().escape, "tests/escape:v1");
+    let node = TestNode::start("config", &registry, &[]);
+    let ns = c.namespace("config");
+    c.apply(
+        &ns,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {MODE: fast, notes.txt: hello-notes}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {token: s3cret}\n",
+    );
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: configured, labels: {{team: stats}}}}
+spec:
+  restartPolicy: Never
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  tolerations: [{{key: kubernetes.io/arch, operator: Equal, value: wasm32-wasi}}]
+  volumes:
+  - {{name: cfg, configMap: {{name: settings}}}}
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: info, downwardAPI: {{items: [{{path: team, fieldRef: {{fieldPath: "metadata.labels['team']"}}}}]}}}}
+  containers:
+  - name: env
+    image: {hello}
+    envFrom: [{{configMapRef: {{name: settings}}, prefix: CFG_}}]
+    env:
+    - {{name: TOKEN, valueFrom: {{secretKeyRef: {{name: creds, key: token}}}}}}
+    - {{name: POD, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: MEMORY_MI, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}
+    - {{name: GREETING, value: "mode $(CFG_MODE)"}}
+    resources: {{limits: {{memory: 64Mi}}}}
+  - name: reads-config
+    image: {escape}
+    args: [read, /cfg/notes.txt]
+    volumeMounts: [{{name: cfg, mountPath: /cfg}}]
+  - name: config-is-read-only
+    image: {escape}
+    args: [write, /cfg]
+    volumeMounts: [{{name: cfg, mountPath: /cfg, readOnly: false}}]
+  - name: writes-scratch
+    image: {escape}
+    args: [write-rw, /scratch]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  - name: reads-info
+    image: {escape}
+    args: [read, /info/team]
+    volumeMounts: [{{name: info, mountPath: /info, readOnly: true}}]
+"#,
+        node = node.name
+    );
+    c.apply(&ns, &manifest);
+    let pod = wait_for("every container to finish", LONG, || {
+        let pod = c.pod(&ns, "configured");
+        pod["status"]["phase"]
+            .as_str()
+            .is_some_and(|p| p == "Succeeded" || p == "Failed")
+            .then_some(pod)
+    });
+    let logs = |container: &str| c.kubectl(&["logs", "-n", &ns, "configured", "-c", container]);
+    let env = logs("env");
+    for line in [
+        "env: CFG_MODE=fast",
+        "env: TOKEN=s3cret",
+        "env: POD=configured",
+        "env: MEMORY_MI=64",
+        "env: GREETING=mode fast",
+    ] {
+        assert!(env.contains(line), "{line} missing in:\n{env}");
+    }
+    // The escape guest reports a successful read as an escape (exit 10):
+    // here reading the mounted file is exactly what was granted.
+    let log = logs("reads-config");
+    assert!(
+        log.contains("read 11 bytes from /cfg/notes.txt"),
+        "reads-config: {log}"
+    );
+    let log = logs("reads-info");
+    assert!(
+        log.contains("read 5 bytes from /info/team"),
+        "reads-info: {log}"
+    );
+    let log = logs("config-is-read-only");
+    assert!(
+        log.contains("contained: no write succeeded in /cfg"),
+        "config-is-read-only: {log}"
+    );
+    let log = logs("writes-scratch");
+    assert!(log.contains("wrote"), "writes-scratch: {log}");
+    let statuses = pod["status"]["containerStatuses"].as_array().unwrap();
+    let exit = |name: &str| {
+        statuses.iter().find(|s| s["name"] == name).unwrap()["state"]["terminated"]["exitCode"]
+            .clone()
+    };
+    assert_eq!(exit("env"), 0);
+    assert_eq!(exit("config-is-read-only"), 0);
+    assert_eq!(exit("writes-scratch"), 0);
+}
+
+#[test]
+fn kube_modules_outside_the_allow_list_fail_before_they_run() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let hello = push(&registry, &guests().hello, "algorithms/hello:v1");
+    let other = push(&registry, &guests().hello, "unvetted/hello:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "modules:\n  allow:\n    - repository: {}/algorithms/*\n",
+            registry.addr
+        ),
+    )
+    .unwrap();
+    let node = TestNode::start(
+        "allowlist",
+        &registry,
+        &["--config", config.to_str().unwrap()],
+    );
+    let ns = c.namespace("allowlist");
+    c.apply(&ns, &wasm_pod("vetted", &node.name, &hello, &[], "Never"));
+    c.apply(&ns, &wasm_pod("unvetted", &node.name, &other, &[], "Never"));
+    c.wait_phase(&ns, "vetted", "Succeeded", LONG);
+    let pod = c.wait_phase(&ns, "unvetted", "Failed", LONG);
+    assert_eq!(pod["status"]["reason"], "ModuleNotAllowed");
+    assert!(
+        container_status(&pod)["state"]["waiting"].is_object(),
+        "it never ran"
+    );
+    let events = c.events(&ns, "unvetted");
+    assert!(
+        events.iter().any(|e| e.starts_with("ModuleNotAllowed")),
+        "{events:?}"
+    );
+}

@@ -319,6 +319,12 @@ impl TestNode {
         self.spawn();
     }
 
+    /// The node process's id (for benches/load.rs, which includes this file).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the node is running").id()
+    }
+
     pub fn state(&self) -> &Path {
         &self.state_dir
     }

@@ -277,4 +277,7 @@ fn main() {
         clear(&api).await;
         watch.abort();
     });
+    if let Ok(path) = std::env::var("SANDLET_LOAD_NODE_LOG") {
+        std::fs::write(path, node.log_text()).unwrap();
+    }
 }

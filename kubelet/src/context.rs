@@ -20,6 +20,7 @@ use sandlet_runtime::pull::ImagePuller;
 use sandlet_runtime::store::ModuleStore;
 
 use crate::node::NodeIdentity;
+use crate::objects::ObjectReader;
 
 /// Shared by all pod workers of one node.
 pub struct NodeContext {
@@ -33,6 +34,8 @@ pub struct NodeContext {
     /// `<state dir>/pods`: one directory per pod UID (volumes, logs).
     pub pods_dir: PathBuf,
     pub recorder: Recorder,
+    /// ConfigMaps and Secrets, read once for many pods.
+    pub objects: ObjectReader,
     pub pods: Arc<PodTable>,
     /// First delay of the restart back-off (doubles up to five minutes).
     pub restart_backoff: Duration,
@@ -122,6 +125,16 @@ impl PodTable {
             .lock()
             .expect("pod table poisoned")
             .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// The entry of the pod with this UID, if it is on the node.
+    pub fn find_uid(&self, uid: &str) -> Option<Arc<PodEntry>> {
+        self.pods
+            .lock()
+            .expect("pod table poisoned")
+            .values()
+            .find(|e| e.uid == uid)
             .cloned()
     }
 

@@ -9,6 +9,7 @@
 //! - [`volumes`]: pod volumes as host directories for preopens.
 //! - [`logs`]: container log files and the kubelet's log options.
 //! - [`node`]: the Node object, its status, and the heartbeat Lease.
+//! - [`objects`]: ConfigMaps and Secrets, read once for many pods.
 //! - [`context`]: what the workers and the API share, and the pod table.
 //! - [`lifecycle`]: one pod's life: where it is decided what runs.
 //! - [`pods`]: the watch on this node's pods, one worker per pod.
@@ -22,6 +23,7 @@ pub mod env;
 pub mod lifecycle;
 pub mod logs;
 pub mod node;
+pub mod objects;
 pub mod plan;
 pub mod pods;
 pub mod server;
@@ -178,6 +180,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         },
     );
     let ctx = Arc::new(NodeContext {
+        objects: objects::ObjectReader::new(client.clone()),
         client,
         identity,
         engine,

@@ -27,7 +27,7 @@
 //! node owns; conditions written by others are carried over from the last
 //! pod object seen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -114,10 +114,14 @@ struct Worker {
     stop_reason: Mutex<Option<Stop>>,
     /// Set once the pod has a deletionTimestamp or is gone.
     deleted: CancellationToken,
-    pins: Mutex<Vec<Pin>>,
+    /// Keeps this pod's modules from being evicted from the store while
+    /// the pod exists (one pin per module).
+    pins: Mutex<HashMap<sandlet_runtime::Digest, Pin>>,
     /// The pod's volumes as host directories, made once per pod (by the
     /// first container to start) and shared by all its containers.
     volumes: tokio::sync::Mutex<Option<Arc<BTreeMap<String, PathBuf>>>>,
+    /// When this process first saw the pod (for the start-up trace).
+    seen: std::time::Instant,
 }
 
 /// Runs the pod in `updates` (the latest object the node has seen) until
@@ -172,8 +176,9 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
         stop: CancellationToken::new(),
         stop_reason: Mutex::new(None),
         deleted: CancellationToken::new(),
-        pins: Mutex::new(Vec::new()),
+        pins: Mutex::new(HashMap::new()),
         volumes: tokio::sync::Mutex::new(None),
+        seen: std::time::Instant::now(),
     });
     let watching = tokio::spawn(watch_for_deletion(worker.clone(), updates));
     worker.live().await;
@@ -304,8 +309,9 @@ impl Worker {
                 return;
             }
         };
+        // The first status goes out when a container starts or has to wait,
+        // one API write fewer per pod.
         let start = self.with_state(|s| *s.start_time.get_or_insert_with(Timestamp::now));
-        self.publish().await;
         if let Some(deadline) = plan.active_deadline {
             let elapsed = Timestamp::now()
                 .duration_since(start)
@@ -459,6 +465,7 @@ impl Worker {
                 return self.container_mut(slot, |c| c.terminated().cloned());
             }
             let module = self.obtain_module(plan, slot).await?;
+            let module_ready = self.seen.elapsed();
             let (run_plan, sinks) = match self.prepare_run(plan, slot, &module).await {
                 Ok(ready) => ready,
                 Err(error) => {
@@ -496,8 +503,17 @@ impl Worker {
                 "Started",
                 format!("Started container {}", container.name),
             );
+            let prepared = self.seen.elapsed();
             // Reported Running before anything can report it terminated.
             self.publish().await;
+            tracing::debug!(
+                pod = %self.name,
+                container = %container.name,
+                module_ms = module_ready.as_secs_f64() * 1e3,
+                prepared_ms = prepared.as_secs_f64() * 1e3,
+                reported_ms = self.seen.elapsed().as_secs_f64() * 1e3,
+                "container started (times since the pod was first seen)"
+            );
             let outcome = tokio::select! {
                 outcome = self.ctx.engine.run(&module, &run_plan, &sinks) => Some(outcome),
                 _ = self.stop.cancelled() => None,
@@ -611,8 +627,14 @@ impl Worker {
         loop {
             let credentials = self.pull_credentials(plan).await;
             let started = std::time::Instant::now();
+            let backoff_key = self.backoff_key(&container.image);
             let ensured = tokio::select! {
-                r = self.ctx.puller.ensure(&container.image, container.pull_policy, &credentials) => r,
+                r = self.ctx.puller.ensure_keyed(
+                    &backoff_key,
+                    &container.image,
+                    container.pull_policy,
+                    &credentials,
+                ) => r,
                 _ = self.stop.cancelled() => return None,
             };
             let failure = match ensured {
@@ -634,7 +656,8 @@ impl Worker {
                     self.pins
                         .lock()
                         .expect("pins poisoned")
-                        .push(self.ctx.store.pin(&pulled.module_digest));
+                        .entry(pulled.module_digest)
+                        .or_insert_with(|| self.ctx.store.pin(&pulled.module_digest));
                     match self.prepare_module(&pulled.module_digest).await {
                         Ok(module) => return Some(module),
                         Err(message) => {
@@ -674,6 +697,12 @@ impl Worker {
                 self.publish().await;
             }
         }
+    }
+
+    /// The pull back-off of this pod's `image` (kept per pod, as the
+    /// kubelet's).
+    fn backoff_key(&self, image: &str) -> String {
+        format!("{}_{image}", self.uid)
     }
 
     /// Fails the whole pod for a reason no retry cures.
@@ -839,21 +868,22 @@ impl Worker {
     async fn fetch_objects(&self) -> Result<PodObjects, ConfigError> {
         let (config_maps, secrets) = referenced_objects(&self.pod);
         let mut objects = PodObjects::default();
-        let cm_api: Api<k8s_openapi::api::core::v1::ConfigMap> =
-            Api::namespaced(self.ctx.client.clone(), &self.namespace);
         for name in config_maps {
-            let found = cm_api
-                .get_opt(&name)
+            let found = self
+                .ctx
+                .objects
+                .config_map(&self.namespace, &name)
                 .await
-                .map_err(|e| ConfigError(format!("cannot read configmap {name:?}: {e}")))?;
+                .map_err(ConfigError)?;
             objects.config_maps.insert(name, found);
         }
-        let secret_api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
         for name in secrets {
-            let found = secret_api
-                .get_opt(&name)
+            let found = self
+                .ctx
+                .objects
+                .secret(&self.namespace, &name)
                 .await
-                .map_err(|e| ConfigError(format!("cannot read secret {name:?}: {e}")))?;
+                .map_err(ConfigError)?;
             objects.secrets.insert(name, found);
         }
         Ok(objects)

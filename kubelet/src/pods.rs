@@ -40,6 +40,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> Result<(), watcher::Error> {
             Event::InitDone => {
                 // Pods that disappeared while the watch was away.
                 workers.retain(|uid, _| listed.contains(uid));
+                remove_stale_pod_dirs(&ctx, &listed);
             }
             Event::Apply(pod) => dispatch(&ctx, &mut workers, pod),
             Event::Delete(pod) => {
@@ -52,6 +53,23 @@ pub async fn run(ctx: Arc<NodeContext>) -> Result<(), watcher::Error> {
         workers.retain(|_, sender| !sender.is_closed());
     }
     Ok(())
+}
+
+/// Removes the directories (volumes, logs) of pods that no longer exist,
+/// e.g. force-deleted while sandlet was not running.
+fn remove_stale_pod_dirs(ctx: &NodeContext, listed: &HashSet<String>) {
+    let Ok(entries) = std::fs::read_dir(&ctx.pods_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        if !listed.contains(&uid) && ctx.pods.find_uid(&uid).is_none() {
+            tracing::info!(%uid, "removing the directory of a pod that no longer exists");
+            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(%error, %uid, "cannot remove a stale pod directory");
+            }
+        }
+    }
 }
 
 fn dispatch(ctx: &Arc<NodeContext>, workers: &mut HashMap<String, watch::Sender<Pod>>, pod: Pod) {

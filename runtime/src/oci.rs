@@ -192,8 +192,15 @@ pub struct PulledModule {
 }
 
 /// A registry client. One per process; cheap to share.
+///
+/// oci-client remembers the first credentials it was given for a registry
+/// (and the tokens they earned) for its lifetime, so one shared client would
+/// let a pod without credentials ride on another pod's. Each distinct
+/// (registry, credentials) pair therefore gets a client of its own.
 pub struct Registry {
-    client: Client,
+    options: RegistryOptions,
+    extra_root_certificates: Vec<Certificate>,
+    clients: std::sync::Mutex<std::collections::HashMap<Digest, Client>>,
 }
 
 impl Registry {
@@ -217,22 +224,47 @@ impl Registry {
                 data,
             });
         }
-        let protocol = if options.insecure.is_empty() {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::HttpsExcept(options.insecure.clone())
-        };
-        let config = ClientConfig {
-            protocol,
-            extra_root_certificates,
-            platform_resolver: Some(Box::new(wasm_platform)),
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
-            read_timeout: Some(std::time::Duration::from_secs(60)),
-            ..ClientConfig::default()
-        };
         Ok(Registry {
-            client: Client::new(config),
+            options: options.clone(),
+            extra_root_certificates,
+            clients: std::sync::Mutex::default(),
         })
+    }
+
+    /// The client for `registry` used with `auth`.
+    fn client(&self, registry: &str, auth: &RegistryAuth) -> Client {
+        let key = {
+            let mut who = format!("{registry}\n");
+            match auth {
+                RegistryAuth::Anonymous => who.push_str("anonymous"),
+                RegistryAuth::Basic(user, password) => {
+                    who.push_str(&format!("basic\n{user}\n{password}"))
+                }
+                RegistryAuth::Bearer(token) => who.push_str(&format!("bearer\n{token}")),
+            }
+            // Only a digest of the credentials is kept as the key.
+            Digest::of(who.as_bytes())
+        };
+        self.clients
+            .lock()
+            .expect("registry clients poisoned")
+            .entry(key)
+            .or_insert_with(|| {
+                let protocol = if self.options.insecure.is_empty() {
+                    ClientProtocol::Https
+                } else {
+                    ClientProtocol::HttpsExcept(self.options.insecure.clone())
+                };
+                Client::new(ClientConfig {
+                    protocol,
+                    extra_root_certificates: self.extra_root_certificates.clone(),
+                    platform_resolver: Some(Box::new(wasm_platform)),
+                    connect_timeout: Some(std::time::Duration::from_secs(10)),
+                    read_timeout: Some(std::time::Duration::from_secs(60)),
+                    ..ClientConfig::default()
+                })
+            })
+            .clone()
     }
 
     /// Resolves `reference` to its manifest and wasm layer without
@@ -244,7 +276,7 @@ impl Registry {
     ) -> Result<(Digest, OciDescriptor), OciError> {
         let text = reference.whole();
         let (manifest, manifest_digest) = self
-            .client
+            .client(reference.resolve_registry(), auth)
             .pull_image_manifest(reference, auth)
             .await
             .map_err(|e| classify(reference, e))?;
@@ -316,7 +348,7 @@ impl Registry {
                 // A registry that ignores ranges answers 200, and the client
                 // then verifies too.
                 let download = self
-                    .client
+                    .client(reference.resolve_registry(), &auth)
                     .pull_blob_stream_partial(&reference, &layer, 0, None)
                     .await
                     .map_err(|e| classify(&reference, e))?;
@@ -344,12 +376,12 @@ impl Registry {
         let auth = credentials.for_registry(reference.resolve_registry());
         let layer = ImageLayer::new(module.to_vec(), WASM_PUSH_LAYER_MEDIA_TYPE.to_owned(), None);
         let config = Config::new(b"{}".to_vec(), WASM_CONFIG_MEDIA_TYPE.to_owned(), None);
-        self.client
+        let client = self.client(reference.resolve_registry(), &auth);
+        client
             .push(&reference, &[layer], config, &auth, None)
             .await
             .map_err(|e| classify(&reference, e))?;
-        let digest = self
-            .client
+        let digest = client
             .fetch_manifest_digest(&reference, &auth)
             .await
             .map_err(|e| classify(&reference, e))?;

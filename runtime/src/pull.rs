@@ -152,9 +152,25 @@ impl ImagePuller {
         self
     }
 
-    /// The module `reference` names, obtained as `policy` says.
+    /// The module `reference` names, obtained as `policy` says, with the
+    /// back-off kept per reference.
     pub async fn ensure(
         &self,
+        reference: &str,
+        policy: PullPolicy,
+        credentials: &Credentials,
+    ) -> Result<PulledModule, PullFailure> {
+        self.ensure_keyed(reference, reference, policy, credentials)
+            .await
+    }
+
+    /// As [`ImagePuller::ensure`], with the back-off kept under
+    /// `backoff_key`. The node keys it by pod and reference, as the kubelet
+    /// does, so one pod's failures (missing credentials, say) never delay
+    /// another pod's pull of the same reference.
+    pub async fn ensure_keyed(
+        &self,
+        backoff_key: &str,
         reference: &str,
         policy: PullPolicy,
         credentials: &Credentials,
@@ -185,7 +201,7 @@ impl ImagePuller {
             .backoff
             .lock()
             .expect("backoff poisoned")
-            .get(reference)
+            .get(backoff_key)
             && backoff.retry_at > now
         {
             return Err(PullFailure {
@@ -203,7 +219,7 @@ impl ImagePuller {
                 self.backoff
                     .lock()
                     .expect("backoff poisoned")
-                    .remove(reference);
+                    .remove(backoff_key);
                 self.remember(reference, &pulled);
                 Ok(pulled)
             }
@@ -214,13 +230,13 @@ impl ImagePuller {
             }),
             Err(error) => {
                 let mut table = self.backoff.lock().expect("backoff poisoned");
-                let failures = table.get(reference).map_or(0, |b| b.failures) + 1;
+                let failures = table.get(backoff_key).map_or(0, |b| b.failures) + 1;
                 let window = self
                     .base
                     .saturating_mul(1 << (failures - 1).min(16))
                     .min(self.max);
                 table.insert(
-                    reference.to_owned(),
+                    backoff_key.to_owned(),
                     Backoff {
                         failures,
                         retry_at: Instant::now() + window,
@@ -233,6 +249,14 @@ impl ImagePuller {
                 })
             }
         }
+    }
+
+    /// Drops the back-off kept under `backoff_key` (when its pod is gone).
+    pub fn forget_backoff(&self, backoff_key: &str) {
+        self.backoff
+            .lock()
+            .expect("backoff poisoned")
+            .remove(backoff_key);
     }
 
     fn index_path(&self, reference: &str) -> PathBuf {

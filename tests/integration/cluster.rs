@@ -141,14 +141,19 @@ impl Cluster {
 
     /// Waits for the pod's phase to be `phase`.
     pub fn wait_phase(&self, namespace: &str, name: &str, phase: &str, timeout: Duration) -> Value {
-        wait_for(
-            &format!("pod {namespace}/{name} to be {phase}"),
-            timeout,
-            || {
-                let pod = self.pod(namespace, name);
-                (pod["status"]["phase"] == phase).then_some(pod)
-            },
-        )
+        let start = Instant::now();
+        loop {
+            let pod = self.pod(namespace, name);
+            if pod["status"]["phase"] == phase {
+                return pod;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for pod {namespace}/{name} to be {phase}; its status: {:#}",
+                pod["status"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// A fresh namespace whose default ServiceAccount exists (pods need it).
@@ -274,7 +279,10 @@ impl TestNode {
             .unwrap();
         let child = crate::fixtures::sandlet()
             .args(&self.args)
-            .env("SANDLET_LOG", "info")
+            .env(
+                "SANDLET_LOG",
+                std::env::var("SANDLET_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -312,9 +320,9 @@ impl TestNode {
         }
     }
 
-    /// Starts the node again with the same state directory.
-    pub fn restart(&mut self) {
-        self.kill();
+    /// Starts a killed node again with the same state directory.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the node is still running");
         std::fs::write(&self.log, "").unwrap();
         self.spawn();
     }

@@ -474,8 +474,29 @@ fn kube_a_restarted_node_keeps_finished_pods_and_applies_restart_policy_to_runni
     let done_before = c.wait_phase(&ns, "done", "Succeeded", LONG);
     c.wait_phase(&ns, "never", "Running", LONG);
     c.wait_phase(&ns, "onfailure", "Running", LONG);
+    c.apply(
+        &ns,
+        &wasm_pod("orphan", &node.name, &hello, &["--sleep", "600"], "Never"),
+    );
+    let orphan = c.wait_phase(&ns, "orphan", "Running", LONG);
+    let orphan_dir = node
+        .state()
+        .join("pods")
+        .join(orphan["metadata"]["uid"].as_str().unwrap());
+    assert!(orphan_dir.is_dir());
 
-    node.restart();
+    node.kill();
+    // Removed for good while the node was down: its files must not linger.
+    c.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        &ns,
+        "orphan",
+        "--force",
+        "--grace-period=0",
+    ]);
+    node.start_again();
 
     let never = c.wait_phase(&ns, "never", "Failed", LONG);
     let terminated = &container_status(&never)["state"]["terminated"];
@@ -503,6 +524,9 @@ fn kube_a_restarted_node_keeps_finished_pods_and_applies_restart_policy_to_runni
     );
     let logs = c.kubectl(&["logs", "-n", &ns, "done"]);
     assert!(logs.contains("arg: finished"), "{logs}");
+    wait_for("the orphan's directory to be removed", LONG, || {
+        (!orphan_dir.exists()).then_some(())
+    });
     // Deleting after the restart still works (the node finalises it).
     c.kubectl(&[
         "delete",
@@ -838,5 +862,93 @@ fn kube_modules_outside_the_allow_list_fail_before_they_run() {
     assert!(
         events.iter().any(|e| e.starts_with("ModuleNotAllowed")),
         "{events:?}"
+    );
+}
+
+#[test]
+fn kube_active_deadline_seconds_fails_a_pod_that_runs_too_long() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("deadline", &registry, &[]);
+    let ns = c.namespace("deadline");
+    let manifest = wasm_pod("slow", &node.name, &hello, &["--sleep", "600"], "OnFailure")
+        .replace("spec:\n", "spec:\n  activeDeadlineSeconds: 3\n");
+    c.apply(&ns, &manifest);
+    let started = Instant::now();
+    let pod = c.wait_phase(&ns, "slow", "Failed", LONG);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(pod["status"]["reason"], "DeadlineExceeded");
+    let terminated = &container_status(&pod)["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 137);
+    assert_eq!(
+        container_status(&pod)["restartCount"],
+        0,
+        "a stopped pod is not restarted"
+    );
+}
+
+#[test]
+fn kube_image_pull_secrets_authenticate_to_the_registry() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup {
+        tls: false,
+        auth: true,
+    });
+    let config = registry.docker_config(crate::registry::USER, crate::registry::PASSWORD);
+    let reference = format!("{}/private/hello:v1", registry.addr);
+    let pushed = crate::fixtures::run_sandlet([
+        std::ffi::OsString::from("push"),
+        "--insecure-registry".into(),
+        registry.addr.clone().into(),
+        "--registry-config".into(),
+        config.clone().into(),
+        guests().hello.clone().into(),
+        reference.clone().into(),
+    ]);
+    assert_eq!(pushed.code, Some(0), "{}", pushed.stderr);
+    let node = TestNode::start("secrets", &registry, &[]);
+    // Always pull: a module already on the node would otherwise be used
+    // without credentials (IfNotPresent), as Kubernetes does for images.
+    let always = |manifest: String| {
+        manifest.replace("    image:", "    imagePullPolicy: Always\n    image:")
+    };
+    let ns = c.namespace("secrets");
+    let secret = c.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "registry",
+        "-n",
+        &ns,
+        "--type=kubernetes.io/dockerconfigjson",
+        &format!("--from-file=.dockerconfigjson={}", config.display()),
+    ]);
+    assert!(secret.contains("created"), "{secret}");
+    c.apply(
+        &ns,
+        &always(wasm_pod("anonymous", &node.name, &reference, &[], "Never")),
+    );
+    let with_secret = wasm_pod("authorised", &node.name, &reference, &["private"], "Never")
+        .replace(
+            "  containers:\n",
+            "  imagePullSecrets: [{name: registry}]\n  containers:\n",
+        );
+    c.apply(&ns, &always(with_secret));
+    c.wait_phase(&ns, "authorised", "Succeeded", LONG);
+    let logs = c.kubectl(&["logs", "-n", &ns, "authorised"]);
+    assert!(logs.contains("arg: private"), "{logs}");
+    let waiting = wait_for("the anonymous pull to be refused", LONG, || {
+        let pod = c.pod(&ns, "anonymous");
+        let waiting = container_status(&pod)["state"]["waiting"].clone();
+        ["ErrImagePull", "ImagePullBackOff"]
+            .contains(&waiting["reason"].as_str().unwrap_or(""))
+            .then_some(waiting)
+    });
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the credentials"),
+        "{waiting}"
     );
 }

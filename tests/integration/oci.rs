@@ -694,3 +694,44 @@ async fn a_full_disk_is_named_and_leaves_no_partial_entry() {
     assert_eq!(stored_files(disk.dir.path()), 0, "no partial entry");
     assert!(!store.contains(&Digest::of(&wasm)));
 }
+
+/// Regression: oci-client keeps the first credentials a client used for a
+/// registry, so one shared client let an anonymous pull ride on an earlier
+/// authenticated one (and refused an authenticated pull after an anonymous
+/// one). Each set of credentials now has its own client.
+#[tokio::test]
+async fn one_pulls_credentials_never_serve_another_pull() {
+    let registry = TestRegistry::start(RegistrySetup {
+        tls: false,
+        auth: true,
+    });
+    let config = registry.docker_config(USER, PASSWORD);
+    let reference = format!("{}/private/hello:v1", registry.addr);
+    let wasm = std::fs::read(&guests().hello).unwrap();
+    let credentials = Credentials::from_docker_config_file(&config).unwrap();
+    let client = loopback_client(&registry.addr);
+    client.push(&wasm, &reference, &credentials).await.unwrap();
+    let pull = |credentials: Credentials| {
+        let client = &client;
+        let reference = reference.clone();
+        async move {
+            let state = tempfile::tempdir().unwrap();
+            let store = ModuleStore::open(state.path(), 1 << 30).unwrap();
+            client
+                .pull(&reference, &credentials, &store, &AllowList::allow_all())
+                .await
+                .map(drop)
+        }
+    };
+    // Anonymous first, then with credentials, then anonymous again.
+    assert!(matches!(
+        pull(Credentials::anonymous()).await,
+        Err(OciError::Unauthorized { .. })
+    ));
+    pull(credentials.clone()).await.unwrap();
+    let again = pull(Credentials::anonymous()).await;
+    assert!(
+        matches!(again, Err(OciError::Unauthorized { .. })),
+        "{again:?}"
+    );
+}

@@ -637,6 +637,12 @@ impl Worker {
                 ) => r,
                 _ = self.stop.cancelled() => return None,
             };
+            tracing::trace!(
+                pod = %self.name,
+                since_seen_ms = self.seen.elapsed().as_secs_f64() * 1e3,
+                ensure_ms = started.elapsed().as_secs_f64() * 1e3,
+                "module reference resolved"
+            );
             let failure = match ensured {
                 Ok(pulled) => {
                     let note = if pulled.downloaded {

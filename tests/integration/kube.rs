@@ -369,6 +369,38 @@ spec:
     let pod = c.wait_phase(&ns, "claims", "Failed", LONG);
     assert_eq!(pod["status"]["reason"], "UnsupportedVolume");
 
+    // An OCI image that is not a wasm module (a container image layer).
+    let tar_layer = oci_client::client::ImageLayer::new(
+        b"not wasm".to_vec(),
+        "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        None,
+    );
+    let container_image = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::oci::push_raw(&registry, "nginx", vec![tar_layer]));
+    c.apply(
+        &ns,
+        &wasm_pod("not-wasm", &node.name, &container_image, &[], "Never"),
+    );
+    let waiting = wait_for("the non-wasm image to be refused", LONG, || {
+        let pod = c.pod(&ns, "not-wasm");
+        let waiting = container_status(&pod)["state"]["waiting"].clone();
+        (waiting["reason"] == "ErrImagePull").then_some(waiting)
+    });
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a wasm module"),
+        "{waiting}"
+    );
+    wait_for("a Failed event naming the module", LONG, || {
+        c.events(&ns, "not-wasm")
+            .iter()
+            .any(|e| e.starts_with("Failed") && e.contains("not a wasm module"))
+            .then_some(())
+    });
+
     let missing = wasm_pod(
         "missing",
         &node.name,

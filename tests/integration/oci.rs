@@ -214,7 +214,7 @@ fn raw_client(registry: &TestRegistry) -> oci_client::Client {
     })
 }
 
-async fn push_raw(registry: &TestRegistry, name: &str, layers: Vec<ImageLayer>) -> String {
+pub async fn push_raw(registry: &TestRegistry, name: &str, layers: Vec<ImageLayer>) -> String {
     let reference = format!("{}/odd/{name}:v1", registry.addr);
     let config = Config::new(
         b"{}".to_vec(),

@@ -14,6 +14,10 @@
 //!
 //! Times are taken when this process receives the watch event, so they
 //! include the API server's and the watch's delivery time.
+//!
+//! `SANDLET_LOAD_ONLY=start` runs only the first part;
+//! `SANDLET_LOAD_NODE_LOG=FILE` keeps the node's log (with `SANDLET_LOG` as
+//! the node's log filter, e.g. `info,sandlet_kubelet=trace`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -246,6 +250,11 @@ fn main() {
             ms(*created_to_running.last().unwrap())
         );
         clear(&api).await;
+
+        if std::env::var("SANDLET_LOAD_ONLY").as_deref() == Ok("start") {
+            watch.abort();
+            return;
+        }
 
         // 2. 1,000 short pods.
         let names: Vec<String> = (0..1000).map(|i| format!("short-{i}")).collect();

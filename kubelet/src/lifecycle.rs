@@ -65,8 +65,18 @@ pub const POD_RUN_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub const KILLED_EXIT_CODE: i32 = 137;
 
 /// How often a container whose configuration cannot be built (a missing
-/// ConfigMap, say) is tried again.
+/// ConfigMap, say) is tried again, at most.
 const CONFIG_RETRY: Duration = Duration::from_secs(2);
+
+/// The first retry of a container's configuration. Right after a pod is
+/// bound, the API server's Node authorizer may not yet know the pod is on
+/// this node and refuses the node its ConfigMaps and tokens for a moment;
+/// quick retries ride that out.
+const CONFIG_FIRST_RETRY: Duration = Duration::from_millis(50);
+
+/// Failed attempts after which a configuration error is reported (status
+/// `CreateContainerConfigError` and an Event): about 0.75 s of retrying.
+const CONFIG_QUIET_ATTEMPTS: u32 = 4;
 
 /// Why a pod's guests are being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -460,6 +470,7 @@ impl Worker {
                 return Some(last);
             }
         }
+        let mut config_failures = 0u32;
         loop {
             if self.stop.is_cancelled() {
                 return self.container_mut(slot, |c| c.terminated().cloned());
@@ -467,12 +478,22 @@ impl Worker {
             let module = self.obtain_module(plan, slot).await?;
             let module_ready = self.seen.elapsed();
             let (run_plan, sinks) = match self.prepare_run(plan, slot, &module).await {
-                Ok(ready) => ready,
+                Ok(ready) => {
+                    config_failures = 0;
+                    ready
+                }
                 Err(error) => {
-                    self.set_waiting(slot, "CreateContainerConfigError", Some(error.0.clone()));
-                    self.event(EventType::Warning, "Failed", format!("Error: {}", error.0));
-                    self.publish().await;
-                    if self.sleep_or_stop(CONFIG_RETRY).await {
+                    config_failures += 1;
+                    tracing::debug!(pod = %self.name, %error, attempt = config_failures, "container configuration failed");
+                    if config_failures >= CONFIG_QUIET_ATTEMPTS {
+                        self.set_waiting(slot, "CreateContainerConfigError", Some(error.0.clone()));
+                        self.event(EventType::Warning, "Failed", format!("Error: {}", error.0));
+                        self.publish().await;
+                    }
+                    let delay = CONFIG_FIRST_RETRY
+                        .saturating_mul(1 << config_failures.min(16))
+                        .min(CONFIG_RETRY);
+                    if self.sleep_or_stop(delay).await {
                         return None;
                     }
                     continue;

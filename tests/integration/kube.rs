@@ -401,6 +401,27 @@ spec:
             .then_some(())
     });
 
+    // A wasm layer whose bytes are not a module sandlet can run.
+    let garbage = oci_client::client::ImageLayer::new(
+        b"\0asm but not really".to_vec(),
+        "application/wasm".into(),
+        None,
+    );
+    let broken = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::oci::push_raw(&registry, "broken", vec![garbage]));
+    c.apply(&ns, &wasm_pod("broken", &node.name, &broken, &[], "Never"));
+    let pod = c.wait_phase(&ns, "broken", "Failed", LONG);
+    assert_eq!(pod["status"]["reason"], "InvalidModule");
+    assert!(
+        pod["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid module"),
+        "{}",
+        pod["status"]
+    );
+
     let missing = wasm_pod(
         "missing",
         &node.name,

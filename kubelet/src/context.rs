@@ -33,7 +33,8 @@ pub struct NodeContext {
     pub data: Option<Arc<DataConfig>>,
     /// `<state dir>/pods`: one directory per pod UID (volumes, logs).
     pub pods_dir: PathBuf,
-    pub recorder: Recorder,
+    /// Events to send (see [`event_queue`]).
+    pub events: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
     /// ConfigMaps and Secrets, read once for many pods.
     pub objects: ObjectReader,
     pub pods: Arc<PodTable>,
@@ -50,8 +51,6 @@ impl NodeContext {
     /// Records an Event about `pod` without waiting for the API server;
     /// a lost Event is logged, never fatal.
     pub fn event(&self, pod: &ObjectReference, type_: EventType, reason: &str, note: String) {
-        let recorder = self.recorder.clone();
-        let pod = pod.clone();
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -59,12 +58,44 @@ impl NodeContext {
             action: reason.to_owned(),
             secondary: None,
         };
-        tokio::spawn(async move {
-            if let Err(error) = recorder.publish(&event, &pod).await {
-                tracing::warn!(%error, reason = %event.reason, "cannot record an event");
-            }
-        });
+        if self.events.try_send((event, pod.clone())).is_err() {
+            tracing::warn!(reason, "event queue full: an event was dropped");
+        }
     }
+}
+
+/// Events waiting to be sent, at most this many.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// Events sent to the API server at once. Events are the most numerous
+/// writes a node makes (three per container start); sending them from a
+/// queue with a few in flight keeps a burst of pod starts from competing
+/// with its own status updates and token requests.
+pub const EVENTS_IN_FLIGHT: usize = 4;
+
+/// The sending side of the event queue, and the task that drains it.
+pub fn event_queue(recorder: Recorder) -> tokio::sync::mpsc::Sender<(Event, ObjectReference)> {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENT_QUEUE);
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        tokio_stream_of(receiver)
+            .for_each_concurrent(EVENTS_IN_FLIGHT, |(event, pod)| {
+                let recorder = recorder.clone();
+                async move {
+                    if let Err(error) = recorder.publish(&event, &pod).await {
+                        tracing::warn!(%error, reason = %event.reason, "cannot record an event");
+                    }
+                }
+            })
+            .await;
+    });
+    sender
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
 /// A reference to `pod` for Events.

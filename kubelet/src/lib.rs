@@ -189,7 +189,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         compiled,
         data: options.data.map(Arc::new),
         pods_dir: options.state_dir.join("pods"),
-        recorder,
+        events: context::event_queue(recorder),
         pods,
         restart_backoff: options.restart_backoff,
     });

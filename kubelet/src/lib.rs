@@ -106,7 +106,35 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, NodeError> {
             .await
             .map_err(|e| error(e.to_string()))?,
     };
-    Client::try_from(config).map_err(|e| error(e.to_string()))
+    http2_client(config).map_err(error)
+}
+
+/// A kube client that speaks HTTP/2 to the API server (kube-rs's default
+/// client offers only HTTP/1.1, so a burst of pod starts opened one TLS
+/// connection per concurrent request); same base URI, authentication and
+/// headers as the default stack.
+fn http2_client(config: kube::Config) -> Result<Client, String> {
+    use kube::client::ConfigExt;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    let tls = config.rustls_client_config().map_err(|e| e.to_string())?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer().map_err(|e| e.to_string())?)
+        .layer(config.extra_headers_layer().map_err(|e| e.to_string())?)
+        .map_err(tower::BoxError::from)
+        .service(client);
+    Ok(Client::new(service, config.default_namespace.clone()))
 }
 
 /// Runs the node until the pod watch fails or the process is stopped.

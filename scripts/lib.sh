@@ -34,13 +34,13 @@ ensure_rust() {
     done
 }
 
-# Debian packages the tests use: the OCI registry (CNCF distribution),
-# htpasswd for its basic auth, openssl for the test CA.
-ensure_debian_packages() {
-    local missing=()
-    command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
-    command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
-    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# ensure_commands CMD:PACKAGE...: installs with apt-get the Debian package of
+# each command that is missing.
+ensure_commands() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
     if ((${#missing[@]})); then
         say "installing Debian packages: ${missing[*]}"
         local sudo=""
@@ -48,4 +48,17 @@ ensure_debian_packages() {
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+# Debian packages the tests and the demo use: the OCI registry (CNCF
+# distribution), htpasswd for its basic auth, openssl for test CAs, curl and
+# python3 for the control-plane harness.
+ensure_debian_packages() {
+    ensure_commands docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl \
+        curl:curl python3:python3
+}
+
+# A free TCP port on loopback (the kernel picks it).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -84,55 +84,102 @@ pub fn referenced_objects(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
     (config_maps, secrets)
 }
 
+/// The two kinds of object whose keys pods read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    ConfigMap,
+    Secret,
+}
+
+impl ObjectKind {
+    /// As the kubelet's messages write it when the object is missing.
+    fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::ConfigMap => "configmap",
+            ObjectKind::Secret => "secret",
+        }
+    }
+}
+
 impl PodObjects {
-    /// The ConfigMap's data (text and binary), or why it is missing.
-    pub fn config_map(
+    /// The object's data (text and binary keys together); `None` if it
+    /// does not exist and `optional`, an error naming it if it is required.
+    pub fn data(
         &self,
+        kind: ObjectKind,
         namespace: &str,
         name: &str,
+        optional: bool,
     ) -> Result<Option<BTreeMap<String, Vec<u8>>>, ConfigError> {
-        match self.config_maps.get(name) {
-            Some(Some(cm)) => {
-                let mut data: BTreeMap<String, Vec<u8>> = cm
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-                    .collect();
-                for (k, v) in cm.binary_data.iter().flatten() {
-                    data.insert(k.clone(), v.0.clone());
-                }
-                Ok(Some(data))
-            }
-            Some(None) => Ok(None),
-            None => Err(ConfigError(format!(
-                "configmap {namespace}/{name} was not fetched"
-            ))),
+        let not_fetched = || {
+            ConfigError(format!(
+                "{} {namespace}/{name} was not fetched",
+                kind.noun()
+            ))
+        };
+        let data: Option<BTreeMap<String, Vec<u8>>> = match kind {
+            ObjectKind::ConfigMap => self
+                .config_maps
+                .get(name)
+                .ok_or_else(not_fetched)?
+                .as_ref()
+                .map(|cm| {
+                    let text = cm
+                        .data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+                    let binary = cm
+                        .binary_data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.0.clone()));
+                    text.chain(binary).collect()
+                }),
+            ObjectKind::Secret => self
+                .secrets
+                .get(name)
+                .ok_or_else(not_fetched)?
+                .as_ref()
+                .map(|secret| {
+                    let data = secret
+                        .data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.0.clone()));
+                    let text = secret
+                        .string_data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+                    data.chain(text).collect()
+                }),
+        };
+        match data {
+            Some(data) => Ok(Some(data)),
+            None if optional => Ok(None),
+            None => Err(ConfigError(format!("{} \"{name}\" not found", kind.noun()))),
         }
     }
 
-    /// The Secret's data, or why it is missing.
-    pub fn secret(
+    /// One key of the object; `None` if it (or the object) is missing and
+    /// `optional`.
+    pub fn value(
         &self,
+        kind: ObjectKind,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, ConfigError> {
-        match self.secrets.get(name) {
-            Some(Some(secret)) => {
-                let mut data: BTreeMap<String, Vec<u8>> = secret
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.0.clone()))
-                    .collect();
-                for (k, v) in secret.string_data.iter().flatten() {
-                    data.insert(k.clone(), v.clone().into_bytes());
-                }
-                Ok(Some(data))
-            }
-            Some(None) => Ok(None),
+        key: &str,
+        optional: bool,
+    ) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(mut data) = self.data(kind, namespace, name, optional)? else {
+            return Ok(None);
+        };
+        match data.remove(key) {
+            Some(value) => Ok(Some(value)),
+            None if optional => Ok(None),
             None => Err(ConfigError(format!(
-                "secret {namespace}/{name} was not fetched"
+                "couldn't find key {key} in {kind:?} {namespace}/{name}"
             ))),
         }
     }
@@ -335,70 +382,47 @@ pub fn resolve_env(
     };
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
-        let (data, optional, what, name) = if let Some(r) = &from.config_map_ref {
-            (
-                objects.config_map(&namespace, &r.name)?,
-                r.optional == Some(true),
-                "configmap",
-                &r.name,
-            )
+        let (kind, name, optional) = if let Some(r) = &from.config_map_ref {
+            (ObjectKind::ConfigMap, &r.name, r.optional == Some(true))
         } else if let Some(r) = &from.secret_ref {
-            (
-                objects.secret(&namespace, &r.name)?,
-                r.optional == Some(true),
-                "secret",
-                &r.name,
-            )
+            (ObjectKind::Secret, &r.name, r.optional == Some(true))
         } else {
             continue;
         };
-        match data {
-            Some(data) => {
-                for (key, value) in data {
-                    set(
-                        &mut vars,
-                        format!("{prefix}{key}"),
-                        String::from_utf8_lossy(&value).into_owned(),
-                    );
-                }
-            }
-            None if optional => {}
-            None => return Err(ConfigError(format!("{what} \"{name}\" not found"))),
+        for (key, value) in objects
+            .data(kind, &namespace, name, optional)?
+            .unwrap_or_default()
+        {
+            set(
+                &mut vars,
+                format!("{prefix}{key}"),
+                String::from_utf8_lossy(&value).into_owned(),
+            );
         }
     }
     for env in container.env.iter().flatten() {
         let value = if let Some(from) = &env.value_from {
-            if let Some(r) = &from.config_map_key_ref {
-                let optional = r.optional == Some(true);
-                match objects.config_map(&namespace, &r.name)? {
-                    Some(data) => match data.get(&r.key) {
-                        Some(v) => String::from_utf8_lossy(v).into_owned(),
-                        None if optional => continue,
-                        None => {
-                            return Err(ConfigError(format!(
-                                "couldn't find key {} in ConfigMap {namespace}/{}",
-                                r.key, r.name
-                            )));
-                        }
-                    },
-                    None if optional => continue,
-                    None => return Err(ConfigError(format!("configmap \"{}\" not found", r.name))),
-                }
-            } else if let Some(r) = &from.secret_key_ref {
-                let optional = r.optional == Some(true);
-                match objects.secret(&namespace, &r.name)? {
-                    Some(data) => match data.get(&r.key) {
-                        Some(v) => String::from_utf8_lossy(v).into_owned(),
-                        None if optional => continue,
-                        None => {
-                            return Err(ConfigError(format!(
-                                "couldn't find key {} in Secret {namespace}/{}",
-                                r.key, r.name
-                            )));
-                        }
-                    },
-                    None if optional => continue,
-                    None => return Err(ConfigError(format!("secret \"{}\" not found", r.name))),
+            let key_ref = if let Some(r) = &from.config_map_key_ref {
+                Some((
+                    ObjectKind::ConfigMap,
+                    &r.name,
+                    &r.key,
+                    r.optional == Some(true),
+                ))
+            } else {
+                from.secret_key_ref.as_ref().map(|r| {
+                    (
+                        ObjectKind::Secret,
+                        &r.name,
+                        &r.key,
+                        r.optional == Some(true),
+                    )
+                })
+            };
+            if let Some((kind, name, key, optional)) = key_ref {
+                match objects.value(kind, &namespace, name, key, optional)? {
+                    Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                    None => continue,
                 }
             } else if let Some(field) = &from.field_ref {
                 field_value(facts, field)?

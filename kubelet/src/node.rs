@@ -50,12 +50,13 @@ pub struct NodeIdentity {
     pub max_pods: u32,
     pub cpus: u32,
     pub memory_bytes: u64,
-    /// wasmtime's version, for `nodeInfo.containerRuntimeVersion`.
-    pub runtime_version: String,
+    /// `nodeInfo`: read from the host once, reported with every status.
+    pub system_info: NodeSystemInfo,
 }
 
 impl NodeIdentity {
-    /// This machine's cpus and memory.
+    /// This machine's cpus, memory and system identifiers;
+    /// `runtime_version` is wasmtime's.
     pub fn detect(
         name: &str,
         address: IpAddr,
@@ -79,7 +80,7 @@ impl NodeIdentity {
             max_pods,
             cpus,
             memory_bytes,
-            runtime_version: runtime_version.to_owned(),
+            system_info: system_info(runtime_version),
         }
     }
 
@@ -126,6 +127,23 @@ fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
+}
+
+/// `nodeInfo`, with the host's kernel, machine and boot identifiers.
+pub fn system_info(runtime_version: &str) -> NodeSystemInfo {
+    NodeSystemInfo {
+        architecture: "wasm32".to_owned(),
+        operating_system: "wasi".to_owned(),
+        os_image: "sandlet (WASI preview 2)".to_owned(),
+        kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
+        machine_id: read_trimmed("/etc/machine-id"),
+        system_uuid: read_trimmed("/etc/machine-id"),
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        container_runtime_version: format!("wasmtime://{runtime_version}"),
+        kubelet_version: format!("v1.36.0-sandlet.{}", env!("CARGO_PKG_VERSION")),
+        kube_proxy_version: String::new(),
+        ..NodeSystemInfo::default()
+    }
 }
 
 /// The Node to register.
@@ -209,19 +227,7 @@ pub fn node_status(id: &NodeIdentity, since: Timestamp, now: Timestamp) -> NodeS
                 port: i32::from(id.port),
             }),
         }),
-        node_info: Some(NodeSystemInfo {
-            architecture: "wasm32".to_owned(),
-            operating_system: "wasi".to_owned(),
-            os_image: "sandlet (WASI preview 2)".to_owned(),
-            kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
-            machine_id: read_trimmed("/etc/machine-id"),
-            system_uuid: read_trimmed("/etc/machine-id"),
-            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
-            container_runtime_version: format!("wasmtime://{}", id.runtime_version),
-            kubelet_version: format!("v1.36.0-sandlet.{}", env!("CARGO_PKG_VERSION")),
-            kube_proxy_version: String::new(),
-            ..NodeSystemInfo::default()
-        }),
+        node_info: Some(id.system_info.clone()),
         ..NodeStatus::default()
     }
 }
@@ -400,7 +406,7 @@ mod tests {
             max_pods: 500,
             cpus: 2,
             memory_bytes: 8 << 30,
-            runtime_version: "48.0.8".into(),
+            system_info: system_info("48.0.8"),
         }
     }
 

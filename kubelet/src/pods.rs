@@ -50,7 +50,6 @@ pub async fn run(ctx: Arc<NodeContext>) -> Result<(), watcher::Error> {
                 }
             }
         }
-        workers.retain(|_, sender| !sender.is_closed());
     }
     Ok(())
 }

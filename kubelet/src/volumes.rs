@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
 
-use crate::env::{ConfigError, DownwardFacts, PodObjects, field_value, resource_value};
+use crate::env::{ConfigError, DownwardFacts, ObjectKind, PodObjects, field_value, resource_value};
 
 /// Tokens for projected `serviceAccountToken` sources, by audience (`""`:
 /// the API server's own audience).
@@ -110,26 +110,31 @@ fn materialize_one(
     }
     // The remaining types are rendered files: write them afresh.
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let add = |files: &mut BTreeMap<String, Vec<u8>>,
+               kind,
+               name: &str,
+               items: Option<&[KeyToPath]>,
+               optional: Option<bool>| {
+        let optional = optional == Some(true);
+        let data = inputs.objects.data(kind, &namespace, name, optional)?;
+        add_keyed(files, data, items, optional, kind, &namespace, name)
+    };
     if let Some(cm) = &volume.config_map {
-        let data = inputs.objects.config_map(&namespace, &cm.name)?;
-        add_keyed(
+        add(
             &mut files,
-            data,
-            cm.items.as_deref(),
-            cm.optional == Some(true),
-            "configmap",
+            ObjectKind::ConfigMap,
             &cm.name,
+            cm.items.as_deref(),
+            cm.optional,
         )?;
     } else if let Some(secret) = &volume.secret {
         let name = secret.secret_name.clone().unwrap_or_default();
-        let data = inputs.objects.secret(&namespace, &name)?;
-        add_keyed(
+        add(
             &mut files,
-            data,
-            secret.items.as_deref(),
-            secret.optional == Some(true),
-            "secret",
+            ObjectKind::Secret,
             &name,
+            secret.items.as_deref(),
+            secret.optional,
         )?;
     } else if let Some(downward) = &volume.downward_api {
         add_downward(
@@ -140,24 +145,20 @@ fn materialize_one(
     } else if let Some(projected) = &volume.projected {
         for source in projected.sources.iter().flatten() {
             if let Some(cm) = &source.config_map {
-                let data = inputs.objects.config_map(&namespace, &cm.name)?;
-                add_keyed(
+                add(
                     &mut files,
-                    data,
-                    cm.items.as_deref(),
-                    cm.optional == Some(true),
-                    "configmap",
+                    ObjectKind::ConfigMap,
                     &cm.name,
+                    cm.items.as_deref(),
+                    cm.optional,
                 )?;
             } else if let Some(secret) = &source.secret {
-                let data = inputs.objects.secret(&namespace, &secret.name)?;
-                add_keyed(
+                add(
                     &mut files,
-                    data,
-                    secret.items.as_deref(),
-                    secret.optional == Some(true),
-                    "secret",
+                    ObjectKind::Secret,
                     &secret.name,
+                    secret.items.as_deref(),
+                    secret.optional,
                 )?;
             } else if let Some(downward) = &source.downward_api {
                 add_downward(
@@ -207,29 +208,30 @@ fn add_file(
     Ok(())
 }
 
+/// Files from an object's keys: the keys `items` names at their paths, or
+/// every key as a file of its name. `data` is `None` only for an optional
+/// object that does not exist.
 fn add_keyed(
     files: &mut BTreeMap<String, Vec<u8>>,
     data: Option<BTreeMap<String, Vec<u8>>>,
     items: Option<&[KeyToPath]>,
     optional: bool,
-    what: &str,
+    kind: ObjectKind,
+    namespace: &str,
     name: &str,
 ) -> Result<(), ConfigError> {
-    let Some(data) = data else {
-        if optional {
-            return Ok(());
-        }
-        return Err(ConfigError(format!("{what} \"{name}\" not found")));
+    let Some(mut data) = data else {
+        return Ok(());
     };
     match items {
         Some(items) if !items.is_empty() => {
             for item in items {
-                match data.get(&item.key) {
-                    Some(bytes) => add_file(files, &item.path, bytes.clone())?,
+                match data.remove(&item.key) {
+                    Some(bytes) => add_file(files, &item.path, bytes)?,
                     None if optional => {}
                     None => {
                         return Err(ConfigError(format!(
-                            "couldn't find key {} in {what} {name}",
+                            "couldn't find key {} in {kind:?} {namespace}/{name}",
                             item.key
                         )));
                     }

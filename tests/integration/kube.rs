@@ -22,6 +22,18 @@ fn container_status(pod: &Value) -> &Value {
     &pod["status"]["containerStatuses"][0]
 }
 
+/// Waits until the pod's first container waits for one of `reasons`;
+/// returns its `state.waiting`.
+fn wait_waiting(namespace: &str, pod: &str, reasons: &[&str]) -> Value {
+    wait_for(&format!("{pod} to wait for {reasons:?}"), LONG, || {
+        let object = cluster().pod(namespace, pod);
+        let waiting = container_status(&object)["state"]["waiting"].clone();
+        reasons
+            .contains(&waiting["reason"].as_str().unwrap_or(""))
+            .then_some(waiting)
+    })
+}
+
 fn condition<'a>(object: &'a Value, type_: &str) -> &'a Value {
     object["status"]["conditions"]
         .as_array()
@@ -258,11 +270,7 @@ fn kube_restart_policies_behave_as_in_kubernetes() {
             expected
         );
     }
-    let waiting = wait_for("CrashLoopBackOff", LONG, || {
-        let pod = c.pod(&ns, "onfailure-fails");
-        let waiting = container_status(&pod)["state"]["waiting"].clone();
-        (waiting["reason"] == "CrashLoopBackOff").then_some(waiting)
-    });
+    let waiting = wait_waiting(&ns, "onfailure-fails", &["CrashLoopBackOff"]);
     assert!(
         waiting["message"].as_str().unwrap().contains("back-off"),
         "{waiting}"
@@ -382,11 +390,7 @@ spec:
         &ns,
         &wasm_pod("not-wasm", &node.name, &container_image, &[], "Never"),
     );
-    let waiting = wait_for("the non-wasm image to be refused", LONG, || {
-        let pod = c.pod(&ns, "not-wasm");
-        let waiting = container_status(&pod)["state"]["waiting"].clone();
-        (waiting["reason"] == "ErrImagePull").then_some(waiting)
-    });
+    let waiting = wait_waiting(&ns, "not-wasm", &["ErrImagePull"]);
     assert!(
         waiting["message"]
             .as_str()
@@ -430,13 +434,7 @@ spec:
         "Never",
     );
     c.apply(&ns, &missing);
-    let waiting = wait_for("a pull failure", LONG, || {
-        let pod = c.pod(&ns, "missing");
-        let waiting = container_status(&pod)["state"]["waiting"].clone();
-        ["ErrImagePull", "ImagePullBackOff"]
-            .contains(&waiting["reason"].as_str().unwrap_or(""))
-            .then_some(waiting)
-    });
+    let waiting = wait_waiting(&ns, "missing", &["ErrImagePull", "ImagePullBackOff"]);
     assert!(
         waiting["message"].as_str().unwrap().contains("no/such"),
         "{waiting}"
@@ -990,13 +988,7 @@ fn kube_image_pull_secrets_authenticate_to_the_registry() {
     c.wait_phase(&ns, "authorised", "Succeeded", LONG);
     let logs = c.kubectl(&["logs", "-n", &ns, "authorised"]);
     assert!(logs.contains("arg: private"), "{logs}");
-    let waiting = wait_for("the anonymous pull to be refused", LONG, || {
-        let pod = c.pod(&ns, "anonymous");
-        let waiting = container_status(&pod)["state"]["waiting"].clone();
-        ["ErrImagePull", "ImagePullBackOff"]
-            .contains(&waiting["reason"].as_str().unwrap_or(""))
-            .then_some(waiting)
-    });
+    let waiting = wait_waiting(&ns, "anonymous", &["ErrImagePull", "ImagePullBackOff"]);
     assert!(
         waiting["message"]
             .as_str()

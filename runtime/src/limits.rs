@@ -175,7 +175,7 @@ impl fmt::Display for Size {
 
 /// A duration printed the way users write it (`30s`, `1500ms`).
 #[derive(Debug, Clone, Copy)]
-struct DurationText(Duration);
+pub(crate) struct DurationText(pub Duration);
 
 impl fmt::Display for DurationText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,10 +8,12 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::admission::{AllowList, AllowRule};
+use crate::limits::{parse_memory_limit, parse_timeout};
 
 /// Default `minGroupSize`: DataSHIELD and vantage6 both use thresholds of
 /// 3 to 5; we take the stricter end.
@@ -65,6 +67,29 @@ pub struct DisclosurePolicy {
     pub raw_files: bool,
     /// Namespaces whose pods may be granted this dataset; `None` means all.
     pub allowed_namespaces: Option<Vec<String>>,
+    /// How long one query may run (`30s`); also PostgreSQL's
+    /// `statement_timeout`.
+    #[serde(deserialize_with = "timeout_text")]
+    pub query_timeout: Duration,
+    /// How much memory one query's operators may hold (`256Mi`).
+    #[serde(deserialize_with = "memory_text")]
+    pub query_memory: u64,
+}
+
+/// Default `queryTimeout`: a grouped mean over ten million rows takes a few
+/// seconds; anything near this is a mistake or an attack.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `queryMemory`.
+pub const DEFAULT_QUERY_MEMORY: u64 = 256 * 1024 * 1024;
+
+fn timeout_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_timeout(&text).map_err(serde::de::Error::custom)
+}
+
+fn memory_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_memory_limit(&text).map_err(serde::de::Error::custom)
 }
 
 impl Default for DisclosurePolicy {
@@ -77,6 +102,8 @@ impl Default for DisclosurePolicy {
             max_result_rows: DEFAULT_MAX_RESULT_ROWS,
             raw_files: false,
             allowed_namespaces: None,
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+            query_memory: DEFAULT_QUERY_MEMORY,
         }
     }
 }
@@ -327,6 +354,8 @@ datasets:
       maxResultRows: 7
       rawFiles: true
       allowedNamespaces: [research]
+      queryTimeout: 5s
+      queryMemory: 64Mi
   - name: labs
     source: { postgres: { url: "postgres://reader@localhost/db", table: labs } }
 "#,
@@ -343,6 +372,8 @@ datasets:
                 max_result_rows: 7,
                 raw_files: true,
                 allowed_namespaces: Some(vec!["research".into()]),
+                query_timeout: Duration::from_secs(5),
+                query_memory: 64 << 20,
             }
         );
         assert!(!policy.allows_namespace("default"));

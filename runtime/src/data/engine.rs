@@ -1,24 +1,39 @@
 //! Running a guest's SQL over the datasets granted to its run, with
-//! DataFusion.
+//! DataFusion, under the datasets' disclosure policies.
 //!
-//! Each query gets a fresh DataFusion session that contains exactly the
-//! granted datasets, each as a view of only its allowed columns; the
-//! underlying file is never registered under a name the guest could use.
-//! Statements other than queries (DDL, DML, `SET`, `COPY`) are refused before
-//! planning.
+//! Each run gets one DataFusion session that contains exactly its granted
+//! datasets (as [`DatasetTable`]s: only allowed columns), no table
+//! functions, no `information_schema`, no URL tables and no spilling to
+//! disk, with a memory pool of the smallest `queryMemory` among them. A
+//! query is parsed (only a single `SELECT`-like query statement is
+//! accepted), planned, checked and guarded by [`super::policy`], cut at
+//! `maxResultRows + 1` rows, and run under the smallest `queryTimeout`.
+//! Errors are sorted into the WIT cases; errors raised while data is read
+//! are reported without their text (which can quote a value) and logged for
+//! the station's admin instead.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
+use datafusion::common::config::Dialect;
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::SQLOptions;
-use datafusion::prelude::{CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
+use super::guard::{GuardedQueryPlanner, find_violation};
+use super::policy;
+use super::table::DatasetTable;
 use super::{
-    ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, QueryError, SourceConfig,
-    Table, Value,
+    ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, QueryError, Table, Value,
 };
+use crate::limits::Size;
 
 /// A grant that cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +46,19 @@ pub enum GrantError {
 #[derive(Debug, Clone, Default)]
 pub struct GrantedDatasets {
     datasets: Vec<Arc<DatasetConfig>>,
+    session: Arc<tokio::sync::OnceCell<Session>>,
+}
+
+/// How long each step of one query took; for benchmarks.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryTimings {
+    /// SQL text to DataFusion's logical plan.
+    pub plan: Duration,
+    /// The disclosure checks and guard placement.
+    pub policy: Duration,
+    /// Optimising and running the plan, and collecting the result.
+    pub execute: Duration,
 }
 
 impl GrantedDatasets {
@@ -46,7 +74,10 @@ impl GrantedDatasets {
                 datasets.push(Arc::new(dataset.clone()));
             }
         }
-        Ok(GrantedDatasets { datasets })
+        Ok(GrantedDatasets {
+            datasets,
+            session: Default::default(),
+        })
     }
 
     /// Names of the granted datasets, in grant order.
@@ -58,131 +89,263 @@ impl GrantedDatasets {
         self.datasets.is_empty()
     }
 
-    /// A session in which each granted dataset is a view of its allowed
-    /// columns and nothing else is registered.
-    async fn session(&self) -> Result<SessionContext, QueryError> {
-        let ctx = SessionContext::new();
-        for dataset in &self.datasets {
-            let frame = visible_frame(&ctx, dataset).await?;
-            ctx.register_table(dataset.name.as_str(), frame.into_view())
-                .map_err(|e| internal(&dataset.name, e))?;
-        }
-        Ok(ctx)
-    }
-}
-
-/// The dataset's rows with only the columns its policy allows.
-async fn visible_frame(
-    ctx: &SessionContext,
-    dataset: &DatasetConfig,
-) -> Result<DataFrame, QueryError> {
-    let frame = match &dataset.source {
-        SourceConfig::Csv(path) => {
-            let path = path.to_string_lossy();
-            ctx.read_csv(path.as_ref(), CsvReadOptions::new().has_header(true))
-                .await
-        }
-        SourceConfig::Parquet(path) => {
-            let path = path.to_string_lossy();
-            ctx.read_parquet(path.as_ref(), ParquetReadOptions::default())
-                .await
-        }
-        SourceConfig::Postgres { .. } => {
-            return Err(QueryError::Invalid(format!(
-                "dataset {:?} is a PostgreSQL table, which this build cannot query yet",
-                dataset.name
-            )));
-        }
-    }
-    .map_err(|e| internal(&dataset.name, e))?;
-    match &dataset.policy.allowed_columns {
-        None => Ok(frame),
-        Some(columns) => {
-            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-            frame
-                .select_columns(&columns)
-                .map_err(|e| internal(&dataset.name, e))
-        }
-    }
-}
-
-/// A dataset that cannot be opened is the data admin's problem, not the
-/// guest's: the guest learns only that this dataset is unavailable.
-fn internal(name: &str, error: DataFusionError) -> QueryError {
-    tracing::warn!(dataset = name, %error, "dataset cannot be opened");
-    QueryError::Invalid(format!("dataset {name:?} is unavailable on this station"))
-}
-
-fn sql_options() -> SQLOptions {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-}
-
-/// Sorts a DataFusion error into the WIT cases. Unknown tables and columns
-/// are `not-granted`, so a guest cannot tell a hidden name from a missing
-/// one.
-fn classify(error: DataFusionError) -> QueryError {
-    let error = error.find_root().to_string();
-    let lower = error.to_lowercase();
-    if lower.contains("not found") || lower.contains("no field named") {
-        QueryError::NotGranted(
-            "the query names a table or column that is not granted to this run".to_owned(),
-        )
-    } else if lower.contains("resources exhausted") {
-        QueryError::LimitExceeded(error)
-    } else {
-        QueryError::Invalid(error)
-    }
-}
-
-#[async_trait::async_trait]
-impl DataAccess for GrantedDatasets {
-    async fn datasets(&self) -> Result<Vec<DatasetInfo>, QueryError> {
-        let ctx = SessionContext::new();
-        let mut infos = Vec::with_capacity(self.datasets.len());
-        for dataset in &self.datasets {
-            let frame = visible_frame(&ctx, dataset).await?;
-            let columns = frame
-                .schema()
-                .fields()
-                .iter()
-                .map(|field| ColumnInfo {
-                    name: field.name().clone(),
-                    data_type: field.data_type().to_string(),
-                })
-                .collect();
-            infos.push(DatasetInfo {
-                name: dataset.name.clone(),
-                columns,
-            });
-        }
-        Ok(infos)
+    /// The smallest `queryTimeout` of the granted datasets.
+    fn timeout(&self) -> Duration {
+        self.datasets
+            .iter()
+            .map(|d| d.policy.query_timeout)
+            .min()
+            .unwrap_or(super::config::DEFAULT_QUERY_TIMEOUT)
     }
 
-    async fn query(&self, sql: &str) -> Result<Table, QueryError> {
+    async fn session(&self) -> Result<&Session, QueryError> {
+        self.session
+            .get_or_try_init(|| Session::open(&self.datasets))
+            .await
+    }
+
+    /// Runs one query and reports how long each step took.
+    #[doc(hidden)]
+    pub async fn query_timed(&self, sql: &str) -> Result<(Table, QueryTimings), QueryError> {
         if self.datasets.is_empty() {
             return Err(QueryError::NotGranted(
                 "no dataset is granted to this run".to_owned(),
             ));
         }
-        let ctx = self.session().await?;
-        let frame = ctx
-            .sql_with_options(sql, sql_options())
+        let timeout = self.timeout();
+        let run = async {
+            let session = self.session().await?;
+            session.query(sql).await
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(QueryError::LimitExceeded(format!(
+                "queryTimeout: the query ran longer than {}",
+                crate::limits::DurationText(timeout)
+            ))),
+        }
+    }
+}
+
+/// One run's DataFusion session and its granted tables, by grant index.
+struct Session {
+    ctx: SessionContext,
+    tables: Vec<Arc<DatasetTable>>,
+    memory: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("tables", &self.tables.len())
+            .finish()
+    }
+}
+
+impl Session {
+    async fn open(datasets: &[Arc<DatasetConfig>]) -> Result<Session, QueryError> {
+        let memory = datasets
+            .iter()
+            .map(|d| d.policy.query_memory)
+            .min()
+            .unwrap_or(super::config::DEFAULT_QUERY_MEMORY);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory as usize, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(|e| QueryError::Invalid(format!("cannot start the query engine: {e}")))?;
+        let config = SessionConfig::new().with_information_schema(false);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_table_functions(Default::default())
+            .with_table_factories(Default::default())
+            .with_query_planner(Arc::new(GuardedQueryPlanner))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let mut tables = Vec::with_capacity(datasets.len());
+        for (index, dataset) in datasets.iter().enumerate() {
+            let table = match DatasetTable::open(&ctx.state(), Arc::clone(dataset), index).await {
+                Ok(table) => table,
+                Err(error) => {
+                    tracing::warn!(dataset = %dataset.name, %error, "dataset cannot be opened");
+                    DatasetTable::unavailable(Arc::clone(dataset), index)
+                }
+            };
+            let table = Arc::new(table);
+            ctx.register_table(dataset.name.as_str(), Arc::clone(&table) as _)
+                .map_err(|e| {
+                    QueryError::Invalid(format!("cannot register {}: {e}", dataset.name))
+                })?;
+            tables.push(table);
+        }
+        Ok(Session {
+            ctx,
+            tables,
+            memory,
+        })
+    }
+
+    async fn query(&self, sql: &str) -> Result<(Table, QueryTimings), QueryError> {
+        let mut timings = QueryTimings::default();
+        let started = Instant::now();
+        let state = self.ctx.state();
+        let statement = state
+            .sql_to_statement(sql, &Dialect::Generic)
+            .map_err(|e| QueryError::Invalid(e.find_root().to_string()))?;
+        if !is_query(&statement) {
+            return Err(QueryError::Denied(format!(
+                "only SELECT queries are allowed, not {}",
+                first_keyword(sql)
+            )));
+        }
+        let plan = state
+            .statement_to_plan(statement)
             .await
-            .map_err(classify)?;
+            .map_err(planning_error)?;
+        timings.plan = started.elapsed();
+
+        let started = Instant::now();
+        let checked = policy::check(&plan, &self.tables)?;
+        let max_rows = usize::try_from(checked.max_result_rows).unwrap_or(usize::MAX);
+        let plan = limited(checked.plan, max_rows)?;
+        timings.policy = started.elapsed();
+
+        let started = Instant::now();
+        let frame = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| self.execution_error(e))?;
         let columns = frame
             .schema()
             .fields()
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let batches = frame.collect().await.map_err(classify)?;
-        Ok(Table {
-            columns,
-            rows: rows_of(&batches)?,
-        })
+        let batches = frame.collect().await.map_err(|e| self.execution_error(e))?;
+        timings.execute = started.elapsed();
+        let rows = rows_of(&batches)?;
+        if rows.len() > max_rows {
+            return Err(QueryError::LimitExceeded(format!(
+                "maxResultRows: the result has more than {max_rows} rows"
+            )));
+        }
+        Ok((Table { columns, rows }, timings))
+    }
+
+    /// Sorts an error raised while the query ran. Only policy violations and
+    /// the memory limit are told to the guest in full: other errors can
+    /// quote the data (a value that failed to parse, say).
+    fn execution_error(&self, error: DataFusionError) -> QueryError {
+        if let Some(violation) = find_violation(&error) {
+            return QueryError::Denied(violation.to_string());
+        }
+        match error.find_root() {
+            DataFusionError::ResourcesExhausted(_) => QueryError::LimitExceeded(format!(
+                "queryMemory: the query needs more than {} of memory",
+                Size(self.memory)
+            )),
+            DataFusionError::Plan(_)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::SchemaError(..) => planning_error(error),
+            root => {
+                if let Some(table) = self
+                    .tables
+                    .iter()
+                    .find(|t| t.unavailable_reason().is_some())
+                {
+                    tracing::debug!(dataset = table.name(), "an unavailable dataset was read");
+                }
+                tracing::warn!(error = %root, "query failed while running");
+                QueryError::Invalid(
+                    "the query failed while reading the data or computing over it \
+                     (the station's log has the details)"
+                        .to_owned(),
+                )
+            }
+        }
+    }
+}
+
+/// Whether a parsed statement is a query (`SELECT`, `WITH`, `VALUES`, set
+/// operations), the only kind a guest may run.
+fn is_query(statement: &DfStatement) -> bool {
+    matches!(statement, DfStatement::Statement(s) if matches!(**s, SqlStatement::Query(_)))
+}
+
+fn first_keyword(sql: &str) -> String {
+    let word: String = sql
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    if word.is_empty() {
+        "this statement".to_owned()
+    } else {
+        word.to_uppercase()
+    }
+}
+
+/// Sorts an error raised while planning: these concern the SQL text only.
+/// Unknown tables and columns are `not-granted`, so a guest cannot tell a
+/// hidden name from a missing one.
+fn planning_error(error: DataFusionError) -> QueryError {
+    if let Some(violation) = find_violation(&error) {
+        return QueryError::Denied(violation.to_string());
+    }
+    let root = error.find_root().to_string();
+    let lower = root.to_lowercase();
+    if lower.contains("not found")
+        || lower.contains("no field named")
+        || lower.contains("doesn't exist")
+        || lower.contains("does not exist")
+    {
+        QueryError::NotGranted(
+            "the query names a table or column that is not granted to this run".to_owned(),
+        )
+    } else {
+        QueryError::Invalid(root)
+    }
+}
+
+/// Cuts the result one row past the limit, so that a result over the limit
+/// is told from one at it without computing all of it.
+fn limited(plan: LogicalPlan, max_rows: usize) -> Result<LogicalPlan, QueryError> {
+    LogicalPlanBuilder::from(plan)
+        .limit(0, Some(max_rows.saturating_add(1)))
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(|e| QueryError::Invalid(e.to_string()))
+}
+
+#[async_trait::async_trait]
+impl DataAccess for GrantedDatasets {
+    async fn datasets(&self) -> Result<Vec<DatasetInfo>, QueryError> {
+        let session = self.session().await?;
+        Ok(session
+            .tables
+            .iter()
+            .filter(|table| table.unavailable_reason().is_none())
+            .map(|table| DatasetInfo {
+                name: table.name().to_owned(),
+                columns: table
+                    .visible_schema()
+                    .fields()
+                    .iter()
+                    .map(|field| ColumnInfo {
+                        name: field.name().clone(),
+                        data_type: field.data_type().to_string(),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn query(&self, sql: &str) -> Result<Table, QueryError> {
+        self.query_timed(sql).await.map(|(table, _)| table)
     }
 }
 
@@ -236,53 +399,151 @@ fn value_of(scalar: ScalarValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::DisclosurePolicy;
+    use crate::data::{DisclosurePolicy, SourceConfig};
     use std::io::Write;
 
-    fn config_with_csv(dir: &std::path::Path, allowed: Option<Vec<String>>) -> DataConfig {
+    /// 30 patients: ages 20..50, every third one "m" (10 m, 20 f).
+    fn config(dir: &std::path::Path, policy: DisclosurePolicy) -> DataConfig {
         let path = dir.join("patients.csv");
         let mut file = std::fs::File::create(&path).unwrap();
         writeln!(file, "age,sex,ssn").unwrap();
-        for (age, sex, ssn) in [(30, "f", 111), (40, "m", 222), (50, "f", 333)] {
-            writeln!(file, "{age},{sex},{ssn}").unwrap();
+        for i in 0..30 {
+            let sex = if i % 3 == 0 { "m" } else { "f" };
+            writeln!(file, "{},{sex},{}", 20 + i, 1000 + i).unwrap();
         }
         DataConfig {
             modules: Default::default(),
             datasets: vec![DatasetConfig {
                 name: "patients".into(),
                 source: SourceConfig::Csv(path),
-                policy: DisclosurePolicy {
-                    allowed_columns: allowed,
-                    ..DisclosurePolicy::default()
-                },
+                policy,
             }],
         }
     }
 
+    fn granted(dir: &std::path::Path, policy: DisclosurePolicy) -> GrantedDatasets {
+        GrantedDatasets::new(&config(dir, policy), &["patients".into()]).unwrap()
+    }
+
+    fn hiding_ssn() -> DisclosurePolicy {
+        DisclosurePolicy {
+            allowed_columns: Some(vec!["age".into(), "sex".into()]),
+            ..DisclosurePolicy::default()
+        }
+    }
+
     #[tokio::test]
-    async fn granted_csv_answers_sql() {
+    async fn grouped_aggregates_are_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let config = config_with_csv(dir.path(), None);
-        let data = GrantedDatasets::new(&config, &["patients".into()]).unwrap();
+        let data = granted(dir.path(), hiding_ssn());
         let table = data
             .query("SELECT sex, COUNT(*) AS n, AVG(age) AS mean FROM patients GROUP BY sex ORDER BY sex")
             .await
             .unwrap();
         assert_eq!(table.columns, ["sex", "n", "mean"]);
+        // f: ages 21,22,24,25,...,49 (i % 3 != 0); m: 20,23,...,47.
+        let mean_m = (0..30).filter(|i| i % 3 == 0).map(|i| 20 + i).sum::<i64>() as f64 / 10.0;
+        let mean_f = (0..30).filter(|i| i % 3 != 0).map(|i| 20 + i).sum::<i64>() as f64 / 20.0;
         assert_eq!(
             table.rows,
             vec![
-                vec![Value::Text("f".into()), Value::Int(2), Value::Float(40.0)],
-                vec![Value::Text("m".into()), Value::Int(1), Value::Float(40.0)],
+                vec![
+                    Value::Text("f".into()),
+                    Value::Int(20),
+                    Value::Float(mean_f)
+                ],
+                vec![
+                    Value::Text("m".into()),
+                    Value::Int(10),
+                    Value::Float(mean_m)
+                ],
             ]
         );
     }
 
     #[tokio::test]
+    async fn small_groups_and_few_rows_are_denied_with_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = granted(dir.path(), hiding_ssn());
+        let err = data
+            .query("SELECT age, COUNT(*) FROM patients GROUP BY age")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, QueryError::Denied(m) if m.starts_with("minGroupSize:")),
+            "{err}"
+        );
+        // 7 rows in one group: the group is big enough, the total is not.
+        let err = data
+            .query("SELECT COUNT(*) FROM patients WHERE age < 27")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, QueryError::Denied(m) if m.starts_with("minRows:")),
+            "{err}"
+        );
+        // No rows at all is as much a disclosure as one.
+        let err = data
+            .query("SELECT sex, COUNT(*) FROM patients WHERE age > 100 GROUP BY sex")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, QueryError::Denied(m) if m.starts_with("minRows:")),
+            "{err}"
+        );
+        // An aggregate that reads only a few rows of its group.
+        let err = data
+            .query("SELECT AVG(CASE WHEN age = 20 THEN age END) FROM patients")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, QueryError::Denied(m) if m.starts_with("minGroupSize:")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn row_level_values_and_unsafe_aggregates_are_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = granted(dir.path(), hiding_ssn());
+        for (sql, rule) in [
+            ("SELECT age FROM patients", "aggregatesOnly:"),
+            ("SELECT 1 FROM patients", "aggregatesOnly:"),
+            ("SELECT MAX(age) FROM patients", "aggregatesOnly: MAX"),
+            (
+                "SELECT ROW_NUMBER() OVER () FROM patients",
+                "aggregatesOnly: window",
+            ),
+        ] {
+            let err = data.query(sql).await.unwrap_err();
+            assert!(
+                matches!(&err, QueryError::Denied(m) if m.starts_with(rule)),
+                "{sql}: {err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn row_level_values_are_answered_where_the_policy_allows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = granted(
+            dir.path(),
+            DisclosurePolicy {
+                aggregates_only: false,
+                ..hiding_ssn()
+            },
+        );
+        let table = data
+            .query("SELECT age FROM patients WHERE age < 22 ORDER BY age")
+            .await
+            .unwrap();
+        assert_eq!(table.rows, vec![vec![Value::Int(20)], vec![Value::Int(21)]]);
+    }
+
+    #[tokio::test]
     async fn hidden_columns_do_not_exist_for_the_guest() {
         let dir = tempfile::tempdir().unwrap();
-        let config = config_with_csv(dir.path(), Some(vec!["age".into(), "sex".into()]));
-        let data = GrantedDatasets::new(&config, &["patients".into()]).unwrap();
+        let data = granted(dir.path(), hiding_ssn());
         let infos = data.datasets().await.unwrap();
         let names: Vec<_> = infos[0].columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["age", "sex"]);
@@ -299,14 +560,12 @@ mod tests {
             hidden, missing,
             "a hidden column must look exactly like a missing one"
         );
-        let star = data.query("SELECT * FROM patients").await.unwrap();
-        assert_eq!(star.columns, ["age", "sex"]);
     }
 
     #[tokio::test]
     async fn ungranted_and_unknown_tables_look_the_same() {
         let dir = tempfile::tempdir().unwrap();
-        let config = config_with_csv(dir.path(), None);
+        let config = config(dir.path(), DisclosurePolicy::default());
         let data = GrantedDatasets::new(&config, &["patients".into()]).unwrap();
         let unknown = data.query("SELECT COUNT(*) FROM labs").await.unwrap_err();
         assert!(matches!(unknown, QueryError::NotGranted(_)), "{unknown}");
@@ -319,23 +578,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn statements_other_than_queries_are_refused() {
+    async fn statements_other_than_queries_are_denied() {
         let dir = tempfile::tempdir().unwrap();
-        let config = config_with_csv(dir.path(), None);
-        let data = GrantedDatasets::new(&config, &["patients".into()]).unwrap();
-        for sql in [
-            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
-            "CREATE TABLE t AS SELECT 1",
-            "INSERT INTO patients VALUES (1, 'f', 2)",
-            "SET datafusion.execution.batch_size = 1",
-            "SELECT * FROM '/etc/passwd'",
-            "SELEC 1",
+        let data = granted(dir.path(), DisclosurePolicy::default());
+        for (sql, kind) in [
+            (
+                "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+                "CREATE",
+            ),
+            ("CREATE TABLE t AS SELECT 1", "CREATE"),
+            ("INSERT INTO patients VALUES (1, 'f', 2)", "INSERT"),
+            ("SET datafusion.execution.batch_size = 1", "SET"),
+            ("EXPLAIN SELECT COUNT(*) FROM patients", "EXPLAIN"),
         ] {
             let err = data.query(sql).await.unwrap_err();
-            assert!(
-                matches!(err, QueryError::Invalid(_) | QueryError::NotGranted(_)),
-                "{sql}: {err}"
+            assert_eq!(
+                err,
+                QueryError::Denied(format!("only SELECT queries are allowed, not {kind}")),
+                "{sql}"
             );
         }
+        let err = data.query("SELEC 1").await.unwrap_err();
+        assert!(matches!(err, QueryError::Invalid(_)), "{err}");
     }
 }

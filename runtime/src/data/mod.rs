@@ -14,9 +14,12 @@
 
 mod config;
 mod engine;
+mod guard;
+mod policy;
+mod table;
 
 pub use config::{ConfigError, DataConfig, DatasetConfig, DisclosurePolicy, SourceConfig};
-pub use engine::{GrantError, GrantedDatasets};
+pub use engine::{GrantError, GrantedDatasets, QueryTimings};
 
 use std::fmt;
 

@@ -11,6 +11,8 @@ mod cluster;
 mod fixtures;
 mod kube;
 mod oci;
+mod postgres;
+mod queries;
 mod registry;
 mod runtime;
 mod sandbox;

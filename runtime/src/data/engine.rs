@@ -27,8 +27,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
-use super::guard::{GuardedQueryPlanner, find_violation};
+use super::guard::{GuardedQueryPlanner, PolicyViolation, find_in_chain};
 use super::policy;
+use super::postgres::SourceTimeout;
 use super::table::DatasetTable;
 use super::{
     ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, QueryError, Table, Value,
@@ -132,6 +133,7 @@ struct Session {
     ctx: SessionContext,
     tables: Vec<Arc<DatasetTable>>,
     memory: u64,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Session {
@@ -182,10 +184,16 @@ impl Session {
                 })?;
             tables.push(table);
         }
+        let timeout = datasets
+            .iter()
+            .map(|d| d.policy.query_timeout)
+            .min()
+            .unwrap_or(super::config::DEFAULT_QUERY_TIMEOUT);
         Ok(Session {
             ctx,
             tables,
             memory,
+            timeout,
         })
     }
 
@@ -241,8 +249,14 @@ impl Session {
     /// the memory limit are told to the guest in full: other errors can
     /// quote the data (a value that failed to parse, say).
     fn execution_error(&self, error: DataFusionError) -> QueryError {
-        if let Some(violation) = find_violation(&error) {
+        if let Some(violation) = find_in_chain::<PolicyViolation>(&error) {
             return QueryError::Denied(violation.to_string());
+        }
+        if find_in_chain::<SourceTimeout>(&error).is_some() {
+            return QueryError::LimitExceeded(format!(
+                "queryTimeout: the query ran longer than {}",
+                crate::limits::DurationText(self.timeout)
+            ));
         }
         match error.find_root() {
             DataFusionError::ResourcesExhausted(_) => QueryError::LimitExceeded(format!(
@@ -294,7 +308,7 @@ fn first_keyword(sql: &str) -> String {
 /// Unknown tables and columns are `not-granted`, so a guest cannot tell a
 /// hidden name from a missing one.
 fn planning_error(error: DataFusionError) -> QueryError {
-    if let Some(violation) = find_violation(&error) {
+    if let Some(violation) = find_in_chain::<PolicyViolation>(&error) {
         return QueryError::Denied(violation.to_string());
     }
     let root = error.find_root().to_string();

@@ -363,12 +363,12 @@ impl QueryPlanner for GuardedQueryPlanner {
     }
 }
 
-/// The policy violation somewhere in an error's chain, if there is one.
-pub(crate) fn find_violation(error: &DataFusionError) -> Option<&PolicyViolation> {
+/// The error of type `T` somewhere in an error's chain, if there is one.
+pub(crate) fn find_in_chain<T: std::error::Error + 'static>(error: &DataFusionError) -> Option<&T> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
-        if let Some(v) = e.downcast_ref::<PolicyViolation>() {
-            return Some(v);
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
         }
         current = e.source();
     }

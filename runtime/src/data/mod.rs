@@ -16,6 +16,7 @@ mod config;
 mod engine;
 mod guard;
 mod policy;
+mod postgres;
 mod table;
 
 pub use config::{ConfigError, DataConfig, DatasetConfig, DisclosurePolicy, SourceConfig};

@@ -22,6 +22,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::postgres::PostgresTable;
 use super::{DatasetConfig, SourceConfig};
 
 /// One granted dataset, as the guest's SQL sees it.
@@ -53,10 +54,8 @@ impl DatasetTable {
             SourceConfig::Parquet(path) => {
                 listing_table(state, path, Arc::new(ParquetFormat::default()), "").await?
             }
-            SourceConfig::Postgres { .. } => {
-                return Err(DataFusionError::NotImplemented(
-                    "PostgreSQL datasets are opened by the postgres source".to_owned(),
-                ));
+            SourceConfig::Postgres { url, table } => {
+                Arc::new(PostgresTable::open(url, table, config.policy.query_timeout).await?)
             }
         };
         Self::over(inner, config, index)

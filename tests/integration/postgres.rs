@@ -1,0 +1,120 @@
+//! A real PostgreSQL server (Debian's package) for the data-query tests,
+//! started once per test process by `scripts/postgres` and stopped by its
+//! watchdog when this process ends.
+//!
+//! Each test makes its own database, loads tables from CSV as the
+//! superuser over the unix socket, and reads them over TCP as a read-only
+//! role with a password, as a station would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::fixtures::repo_root;
+
+pub struct Postgres {
+    pub dir: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+/// The role stations read as, and its password.
+pub const READER: &str = "reader";
+pub const READER_PASSWORD: &str = "reader-secret";
+
+/// The server of this test process, started on first use.
+pub fn postgres() -> &'static Postgres {
+    static SERVER: OnceLock<Postgres> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("sandlet-postgres-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let status = Command::new(repo_root().join("scripts/postgres"))
+            .arg("up")
+            .arg(&dir)
+            .env("SANDLET_POSTGRES_OWNER", std::process::id().to_string())
+            .env("SANDLET_POSTGRES_CLEANUP", "1")
+            .status()
+            .expect("cannot run scripts/postgres");
+        assert!(status.success(), "scripts/postgres up failed");
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        let value = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {key}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+                .unwrap_or_else(|| panic!("{key} in {}/env", dir.display()))
+        };
+        let port = value("PGPORT").parse().unwrap();
+        let bin = PathBuf::from(value("PATH").split(':').next().unwrap());
+        let server = Postgres { dir, port, bin };
+        server.psql(
+            "postgres",
+            &format!("CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'"),
+        );
+        server
+    })
+}
+
+impl Postgres {
+    /// Runs SQL as the superuser in `database`; panics with psql's stderr.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-v", "ON_ERROR_STOP=1", "-X", "-q", "-tA"])
+            .arg("-h")
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ])
+            .args(["-c", sql])
+            .output()
+            .expect("cannot run psql");
+        assert!(
+            output.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Makes a fresh database that the reader may connect to.
+    pub fn create_database(&self, name: &str) {
+        self.psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.psql(
+            "postgres",
+            &format!("GRANT CONNECT ON DATABASE {name} TO {READER}"),
+        );
+    }
+
+    /// Creates `table` with `columns` (SQL column definitions) in
+    /// `database`, loads `csv` (with a header line) into it, and lets the
+    /// reader select from it when `readable`.
+    pub fn load_csv(&self, database: &str, table: &str, columns: &str, csv: &Path, readable: bool) {
+        self.psql(database, &format!("CREATE TABLE {table} ({columns})"));
+        self.psql(
+            database,
+            &format!(
+                "\\copy {table} FROM '{}' WITH (FORMAT csv, HEADER true)",
+                csv.display()
+            ),
+        );
+        if readable {
+            self.psql(database, &format!("GRANT SELECT ON {table} TO {READER}"));
+        }
+    }
+
+    /// The URL a station's config names for `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{READER}:{READER_PASSWORD}@127.0.0.1:{}/{database}",
+            self.port
+        )
+    }
+}

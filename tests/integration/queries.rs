@@ -1,0 +1,832 @@
+//! Disclosure control, table-driven: the same hostile and legitimate
+//! queries against the same data held as CSV, as Parquet and as PostgreSQL
+//! tables, each with its exact expected answer.
+//!
+//! The data is built so that the thresholds bite in known places: every
+//! age occurs exactly 4 times (below `minGroupSize` 5), the site "west" has
+//! 3 patients, and ages 20-21 hold 8 rows (a group big enough, but below
+//! `minRows` 10).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use sandlet_runtime::data::{DataAccess, DataConfig, GrantedDatasets, QueryError, Value};
+
+use crate::postgres::postgres;
+
+const PATIENTS: usize = 240;
+const LABS: usize = 90;
+const SITES: [&str; 3] = ["north", "east", "south"];
+
+struct Patient {
+    age: i64,
+    sex: &'static str,
+    bmi: f64,
+    outcome: i64,
+    site: &'static str,
+}
+
+fn patient(i: usize) -> Patient {
+    Patient {
+        age: 20 + (i % 60) as i64,
+        sex: if i % 3 == 0 { "m" } else { "f" },
+        bmi: (1800 + (i * 37) % 1500) as f64 / 100.0,
+        outcome: i64::from((i / 7) % 2 == 0),
+        site: if i < 3 { "west" } else { SITES[(i / 2) % 3] },
+    }
+}
+
+struct Lab {
+    site: &'static str,
+    kind: &'static str,
+    value: f64,
+}
+
+fn lab(i: usize) -> Lab {
+    Lab {
+        site: SITES[i % 3],
+        kind: if i % 2 == 0 { "hb" } else { "crp" },
+        value: (100 + (i * 13) % 90) as f64 / 10.0,
+    }
+}
+
+/// Writes patients.csv, labs.csv and secret.csv into `dir`.
+fn write_csv(dir: &Path) {
+    let mut text = String::from("id,name,age,sex,bmi,outcome,site\n");
+    for i in 0..PATIENTS {
+        let p = patient(i);
+        writeln!(
+            text,
+            "{},person{i},{},{},{:.2},{},{}",
+            1000 + i,
+            p.age,
+            p.sex,
+            p.bmi,
+            p.outcome,
+            p.site
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("patients.csv"), text).unwrap();
+    let mut text = String::from("site,kind,value\n");
+    for i in 0..LABS {
+        let l = lab(i);
+        writeln!(text, "{},{},{:.1}", l.site, l.kind, l.value).unwrap();
+    }
+    std::fs::write(dir.join("labs.csv"), text).unwrap();
+    std::fs::write(dir.join("secret.csv"), "code\n1\n2\n").unwrap();
+}
+
+/// Converts each CSV in `dir` to Parquet with DataFusion.
+async fn write_parquet(dir: &Path) {
+    use datafusion::dataframe::DataFrameWriteOptions;
+    use datafusion::prelude::{CsvReadOptions, SessionContext};
+    let ctx = SessionContext::new();
+    for name in ["patients", "labs", "secret"] {
+        let frame = ctx
+            .read_csv(
+                dir.join(format!("{name}.csv")).to_str().unwrap(),
+                CsvReadOptions::new(),
+            )
+            .await
+            .unwrap();
+        frame
+            .write_parquet(
+                dir.join(format!("{name}.parquet")).to_str().unwrap(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Loads the CSVs into a fresh PostgreSQL database; `secret` is not
+/// readable by the station's role.
+fn load_postgres(dir: &Path, database: &str) -> String {
+    let pg = postgres();
+    pg.create_database(database);
+    pg.load_csv(
+        database,
+        "patients",
+        "id integer, name text, age integer, sex text, bmi double precision, outcome integer, site varchar(16)",
+        &dir.join("patients.csv"),
+        true,
+    );
+    pg.load_csv(
+        database,
+        "labs",
+        "site text, kind text, value numeric(6,2)",
+        &dir.join("labs.csv"),
+        true,
+    );
+    pg.load_csv(
+        database,
+        "secret",
+        "code integer",
+        &dir.join("secret.csv"),
+        false,
+    );
+    pg.url(database)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Csv,
+    Parquet,
+    Postgres,
+}
+
+const POLICY: &str = "
+    policy:
+      allowedColumns: [age, sex, bmi, outcome, site]
+      minGroupSize: 5
+      minRows: 10
+      maxResultRows: 20";
+
+fn config_text(dir: &Path, source: Source, url: Option<&str>) -> String {
+    let source_of = |name: &str| match source {
+        Source::Csv => format!("{{ csv: {}/{name}.csv }}", dir.display()),
+        Source::Parquet => format!("{{ parquet: {}/{name}.parquet }}", dir.display()),
+        Source::Postgres => format!(
+            "{{ postgres: {{ url: \"{}\", table: {name} }} }}",
+            url.unwrap()
+        ),
+    };
+    format!(
+        "datasets:\n  - name: patients\n    source: {}{POLICY}\n  - name: labs\n    source: {}\n  - name: secret\n    source: {}\n",
+        source_of("patients"),
+        source_of("labs"),
+        source_of("secret"),
+    )
+}
+
+/// What a query must answer.
+enum Expect {
+    Rows(Vec<Vec<Value>>),
+    Error(QueryError),
+    /// `invalid`, with a message containing this text.
+    InvalidContaining(&'static str),
+}
+
+fn int(i: i64) -> Value {
+    Value::Int(i)
+}
+fn float(x: f64) -> Value {
+    Value::Float(x)
+}
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn not_granted() -> Expect {
+    Expect::Error(QueryError::NotGranted(
+        "the query names a table or column that is not granted to this run".to_owned(),
+    ))
+}
+fn not_select(kind: &str) -> Expect {
+    Expect::Error(QueryError::Denied(format!(
+        "only SELECT queries are allowed, not {kind}"
+    )))
+}
+const SAFE_LIST: &str =
+    "COUNT, COUNT(DISTINCT), SUM, AVG, VAR_SAMP, VAR_POP, STDDEV_SAMP, STDDEV_POP";
+fn row_level(datasets: &str) -> Expect {
+    Expect::Error(QueryError::Denied(format!(
+        "aggregatesOnly: this query returns row-level values of {datasets}; every output \
+         column must be a GROUP BY key or an aggregate ({SAFE_LIST})"
+    )))
+}
+fn unsafe_aggregate(function: &str) -> Expect {
+    Expect::Error(QueryError::Denied(format!(
+        "aggregatesOnly: {function} can return an individual's value and may not read rows \
+         of patients; the disclosure-safe aggregates are {SAFE_LIST}"
+    )))
+}
+fn window() -> Expect {
+    Expect::Error(QueryError::Denied(
+        "aggregatesOnly: window functions may not read rows of patients".to_owned(),
+    ))
+}
+fn small_group(datasets: &str) -> Expect {
+    Expect::Error(QueryError::Denied(format!(
+        "minGroupSize: every group of the result must summarise at least 5 rows of \
+         {datasets}, and a group of this query summarises fewer"
+    )))
+}
+fn thin_value() -> Expect {
+    Expect::Error(QueryError::Denied(
+        "minGroupSize: every aggregate value must be computed from at least 5 rows of \
+         patients, and a value of this query is computed from fewer (a FILTER or CASE that \
+         selects few rows)"
+            .to_owned(),
+    ))
+}
+fn few_rows() -> Expect {
+    Expect::Error(QueryError::Denied(
+        "minRows: an aggregate must read at least 10 rows of patients after filtering, and \
+         an aggregate of this query reads fewer"
+            .to_owned(),
+    ))
+}
+fn too_many_rows() -> Expect {
+    Expect::Error(QueryError::LimitExceeded(
+        "maxResultRows: the result has more than 20 rows".to_owned(),
+    ))
+}
+fn failed_while_running() -> Expect {
+    Expect::Error(QueryError::Invalid(
+        "the query failed while reading the data or computing over it (the station's log \
+         has the details)"
+            .to_owned(),
+    ))
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let values: Vec<f64> = values.collect();
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// Every case: (SQL, expected answer).
+fn cases() -> Vec<(&'static str, Expect)> {
+    let patients: Vec<Patient> = (0..PATIENTS).map(patient).collect();
+    let labs: Vec<Lab> = (0..LABS).map(lab).collect();
+    let count = |f: &dyn Fn(&Patient) -> bool| patients.iter().filter(|p| f(p)).count() as i64;
+    let bmi_mean =
+        |f: &dyn Fn(&Patient) -> bool| mean(patients.iter().filter(|p| f(p)).map(|p| p.bmi));
+    let all_bmi = mean(patients.iter().map(|p| p.bmi));
+    let bmi_var_pop = patients
+        .iter()
+        .map(|p| (p.bmi - all_bmi).powi(2))
+        .sum::<f64>()
+        / PATIENTS as f64;
+    let bmi_stddev = (patients
+        .iter()
+        .map(|p| (p.bmi - all_bmi).powi(2))
+        .sum::<f64>()
+        / (PATIENTS - 1) as f64)
+        .sqrt();
+    let labs_at = |site: &str| labs.iter().filter(|l| l.site == site).count() as i64;
+    let join_count = |sex: &str| {
+        patients
+            .iter()
+            .filter(|p| p.sex == sex)
+            .map(|p| labs_at(p.site))
+            .sum::<i64>()
+    };
+
+    vec![
+        // --- Hidden and missing columns: the same not-granted answer however they are spelt.
+        ("SELECT COUNT(name) FROM patients", not_granted()),
+        ("SELECT COUNT(\"name\") FROM patients", not_granted()),
+        ("SELECT COUNT(NAME) FROM patients", not_granted()),
+        ("SELECT COUNT(\"NAME\") FROM patients", not_granted()),
+        ("SELECT COUNT(p.id) FROM patients p", not_granted()),
+        ("SELECT COUNT(patients.id) FROM patients", not_granted()),
+        (
+            "SELECT COUNT(*) FROM patients WHERE id = 1007",
+            not_granted(),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex, name",
+            not_granted(),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex HAVING SUM(id) > 0",
+            not_granted(),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex ORDER BY SUM(id)",
+            not_granted(),
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT id FROM patients) t",
+            not_granted(),
+        ),
+        (
+            "SELECT COUNT(x) FROM (SELECT name AS x FROM patients) t",
+            not_granted(),
+        ),
+        (
+            "WITH t AS (SELECT id FROM patients) SELECT COUNT(*) FROM t",
+            not_granted(),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients a JOIN patients b ON a.id = b.id",
+            not_granted(),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients a JOIN patients b USING (id)",
+            not_granted(),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE EXISTS (SELECT 1 FROM patients q WHERE q.id = 1)",
+            not_granted(),
+        ),
+        ("SELECT COUNT(ssn) FROM patients", not_granted()),
+        // --- Tables that are not granted, do not exist, or are not tables.
+        ("SELECT COUNT(*) FROM secret", not_granted()),
+        ("SELECT COUNT(*) FROM nosuch", not_granted()),
+        ("SELECT COUNT(*) FROM \"Patients\"", not_granted()),
+        (
+            "SELECT COUNT(*) FROM information_schema.tables",
+            not_granted(),
+        ),
+        (
+            "SELECT COUNT(*) FROM information_schema.columns",
+            not_granted(),
+        ),
+        (
+            "SELECT COUNT(*) FROM datafusion.information_schema.df_settings",
+            not_granted(),
+        ),
+        ("SELECT COUNT(*) FROM pg_catalog.pg_tables", not_granted()),
+        ("SELECT COUNT(*) FROM '/etc/passwd'", not_granted()),
+        ("SELECT COUNT(*) FROM 'file:///etc/passwd'", not_granted()),
+        ("SELECT * FROM generate_series(1, 10)", not_granted()),
+        ("SELECT * FROM range(10)", not_granted()),
+        ("SELECT COUNT(*) FROM secret.patients", not_granted()),
+        // --- Only queries.
+        ("SHOW TABLES", not_select("SHOW")),
+        ("SHOW COLUMNS FROM patients", not_select("SHOW")),
+        ("DESCRIBE patients", not_select("DESCRIBE")),
+        (
+            "INSERT INTO patients VALUES (1, 'f', 20.0, 0, 'north')",
+            not_select("INSERT"),
+        ),
+        ("UPDATE patients SET age = 1", not_select("UPDATE")),
+        ("DELETE FROM patients", not_select("DELETE")),
+        ("DROP TABLE patients", not_select("DROP")),
+        ("CREATE TABLE t AS SELECT 1", not_select("CREATE")),
+        (
+            "CREATE VIEW v AS SELECT age FROM patients",
+            not_select("CREATE"),
+        ),
+        (
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            not_select("CREATE"),
+        ),
+        (
+            "COPY patients TO '/tmp/sandlet-leak.csv'",
+            not_select("COPY"),
+        ),
+        ("SET datafusion.execution.batch_size = 1", not_select("SET")),
+        ("RESET datafusion.execution.batch_size", not_select("RESET")),
+        (
+            "EXPLAIN SELECT COUNT(*) FROM patients",
+            not_select("EXPLAIN"),
+        ),
+        (
+            "EXPLAIN ANALYZE SELECT COUNT(*) FROM patients",
+            not_select("EXPLAIN"),
+        ),
+        (
+            "PREPARE q AS SELECT COUNT(*) FROM patients",
+            not_select("PREPARE"),
+        ),
+        ("BEGIN", not_select("BEGIN")),
+        (
+            "SELECT age INTO leaked FROM patients",
+            Expect::Error(QueryError::Denied(
+                "only SELECT queries are allowed, not CREATE or DROP".to_owned(),
+            )),
+        ),
+        (
+            "SELECT 1; DROP TABLE patients",
+            Expect::InvalidContaining("single SQL statement"),
+        ),
+        // --- Row-level values may not leave the query.
+        ("SELECT age FROM patients", row_level("patients")),
+        ("SELECT * FROM patients", row_level("patients")),
+        (
+            "SELECT patients.* FROM patients LIMIT 1",
+            row_level("patients"),
+        ),
+        ("SELECT age FROM patients LIMIT 1", row_level("patients")),
+        (
+            "SELECT 1 FROM patients WHERE age = 40",
+            row_level("patients"),
+        ),
+        (
+            "SELECT age + 0 AS a FROM patients ORDER BY a DESC LIMIT 1",
+            row_level("patients"),
+        ),
+        (
+            "SELECT age FROM patients UNION ALL SELECT COUNT(*) FROM patients",
+            row_level("patients"),
+        ),
+        (
+            "SELECT (SELECT age FROM patients LIMIT 1)",
+            row_level("patients"),
+        ),
+        (
+            "SELECT COUNT(*), (SELECT age FROM patients LIMIT 1) FROM patients",
+            row_level("patients"),
+        ),
+        (
+            "SELECT a.n FROM (SELECT COUNT(*) AS n FROM patients) a JOIN patients p ON p.age > 70",
+            row_level("patients"),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex HAVING (SELECT age FROM patients LIMIT 1) > 30",
+            row_level("patients"),
+        ),
+        (
+            "WITH t AS (SELECT age FROM patients) SELECT * FROM t",
+            row_level("patients"),
+        ),
+        (
+            "SELECT site FROM patients INTERSECT SELECT site FROM labs",
+            row_level("labs"),
+        ),
+        (
+            "SELECT sex FROM patients WHERE sex IN (SELECT sex FROM patients GROUP BY sex)",
+            row_level("patients"),
+        ),
+        // --- Aggregates that return an individual's value.
+        ("SELECT MAX(age) FROM patients", unsafe_aggregate("MAX")),
+        ("SELECT MIN(bmi) FROM patients", unsafe_aggregate("MIN")),
+        (
+            "SELECT MEDIAN(age) FROM patients",
+            unsafe_aggregate("MEDIAN"),
+        ),
+        (
+            "SELECT approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY age) FROM patients",
+            unsafe_aggregate("APPROX_PERCENTILE_CONT"),
+        ),
+        (
+            "SELECT FIRST_VALUE(age) FROM patients",
+            unsafe_aggregate("FIRST_VALUE"),
+        ),
+        (
+            "SELECT LAST_VALUE(age) FROM patients",
+            unsafe_aggregate("LAST_VALUE"),
+        ),
+        (
+            "SELECT ARRAY_AGG(age) FROM patients",
+            unsafe_aggregate("ARRAY_AGG"),
+        ),
+        (
+            "SELECT STRING_AGG(sex, ',') FROM patients",
+            unsafe_aggregate("STRING_AGG"),
+        ),
+        (
+            "SELECT BIT_OR(age) FROM patients",
+            unsafe_aggregate("BIT_OR"),
+        ),
+        (
+            "SELECT APPROX_DISTINCT(age) FROM patients",
+            unsafe_aggregate("APPROX_DISTINCT"),
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT sex, MAX(age) AS m FROM patients GROUP BY sex) t",
+            unsafe_aggregate("MAX"),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex ORDER BY MAX(age)",
+            unsafe_aggregate("MAX"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE age = (SELECT MAX(age) FROM patients)",
+            unsafe_aggregate("MAX"),
+        ),
+        (
+            "SELECT SUM(DISTINCT age) FROM patients",
+            Expect::Error(QueryError::Denied(
+                "aggregatesOnly: DISTINCT is allowed only in COUNT(DISTINCT ...), not in SUM"
+                    .to_owned(),
+            )),
+        ),
+        // --- Window functions over rows.
+        ("SELECT ROW_NUMBER() OVER () FROM patients", window()),
+        (
+            "SELECT LAG(age) OVER (ORDER BY age) FROM patients",
+            window(),
+        ),
+        ("SELECT SUM(age) OVER () FROM patients", window()),
+        (
+            "SELECT COUNT(*) FROM (SELECT age, RANK() OVER (ORDER BY age) AS r FROM patients) t WHERE r = 1",
+            window(),
+        ),
+        // --- Thresholds, checked while the query runs.
+        (
+            "SELECT age, COUNT(*) FROM patients GROUP BY age",
+            small_group("patients"),
+        ),
+        (
+            "SELECT site, COUNT(*) FROM patients GROUP BY site",
+            small_group("patients"),
+        ),
+        (
+            "SELECT DISTINCT site FROM patients",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE site = 'west'",
+            small_group("patients"),
+        ),
+        (
+            "SELECT AVG(bmi) FROM patients WHERE age = 33",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE age < 20",
+            small_group("patients"),
+        ),
+        (
+            "SELECT age FROM patients UNION SELECT 1",
+            small_group("patients"),
+        ),
+        (
+            "SELECT age, COUNT(*) FROM patients GROUP BY age HAVING COUNT(*) >= 5",
+            small_group("patients"),
+        ),
+        (
+            "SELECT n FROM (SELECT site, COUNT(*) AS n FROM patients GROUP BY site) t WHERE site <> 'west'",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE age BETWEEN 20 AND 21",
+            few_rows(),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients WHERE age > 200 GROUP BY sex",
+            few_rows(),
+        ),
+        (
+            "SELECT SUM(bmi) FILTER (WHERE site = 'west') FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT AVG(CASE WHEN site = 'west' THEN bmi END) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT COUNT(CASE WHEN site = 'west' THEN 1 END) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT COUNT(*) FILTER (WHERE site = 'west') FROM patients",
+            thin_value(),
+        ),
+        // --- Limits.
+        (
+            "SELECT age % 30 AS a, COUNT(*) FROM patients GROUP BY age % 30",
+            too_many_rows(),
+        ),
+        // --- Malformed SQL, unknown functions, data errors.
+        ("SELEC 1", Expect::InvalidContaining("SELEC")),
+        (
+            "SELECT COUNT(*) FROM patients WHERE",
+            Expect::InvalidContaining("Expected"),
+        ),
+        (
+            "SELECT nosuchfunc(age) FROM patients",
+            Expect::InvalidContaining("nosuchfunc"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE CAST(sex AS INT) = 1",
+            failed_while_running(),
+        ),
+        // --- Legitimate analyses, with exact answers.
+        (
+            "SELECT COUNT(*) FROM patients",
+            Expect::Rows(vec![vec![int(PATIENTS as i64)]]),
+        ),
+        (
+            "SELECT COUNT(*) FROM datafusion.public.patients",
+            Expect::Rows(vec![vec![int(PATIENTS as i64)]]),
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT * FROM patients) t",
+            Expect::Rows(vec![vec![int(PATIENTS as i64)]]),
+        ),
+        (
+            "SELECT sex, COUNT(*), AVG(bmi) FROM patients GROUP BY sex ORDER BY sex",
+            Expect::Rows(vec![
+                vec![
+                    text("f"),
+                    int(count(&|p| p.sex == "f")),
+                    float(bmi_mean(&|p| p.sex == "f")),
+                ],
+                vec![
+                    text("m"),
+                    int(count(&|p| p.sex == "m")),
+                    float(bmi_mean(&|p| p.sex == "m")),
+                ],
+            ]),
+        ),
+        (
+            "SELECT sex, outcome, COUNT(*) AS n FROM patients GROUP BY sex, outcome ORDER BY sex, outcome",
+            Expect::Rows(
+                [("f", 0), ("f", 1), ("m", 0), ("m", 1)]
+                    .iter()
+                    .map(|&(s, o)| {
+                        vec![
+                            text(s),
+                            int(o),
+                            int(count(&|p| p.sex == s && p.outcome == o)),
+                        ]
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "SELECT AVG(age), STDDEV(bmi), VAR_POP(bmi), SUM(outcome) FROM patients",
+            Expect::Rows(vec![vec![
+                float(mean(patients.iter().map(|p| p.age as f64))),
+                float(bmi_stddev),
+                float(bmi_var_pop),
+                int(patients.iter().map(|p| p.outcome).sum()),
+            ]]),
+        ),
+        (
+            "SELECT COUNT(DISTINCT age) FROM patients",
+            Expect::Rows(vec![vec![int(60)]]),
+        ),
+        (
+            "SELECT site, COUNT(*) FROM patients WHERE site <> 'west' GROUP BY site ORDER BY site",
+            Expect::Rows(
+                ["east", "north", "south"]
+                    .iter()
+                    .map(|&s| vec![text(s), int(count(&|p| p.site == s))])
+                    .collect(),
+            ),
+        ),
+        (
+            "WITH s AS (SELECT sex AS k, AVG(bmi) AS m FROM patients AS p GROUP BY p.sex) SELECT k, m FROM s ORDER BY k",
+            Expect::Rows(vec![
+                vec![text("f"), float(bmi_mean(&|p| p.sex == "f"))],
+                vec![text("m"), float(bmi_mean(&|p| p.sex == "m"))],
+            ]),
+        ),
+        (
+            "SELECT AVG(n) FROM (SELECT age, COUNT(*) AS n FROM patients GROUP BY age) t",
+            Expect::Rows(vec![vec![float(4.0)]]),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(bmi) FROM patients)",
+            Expect::Rows(vec![vec![int(count(&|p| p.bmi > all_bmi))]]),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex HAVING COUNT(*) > 100",
+            Expect::Rows(vec![vec![text("f"), int(count(&|p| p.sex == "f"))]]),
+        ),
+        (
+            "SELECT p.sex, COUNT(*) FROM patients p JOIN labs l ON p.site = l.site GROUP BY p.sex ORDER BY p.sex",
+            Expect::Rows(vec![
+                vec![text("f"), int(join_count("f"))],
+                vec![text("m"), int(join_count("m"))],
+            ]),
+        ),
+        (
+            "SELECT 'labs' AS k, COUNT(*) FROM labs UNION ALL SELECT 'patients', COUNT(*) FROM patients ORDER BY k",
+            Expect::Rows(vec![
+                vec![text("labs"), int(LABS as i64)],
+                vec![text("patients"), int(PATIENTS as i64)],
+            ]),
+        ),
+        (
+            "SELECT sex, COUNT(*) AS n, SUM(COUNT(*)) OVER () AS total FROM patients GROUP BY sex ORDER BY sex",
+            Expect::Rows(vec![
+                vec![
+                    text("f"),
+                    int(count(&|p| p.sex == "f")),
+                    int(PATIENTS as i64),
+                ],
+                vec![
+                    text("m"),
+                    int(count(&|p| p.sex == "m")),
+                    int(PATIENTS as i64),
+                ],
+            ]),
+        ),
+        (
+            "SELECT kind, AVG(value) FROM labs GROUP BY kind ORDER BY kind",
+            Expect::Rows(
+                ["crp", "hb"]
+                    .iter()
+                    .map(|&k| {
+                        vec![
+                            text(k),
+                            float(mean(labs.iter().filter(|l| l.kind == k).map(|l| l.value))),
+                        ]
+                    })
+                    .collect(),
+            ),
+        ),
+        ("SELECT 1 + 1 AS two", Expect::Rows(vec![vec![int(2)]])),
+    ]
+}
+
+/// Compares one answer; says what differs.
+fn check(expected: &Expect, actual: Result<Vec<Vec<Value>>, QueryError>) -> Result<(), String> {
+    let close = |w: f64, g: f64| (w - g).abs() <= 1e-9 * w.abs().max(1.0);
+    match (expected, &actual) {
+        (Expect::Rows(rows), Ok(got)) => {
+            let same = rows.len() == got.len()
+                && rows.iter().zip(got).all(|(w, g)| {
+                    w.len() == g.len()
+                        && w.iter().zip(g).all(|(w, g)| match (w, g) {
+                            (Value::Float(w), Value::Float(g)) => close(*w, *g),
+                            _ => w == g,
+                        })
+                });
+            if same {
+                return Ok(());
+            }
+        }
+        (Expect::Error(error), Err(got)) if error == got => return Ok(()),
+        (Expect::InvalidContaining(part), Err(QueryError::Invalid(message)))
+            if message.contains(part) =>
+        {
+            return Ok(());
+        }
+        _ => {}
+    }
+    let want = match expected {
+        Expect::Rows(rows) => format!("{rows:?}"),
+        Expect::Error(error) => format!("{error:?}"),
+        Expect::InvalidContaining(part) => format!("invalid containing {part:?}"),
+    };
+    Err(format!("expected {want}\n     got {actual:?}"))
+}
+
+async fn run_suite(source: Source) {
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    let url = match source {
+        Source::Csv => None,
+        Source::Parquet => {
+            write_parquet(dir.path()).await;
+            None
+        }
+        Source::Postgres => Some(load_postgres(dir.path(), "suite")),
+    };
+    let config_path = dir.path().join("datasets.yaml");
+    std::fs::write(
+        &config_path,
+        config_text(dir.path(), source, url.as_deref()),
+    )
+    .unwrap();
+    let config = DataConfig::load(&config_path).unwrap();
+    let data: Arc<dyn DataAccess> =
+        Arc::new(GrantedDatasets::new(&config, &["patients".into(), "labs".into()]).unwrap());
+    let cases = cases();
+    let hostile = cases
+        .iter()
+        .filter(|(_, e)| !matches!(e, Expect::Rows(_)))
+        .count();
+    assert!(hostile >= 60, "only {hostile} hostile queries");
+    let mut failures = Vec::new();
+    for (sql, expected) in &cases {
+        let actual = data.query(sql).await.map(|t| t.rows);
+        if let Err(difference) = check(expected, actual) {
+            failures.push(format!("{sql}\n     {difference}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{source:?}: {} of {} queries answered wrongly:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    // The datasets list shows granted datasets with only allowed columns.
+    let infos = data.datasets().await.unwrap();
+    let listed: Vec<(String, Vec<String>)> = infos
+        .into_iter()
+        .map(|d| (d.name, d.columns.into_iter().map(|c| c.name).collect()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (
+                "patients".to_owned(),
+                ["age", "sex", "bmi", "outcome", "site"]
+                    .map(String::from)
+                    .to_vec()
+            ),
+            (
+                "labs".to_owned(),
+                ["site", "kind", "value"].map(String::from).to_vec()
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_legitimate_queries_on_csv() {
+    run_suite(Source::Csv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_legitimate_queries_on_parquet() {
+    run_suite(Source::Parquet).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_legitimate_queries_on_postgres() {
+    run_suite(Source::Postgres).await;
+}

@@ -53,6 +53,24 @@ enum Command {
     Pull(PullArgs),
     /// The virtual kubelet: register as a Kubernetes node and run its pods.
     Node(NodeArgs),
+    /// Run one data query under the datasets' policies, as a guest's would
+    /// run (for data admins); prints the result as CSV.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// The station's datasets and policies (YAML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// A dataset the query may read (repeatable; default: every dataset in
+    /// --config).
+    #[arg(long = "grant", value_name = "NAME")]
+    grants: Vec<String>,
+    /// The query. Errors raised while data is read are told only in the
+    /// log (SANDLET_LOG=warn shows them), as guests are told.
+    #[arg(value_name = "SQL")]
+    sql: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,7 +196,12 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // `query` answers with one line on stderr; its details are opt-in.
+    init_tracing(if matches!(cli.command, Command::Query(_)) {
+        "error"
+    } else {
+        "warn"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -191,12 +214,13 @@ fn main() -> ExitCode {
         Command::Push(args) => runtime.block_on(push(args)),
         Command::Pull(args) => runtime.block_on(pull(args)),
         Command::Node(args) => runtime.block_on(node(args)),
+        Command::Query(args) => runtime.block_on(query(args)),
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SANDLET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -497,6 +521,57 @@ async fn node(args: NodeArgs) -> ExitCode {
             Err(e) => fail(e),
         },
         _ = stop => ExitCode::SUCCESS,
+    }
+}
+
+/// `sandlet query`: exit 0 with CSV on stdout, 1 with the refusal on
+/// stderr, 2 when the configuration or a grant is wrong.
+async fn query(args: QueryArgs) -> ExitCode {
+    let config = match DataConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    let grants = if args.grants.is_empty() {
+        config.datasets.iter().map(|d| d.name.clone()).collect()
+    } else {
+        args.grants
+    };
+    let data = match GrantedDatasets::new(&config, &grants) {
+        Ok(data) => data,
+        Err(e) => return fail(format!("--grant: {e}")),
+    };
+    match data.query(&args.sql).await {
+        Ok(table) => {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let header: Vec<String> = table.columns.iter().map(|c| csv_field(c)).collect();
+            let mut text = header.join(",");
+            text.push('\n');
+            for row in &table.rows {
+                let fields: Vec<String> = row.iter().map(|v| csv_field(&v.to_string())).collect();
+                text.push_str(&fields.join(","));
+                text.push('\n');
+            }
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("cannot write the result: {e}")),
+            }
+        }
+        Err(refusal) => {
+            // One line, starting with the case (`denied:` ...).
+            eprintln!("{}", refusal.to_string().replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
+/// line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
     }
 }
 

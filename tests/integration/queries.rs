@@ -830,3 +830,253 @@ async fn hostile_and_legitimate_queries_on_parquet() {
 async fn hostile_and_legitimate_queries_on_postgres() {
     run_suite(Source::Postgres).await;
 }
+
+/// Grants `names` from a config file written from `yaml`.
+fn grant(dir: &Path, yaml: &str, names: &[&str]) -> GrantedDatasets {
+    let path = dir.join("limits.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = DataConfig::load(&path).unwrap();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    GrantedDatasets::new(&config, &names).unwrap()
+}
+
+async fn count_patients(data: &GrantedDatasets) -> Result<Vec<Vec<Value>>, QueryError> {
+    data.query("SELECT COUNT(*) FROM patients")
+        .await
+        .map(|t| t.rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_and_memory_limits_end_one_query_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    let csv = dir.path().join("patients.csv");
+    let data = grant(
+        dir.path(),
+        &format!(
+            "datasets:\n  - name: patients\n    source: {{ csv: {} }}\n    policy: {{ queryTimeout: 1s }}\n",
+            csv.display()
+        ),
+        &["patients"],
+    );
+    let slow = "SELECT COUNT(*) FROM patients a, patients b, patients c, patients d";
+    assert_eq!(
+        data.query(slow).await.unwrap_err(),
+        QueryError::LimitExceeded("queryTimeout: the query ran longer than 1s".to_owned())
+    );
+    assert_eq!(
+        count_patients(&data).await,
+        Ok(vec![vec![int(PATIENTS as i64)]])
+    );
+
+    let data = grant(
+        dir.path(),
+        &format!(
+            "datasets:\n  - name: patients\n    source: {{ csv: {} }}\n    policy: {{ queryMemory: 1Ki }}\n",
+            csv.display()
+        ),
+        &["patients"],
+    );
+    assert_eq!(
+        data.query("SELECT age % 2, COUNT(DISTINCT bmi) FROM patients GROUP BY age % 2")
+            .await
+            .unwrap_err(),
+        QueryError::LimitExceeded(
+            "queryMemory: the query needs more than 1Ki of memory".to_owned()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_sources_fail_their_own_queries_only() {
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    std::fs::write(
+        dir.path().join("corrupt.parquet"),
+        b"PAR1 this is not parquet PAR1",
+    )
+    .unwrap();
+    let mut ragged = String::from("a,b\n");
+    for i in 0..3000 {
+        ragged.push_str(&format!("{i},{i}\n"));
+    }
+    ragged.push_str("1,2,3\n");
+    std::fs::write(dir.path().join("ragged.csv"), ragged).unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yaml = format!(
+        "datasets:
+  - name: patients
+    source: {{ csv: {d}/patients.csv }}
+  - name: corrupt
+    source: {{ parquet: {d}/corrupt.parquet }}
+  - name: ragged
+    source: {{ csv: {d}/ragged.csv }}
+  - name: down
+    source: {{ postgres: {{ url: \"postgres://reader:x@127.0.0.1:{closed_port}/none\", table: t }} }}
+",
+        d = dir.path().display()
+    );
+    let data = grant(
+        dir.path(),
+        &yaml,
+        &["patients", "corrupt", "ragged", "down"],
+    );
+    let unavailable = |name: &str| {
+        QueryError::Invalid(format!(
+            "dataset {name} is unavailable on this station: its source cannot be read \
+             (the station's log has the details)"
+        ))
+    };
+    for name in ["corrupt", "down"] {
+        assert_eq!(
+            data.query(&format!("SELECT COUNT(*) FROM {name}"))
+                .await
+                .unwrap_err(),
+            unavailable(name),
+        );
+        assert_eq!(
+            count_patients(&data).await,
+            Ok(vec![vec![int(PATIENTS as i64)]])
+        );
+    }
+    let Expect::Error(running) = failed_while_running() else {
+        unreachable!()
+    };
+    assert_eq!(
+        data.query("SELECT COUNT(*) FROM ragged").await.unwrap_err(),
+        running
+    );
+    assert_eq!(
+        count_patients(&data).await,
+        Ok(vec![vec![int(PATIENTS as i64)]])
+    );
+    // The listing leaves out what cannot be opened.
+    let names: Vec<String> = data
+        .datasets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["patients", "ragged"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_postgres_scan_hits_the_query_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    let url = load_postgres(dir.path(), "slow");
+    let pg = postgres();
+    pg.psql(
+        "slow",
+        "CREATE VIEW crawl AS SELECT p.age FROM patients p, pg_sleep(5)",
+    );
+    pg.psql(
+        "slow",
+        &format!("GRANT SELECT ON crawl TO {}", crate::postgres::READER),
+    );
+    let yaml = format!(
+        "datasets:
+  - name: patients
+    source: {{ postgres: {{ url: \"{url}\", table: patients }} }}
+    policy: {{ queryTimeout: 1s }}
+  - name: crawl
+    source: {{ postgres: {{ url: \"{url}\", table: public.crawl }} }}
+    policy: {{ queryTimeout: 1s }}
+"
+    );
+    let data = grant(dir.path(), &yaml, &["patients", "crawl"]);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        data.query("SELECT COUNT(*) FROM crawl").await.unwrap_err(),
+        QueryError::LimitExceeded("queryTimeout: the query ran longer than 1s".to_owned())
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(
+        count_patients(&data).await,
+        Ok(vec![vec![int(PATIENTS as i64)]])
+    );
+    // The station's role is read-only and the guest's SQL never reaches
+    // PostgreSQL: the secret table, which the role cannot read, cannot be
+    // granted into existence either.
+    let yaml = format!(
+        "datasets:\n  - name: secret\n    source: {{ postgres: {{ url: \"{url}\", table: secret }} }}\n"
+    );
+    let data = grant(dir.path(), &yaml, &["secret"]);
+    assert!(matches!(
+        data.query("SELECT COUNT(*) FROM secret").await,
+        Err(QueryError::Invalid(m)) if m.contains("unavailable")
+    ));
+}
+
+#[test]
+fn sandlet_query_prints_csv_or_one_line_naming_the_refusal() {
+    use crate::fixtures::run_sandlet;
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    let config = dir.path().join("datasets.yaml");
+    std::fs::write(&config, config_text(dir.path(), Source::Csv, None)).unwrap();
+    let config = config.to_str().unwrap();
+
+    let ran = run_sandlet([
+        "query",
+        "--config",
+        config,
+        "SELECT sex, COUNT(*) AS n, 'a,\"b' AS quoted FROM patients GROUP BY sex ORDER BY sex",
+    ]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let f = (0..PATIENTS).filter(|&i| patient(i).sex == "f").count();
+    let m = PATIENTS - f;
+    assert_eq!(
+        ran.stdout,
+        format!("sex,n,quoted\nf,{f},\"a,\"\"b\"\nm,{m},\"a,\"\"b\"\n")
+    );
+
+    for (args, line) in [
+        (
+            vec!["SELECT site, COUNT(*) FROM patients GROUP BY site"],
+            "denied: minGroupSize: every group of the result must summarise at least 5 rows of patients, and a group of this query summarises fewer",
+        ),
+        (
+            vec!["--grant", "labs", "SELECT COUNT(*) FROM patients"],
+            "not-granted: the query names a table or column that is not granted to this run",
+        ),
+        (
+            vec!["SELECT age % 30, COUNT(*) FROM patients GROUP BY age % 30"],
+            "limit-exceeded: maxResultRows: the result has more than 20 rows",
+        ),
+    ] {
+        let mut full = vec!["query", "--config", config];
+        full.extend(args);
+        let ran = run_sandlet(full);
+        assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+        assert_eq!(ran.stdout, "");
+        assert_eq!(ran.stderr, format!("{line}\n"));
+    }
+    let ran = run_sandlet(["query", "--config", config, "SELEC 1"]);
+    assert_eq!(ran.code, Some(1));
+    assert!(
+        ran.stderr.starts_with("invalid: ") && ran.stderr.lines().count() == 1,
+        "{}",
+        ran.stderr
+    );
+
+    // A broken configuration is the admin's error, with file and line.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "datasets:\n  - name: p\n    source: { excel: x.xlsx }\n",
+    )
+    .unwrap();
+    let ran = run_sandlet(["query", "--config", bad.to_str().unwrap(), "SELECT 1"]);
+    assert_eq!(ran.code, Some(2));
+    assert!(
+        ran.stderr.contains("bad.yaml") && ran.stderr.contains("line 3"),
+        "{}",
+        ran.stderr
+    );
+}

@@ -26,6 +26,7 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures_util::FutureExt;
 
 use super::guard::{GuardedQueryPlanner, PolicyViolation, find_in_chain};
 use super::policy;
@@ -35,6 +36,10 @@ use super::{
     ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, QueryError, Table, Value,
 };
 use crate::limits::Size;
+
+/// What a guest is told when its query failed while data was read.
+const RUNNING_FAILED: &str = "the query failed while reading the data or computing over it \
+     (the station's log has the details)";
 
 /// A grant that cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,8 +123,15 @@ impl GrantedDatasets {
             let session = self.session().await?;
             session.query(sql).await
         };
+        // A malformed file can make a reader panic (the parquet crate does
+        // on some corrupt footers): that ends this query, not the run.
+        let run = std::panic::AssertUnwindSafe(run).catch_unwind();
         match tokio::time::timeout(timeout, run).await {
-            Ok(result) => result,
+            Ok(Ok(result)) => result,
+            Ok(Err(_panic)) => {
+                tracing::error!("a query panicked while reading its data");
+                Err(QueryError::Invalid(RUNNING_FAILED.to_owned()))
+            }
             Err(_) => Err(QueryError::LimitExceeded(format!(
                 "queryTimeout: the query ran longer than {}",
                 crate::limits::DurationText(timeout)
@@ -170,10 +182,16 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         let mut tables = Vec::with_capacity(datasets.len());
         for (index, dataset) in datasets.iter().enumerate() {
-            let table = match DatasetTable::open(&ctx.state(), Arc::clone(dataset), index).await {
-                Ok(table) => table,
-                Err(error) => {
+            let state = ctx.state();
+            let open = DatasetTable::open(&state, Arc::clone(dataset), index);
+            let table = match std::panic::AssertUnwindSafe(open).catch_unwind().await {
+                Ok(Ok(table)) => table,
+                Ok(Err(error)) => {
                     tracing::warn!(dataset = %dataset.name, %error, "dataset cannot be opened");
+                    DatasetTable::unavailable(Arc::clone(dataset), index)
+                }
+                Err(_panic) => {
+                    tracing::error!(dataset = %dataset.name, "opening the dataset panicked");
                     DatasetTable::unavailable(Arc::clone(dataset), index)
                 }
             };
@@ -275,11 +293,7 @@ impl Session {
                     tracing::debug!(dataset = table.name(), "an unavailable dataset was read");
                 }
                 tracing::warn!(error = %root, "query failed while running");
-                QueryError::Invalid(
-                    "the query failed while reading the data or computing over it \
-                     (the station's log has the details)"
-                        .to_owned(),
-                )
+                QueryError::Invalid(RUNNING_FAILED.to_owned())
             }
         }
     }

@@ -52,10 +52,19 @@ ensure_commands() {
 
 # Debian packages the tests and the demo use: the OCI registry (CNCF
 # distribution), htpasswd for its basic auth, openssl for test CAs, curl and
-# python3 for the control-plane harness.
+# python3 for the control-plane harness, PostgreSQL for database datasets.
 ensure_debian_packages() {
     ensure_commands docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl \
-        curl:curl python3:python3
+        curl:curl python3:python3 setpriv:util-linux
+    ensure_postgres
+}
+
+# PostgreSQL's server for the database-backed datasets (scripts/postgres);
+# its binaries live under /usr/lib/postgresql/<version>/bin, off PATH.
+ensure_postgres() {
+    if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+        ensure_commands __sandlet_postgres_server:postgresql
+    fi
 }
 
 # A free TCP port on loopback (the kernel picks it).

@@ -238,7 +238,7 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    let plan = match plan_of(&args, config.as_ref()) {
+    let mut plan = match plan_of(&args, config.as_ref()) {
         Ok(plan) => plan,
         Err(reason) => return fail(reason),
     };
@@ -248,10 +248,23 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(e),
     };
-    let allow = config.map(|c| c.modules).unwrap_or_default();
+    let allow = config
+        .as_ref()
+        .map(|c| c.modules.clone())
+        .unwrap_or_default();
     let module = match load_module(&engine, &args, &allow).await {
         Ok(module) => module,
         Err(reason) => return fail(reason),
+    };
+    // Raw files of granted datasets that allow them, for commands only:
+    // algorithms read data through queries.
+    let _staging = match (module.kind(), &config) {
+        (ModuleKind::Command, Some(config)) => match add_raw_files(&mut plan, config, &args.grants)
+        {
+            Ok(staging) => Some(staging),
+            Err(reason) => return fail(reason),
+        },
+        _ => None,
     };
     // An algorithm's stdout carries only its result, so whatever the guest
     // prints goes to stderr.
@@ -275,6 +288,31 @@ async fn run(args: RunArgs) -> ExitCode {
         }
         Err(e) => fail(e),
     }
+}
+
+/// Adds the `/data/<name>` preopens of granted `rawFiles` datasets; the
+/// returned directory holds staged files until it is dropped.
+fn add_raw_files(
+    plan: &mut RunPlan,
+    config: &DataConfig,
+    grants: &[String],
+) -> Result<tempfile::TempDir, String> {
+    let staging = tempfile::Builder::new()
+        .prefix("sandlet-raw-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a staging directory for raw files: {e}"))?;
+    for preopen in sandlet_runtime::data::raw_file_preopens(config, grants, staging.path())
+        .map_err(|e| e.to_string())?
+    {
+        if plan.preopens.iter().any(|p| p.guest == preopen.guest) {
+            return Err(format!(
+                "--dir: {} is where dataset files are mounted",
+                preopen.guest
+            ));
+        }
+        plan.preopens.push(preopen);
+    }
+    Ok(staging)
 }
 
 /// Validates the flags into a run plan; the error is the one-line reason.

@@ -37,7 +37,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
-use sandlet_runtime::data::{DataAccess, GrantedDatasets, NoDatasets};
+use sandlet_runtime::data::{DataAccess, GrantedDatasets, NoDatasets, raw_file_preopens};
 use sandlet_runtime::limits::{LimitExceeded, Limits};
 use sandlet_runtime::oci::Credentials;
 use sandlet_runtime::pull::WaitingReason;
@@ -834,6 +834,7 @@ impl Worker {
                             facts: facts.clone(),
                             objects: &objects,
                             tokens: &tokens,
+                            data: self.ctx.data.as_deref(),
                         },
                     )?);
                     *made = Some(dirs.clone());
@@ -847,7 +848,17 @@ impl Worker {
             ModuleKind::Algorithm => {
                 builder = builder.input(args.first().cloned().unwrap_or_else(|| "{}".to_owned()));
             }
-            ModuleKind::Command => builder = builder.args(args),
+            ModuleKind::Command => {
+                builder = builder.args(args);
+                // Raw files of granted datasets that allow them.
+                if let Some(config) = &self.ctx.data {
+                    let raw = raw_file_preopens(config, &plan.datasets, &pod_dir.join("raw"))
+                        .map_err(|e| ConfigError(e.to_string()))?;
+                    for preopen in raw {
+                        builder = builder.dir(preopen.host, preopen.guest, preopen.access);
+                    }
+                }
+            }
         }
         for (key, value) in env {
             builder = builder.env(key, value);

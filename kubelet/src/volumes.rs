@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
+use sandlet_runtime::data::{DataConfig, exposed_dataset};
 
 use crate::env::{ConfigError, DownwardFacts, ObjectKind, PodObjects, field_value, resource_value};
 
@@ -45,6 +46,8 @@ pub struct VolumeInputs<'a> {
     pub facts: DownwardFacts<'a>,
     pub objects: &'a PodObjects,
     pub tokens: &'a Tokens,
+    /// The station's datasets, whose files no volume may expose.
+    pub data: Option<&'a DataConfig>,
 }
 
 /// Creates (or refreshes) every volume of the pod and returns the host
@@ -97,6 +100,13 @@ fn materialize_one(
         if !path.is_dir() {
             return Err(ConfigError(format!(
                 "volume {:?}: hostPath {} is not an existing directory",
+                volume.name, host.path
+            )));
+        }
+        if let Some(dataset) = inputs.data.and_then(|d| exposed_dataset(d, &path)) {
+            return Err(ConfigError(format!(
+                "volume {:?}: hostPath {} would expose the files of dataset {dataset:?}, which \
+                 pods reach only through data queries (or rawFiles under /data)",
                 volume.name, host.path
             )));
         }
@@ -322,6 +332,7 @@ mod tests {
             },
             objects,
             tokens,
+            data: None,
         }
     }
 
@@ -382,6 +393,33 @@ mod tests {
         let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
         let e = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap_err();
         assert!(e.0.contains("not an existing directory"), "{e}");
+
+        // A hostPath that holds a dataset's file is refused, however it is
+        // spelt (here through a symlink).
+        let station = tempfile::tempdir().unwrap();
+        std::fs::create_dir(station.path().join("srv")).unwrap();
+        std::fs::write(station.path().join("srv/p.csv"), "a\n1\n").unwrap();
+        std::os::unix::fs::symlink(station.path().join("srv"), station.path().join("link"))
+            .unwrap();
+        let config = DataConfig::parse(
+            "datasets:\n  - name: patients\n    source: { csv: srv/p.csv }\n",
+            Path::new("station.yaml"),
+            station.path(),
+        )
+        .unwrap();
+        for host in [station.path().to_owned(), station.path().join("link")] {
+            let p = pod(serde_json::json!([{ "name": "h", "hostPath": { "path": host } }]));
+            let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+            let inputs = VolumeInputs {
+                data: Some(&config),
+                ..inputs(&p, &objects, &tokens)
+            };
+            let e = materialize(dir.path(), &volumes, &inputs).unwrap_err();
+            assert!(
+                e.0.contains("would expose the files of dataset \"patients\""),
+                "{e}"
+            );
+        }
 
         let p = pod(
             serde_json::json!([{ "name": "i", "downwardAPI": { "items": [

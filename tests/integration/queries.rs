@@ -30,9 +30,9 @@ struct Patient {
 fn patient(i: usize) -> Patient {
     Patient {
         age: 20 + (i % 60) as i64,
-        sex: if i % 3 == 0 { "m" } else { "f" },
+        sex: if i.is_multiple_of(3) { "m" } else { "f" },
         bmi: (1800 + (i * 37) % 1500) as f64 / 100.0,
-        outcome: i64::from((i / 7) % 2 == 0),
+        outcome: i64::from((i / 7).is_multiple_of(2)),
         site: if i < 3 { "west" } else { SITES[(i / 2) % 3] },
     }
 }
@@ -46,7 +46,7 @@ struct Lab {
 fn lab(i: usize) -> Lab {
     Lab {
         site: SITES[i % 3],
-        kind: if i % 2 == 0 { "hb" } else { "crp" },
+        kind: if i.is_multiple_of(2) { "hb" } else { "crp" },
         value: (100 + (i * 13) % 90) as f64 / 10.0,
     }
 }
@@ -1079,4 +1079,70 @@ fn sandlet_query_prints_csv_or_one_line_naming_the_refusal() {
         "{}",
         ran.stderr
     );
+}
+
+#[test]
+fn raw_files_are_mounted_read_only_and_only_where_the_policy_allows() {
+    use crate::fixtures::{guests, run_sandlet};
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    let config = dir.path().join("raw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "datasets:
+  - name: patients
+    source: {{ csv: {d}/patients.csv }}
+    policy: {{ rawFiles: true }}
+  - name: labs
+    source: {{ csv: {d}/labs.csv }}
+",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let escape = |grants: &[&str], attempt: &[&str]| {
+        let mut args = vec!["run", "--config", config.to_str().unwrap()];
+        for grant in grants {
+            args.extend(["--grant", grant]);
+        }
+        args.push(guests().escape.to_str().unwrap());
+        args.push("--");
+        args.extend_from_slice(attempt);
+        run_sandlet(args)
+    };
+    let size = std::fs::metadata(dir.path().join("patients.csv"))
+        .unwrap()
+        .len();
+    // Granted with rawFiles: the file is readable ("ESCAPED" is the escape
+    // guest's word for "it could read it").
+    let ran = escape(&["patients"], &["read", "/data/patients/patients.csv"]);
+    assert_eq!(ran.code, Some(10), "{}", ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        format!("ESCAPED: read {size} bytes from /data/patients/patients.csv\n")
+    );
+    // ... but only that file, and not for writing.
+    for attempt in [
+        &["read", "/data/patients/labs.csv"][..],
+        &["read", "/data/patients/../labs/labs.csv"],
+        &["write", "/data/patients"],
+    ] {
+        let ran = escape(&["patients", "labs"], attempt);
+        assert_eq!(ran.code, Some(0), "{attempt:?}: {}", ran.stdout);
+        assert!(
+            ran.stdout.starts_with("contained: "),
+            "{attempt:?}: {}",
+            ran.stdout
+        );
+    }
+    // Not granted, or granted without rawFiles: nothing under /data.
+    for (grants, path) in [
+        (&[][..], "/data/patients/patients.csv"),
+        (&["labs"], "/data/labs/labs.csv"),
+    ] {
+        let ran = escape(grants, &["read", path]);
+        assert_eq!(ran.code, Some(0), "{grants:?}: {}", ran.stdout);
+        assert!(ran.stdout.starts_with("contained: "), "{}", ran.stdout);
+    }
 }

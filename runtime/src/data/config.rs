@@ -270,6 +270,12 @@ impl DataConfig {
                     if table.is_empty() || url.is_empty() {
                         return Err(invalid("postgres needs both url and table".to_owned()));
                     }
+                    if dataset.policy.raw_files {
+                        return Err(invalid(
+                            "rawFiles needs a csv or parquet source: a PostgreSQL table has no files"
+                                .to_owned(),
+                        ));
+                    }
                     SourceConfig::Postgres { url, table }
                 }
                 _ => {

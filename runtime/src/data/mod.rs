@@ -17,10 +17,12 @@ mod engine;
 mod guard;
 mod policy;
 mod postgres;
+mod raw;
 mod table;
 
 pub use config::{ConfigError, DataConfig, DatasetConfig, DisclosurePolicy, SourceConfig};
 pub use engine::{GrantError, GrantedDatasets, QueryTimings};
+pub use raw::{RAW_FILES_ROOT, RawFilesError, dataset_paths, exposed_dataset, raw_file_preopens};
 
 use std::fmt;
 

@@ -655,10 +655,11 @@ impl Checker<'_> {
 /// when it cannot be placed, everything in scope.
 fn resolve(column: &Column, scope: &Scope<'_>) -> Sources {
     for (schema, taint) in scope {
-        if let Some(i) = schema.maybe_index_of_column(column) {
-            if let Some(col) = taint.cols.get(i) {
-                return col.clone();
-            }
+        if let Some(col) = schema
+            .maybe_index_of_column(column)
+            .and_then(|i| taint.cols.get(i))
+        {
+            return col.clone();
         }
     }
     let mut all = Sources::new();

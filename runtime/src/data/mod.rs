@@ -14,6 +14,7 @@
 
 mod config;
 mod engine;
+mod files;
 mod guard;
 mod policy;
 mod postgres;

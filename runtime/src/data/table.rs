@@ -22,8 +22,10 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::files::{DatasetFiles, SCHEME};
 use super::postgres::PostgresTable;
 use super::{DatasetConfig, SourceConfig};
+use datafusion::execution::object_store::ObjectStoreUrl;
 
 /// One granted dataset, as the guest's SQL sees it.
 #[derive(Debug)]
@@ -49,10 +51,11 @@ impl DatasetTable {
         let inner: Arc<dyn TableProvider> = match &config.source {
             SourceConfig::Csv(path) => {
                 let format = CsvFormat::default().with_has_header(true);
-                listing_table(state, path, Arc::new(format), "").await?
+                listing_table(state, &config.name, path, Arc::new(format), ".csv").await?
             }
             SourceConfig::Parquet(path) => {
-                listing_table(state, path, Arc::new(ParquetFormat::default()), "").await?
+                let format = ParquetFormat::default();
+                listing_table(state, &config.name, path, Arc::new(format), ".parquet").await?
             }
             SourceConfig::Postgres { url, table } => {
                 Arc::new(PostgresTable::open(url, table, config.policy.query_timeout).await?)
@@ -127,13 +130,24 @@ impl DatasetTable {
     }
 }
 
+/// A listing table over the dataset's files, read through its own
+/// cap-std store. A single file is read whatever its name; a directory's
+/// files are those with the format's extension.
 async fn listing_table(
     state: &dyn Session,
+    name: &str,
     path: &std::path::Path,
     format: Arc<dyn datafusion::datasource::file_format::FileFormat>,
     extension: &str,
 ) -> Result<Arc<dyn TableProvider>> {
-    let url = ListingTableUrl::parse(path.to_string_lossy())?;
+    let (store, url) = DatasetFiles::open(name, path)
+        .map_err(|e| DataFusionError::Plan(format!("cannot open {}: {e}", path.display())))?;
+    let base = ObjectStoreUrl::parse(format!("{SCHEME}://{name}"))?;
+    state
+        .runtime_env()
+        .register_object_store(base.as_ref(), Arc::new(store));
+    let extension = if path.is_dir() { extension } else { "" };
+    let url = ListingTableUrl::parse(url)?;
     let options = ListingOptions::new(format).with_file_extension(extension);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)

@@ -67,6 +67,42 @@ fn column_stats_matches_a_direct_computation() {
 }
 
 #[test]
+fn grouped_column_stats_match_and_small_groups_are_denied_inside_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let patients = write_patients(dir.path(), "patients", 2000, 43);
+    let config = write_config(dir.path(), &["patients"]);
+    let input = r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#;
+    let ran = run_with_data(&guests().column_stats, &config, &["patients"], input);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let result = json(&ran.stdout);
+    let groups = result["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{result}");
+    for (group, sex) in groups.iter().zip(["f", "m"]) {
+        let values: Vec<f64> = patients
+            .bmis
+            .iter()
+            .zip(&patients.sexes)
+            .filter(|(_, s)| **s == sex)
+            .map(|(b, _)| *b)
+            .collect();
+        let (n, mean, variance) = stats(&values);
+        assert_eq!(group["key"], sex);
+        assert_eq!(group["count"], n as i64);
+        assert_close(group["mean"].as_f64().unwrap(), mean);
+        assert_close(group["variance"].as_f64().unwrap(), variance);
+    }
+    // Grouping by bmi makes groups of one or two: the policy, not the
+    // algorithm, refuses it.
+    let input = r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#;
+    let ran = run_with_data(&guests().column_stats, &config, &["patients"], input);
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert!(
+        ran.stderr.trim().starts_with("denied: minGroupSize: "),
+        "{ran:#?}"
+    );
+}
+
+#[test]
 fn an_algorithm_error_exits_1_with_the_message_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
     write_patients(dir.path(), "patients", 20, 1);

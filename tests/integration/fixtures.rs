@@ -166,6 +166,7 @@ impl Lcg {
 /// A generated patients dataset.
 pub struct Patients {
     pub ages: Vec<i64>,
+    pub sexes: Vec<&'static str>,
     pub bmis: Vec<f64>,
 }
 
@@ -176,6 +177,7 @@ pub fn write_patients(dir: &Path, name: &str, rows: usize, seed: u64) -> Patient
     let mut text = String::from("id,age,sex,bmi,ssn\n");
     let mut ages = Vec::with_capacity(rows);
     let mut bmis = Vec::with_capacity(rows);
+    let mut sexes = Vec::with_capacity(rows);
     for id in 0..rows {
         let age = 18 + (rng.next_f64() * 70.0) as i64;
         let sex = if rng.next_f64() < 0.5 { "f" } else { "m" };
@@ -184,10 +186,11 @@ pub fn write_patients(dir: &Path, name: &str, rows: usize, seed: u64) -> Patient
         let ssn = 100_000_000 + (rng.next_f64() * 899_999_999.0) as u64;
         writeln!(text, "{id},{age},{sex},{bmi:.2},{ssn}").unwrap();
         ages.push(age);
+        sexes.push(sex);
         bmis.push(bmi);
     }
     std::fs::write(dir.join(format!("{name}.csv")), text).unwrap();
-    Patients { ages, bmis }
+    Patients { ages, sexes, bmis }
 }
 
 /// Count, mean and sample variance computed directly.

@@ -775,6 +775,51 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
     c.apply(&other, &algorithm_pod("elsewhere", input));
     let pod = c.wait_phase(&other, "elsewhere", "Failed", LONG);
     assert_eq!(pod["status"]["reason"], "DatasetNotGranted");
+
+    // The station's policy, not the algorithm, refuses groups too small to
+    // publish: grouping by bmi makes groups of one or two patients.
+    let stats = push(
+        &registry,
+        &guests().column_stats,
+        "algorithms/column-stats:v1",
+    );
+    let grouped = wasm_pod(
+        "by-bmi",
+        &node.name,
+        &stats,
+        &[r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#],
+        "Never",
+    )
+    .replace(
+        "metadata:\n",
+        "metadata:\n  annotations: {sandlet.dev/datasets: patients}\n",
+    );
+    c.apply(&ns, &grouped);
+    let pod = c.wait_phase(&ns, "by-bmi", "Failed", LONG);
+    let message = container_status(&pod)["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.starts_with("denied: minGroupSize: "), "{message}");
+
+    // A hostPath volume may not reach around the policy to the files.
+    let peek = format!(
+        "{}  volumes: [{{name: data, hostPath: {{path: {dir}}}}}]\n",
+        wasm_pod("peek", &node.name, &stats, &["{}"], "Never").replace(
+            "    args:",
+            "    volumeMounts: [{name: data, mountPath: /peek}]\n    args:"
+        ),
+        dir = data.path().display()
+    );
+    c.apply(&ns, &peek);
+    let waiting = wait_waiting(&ns, "peek", &["CreateContainerConfigError"]);
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("would expose the files of dataset \"patients\""),
+        "{waiting}"
+    );
 }
 
 #[test]

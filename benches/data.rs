@@ -1,0 +1,329 @@
+//! Data-query benchmarks on a generated 10-million-row CSV (issue 5's
+//! targets), all measured side by side in one run:
+//!
+//! - what the disclosure checks cost per query (`QueryTimings::policy`:
+//!   the plan walk and guard placement), for queries of several shapes;
+//! - a grouped mean (count, mean, variance of `bmi` by `sex`) computed by the
+//!   `column-stats` algorithm through `data.query` from inside a guest,
+//!   against the same SQL in DataFusion directly;
+//! - the same statistics in pandas, reading the same CSV.
+//!
+//! `cargo bench --bench data` (results in BENCHMARKS.md). Environment:
+//! `SANDLET_BENCH_ROWS` (default 10,000,000), `SANDLET_BENCH_RUNS` (timed
+//! runs of each, default 5). The CSV is generated once into
+//! `$SANDLET_CACHE/bench-data/`; pandas is installed into
+//! `$SANDLET_CACHE/bench-venv` with pip when the system Python lacks it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::prelude::{CsvReadOptions, SessionContext};
+use sandlet_runtime::data::{DataConfig, GrantedDatasets, QueryTimings};
+use sandlet_runtime::{EngineOptions, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
+
+#[allow(dead_code)]
+#[path = "../tests/integration/fixtures.rs"]
+mod fixtures;
+
+const GROUPED: &str = "SELECT \"sex\", COUNT(\"bmi\"), AVG(\"bmi\"), VAR_SAMP(\"bmi\") \
+                       FROM \"patients\" GROUP BY \"sex\" ORDER BY \"sex\"";
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("SANDLET_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/sandlet")
+        })
+}
+
+/// The dataset: `age,sex,bmi,outcome,site`, deterministic.
+fn generate(path: &Path, rows: usize) {
+    if path.exists() {
+        return;
+    }
+    eprintln!("generating {rows} rows into {}", path.display());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let partial = path.with_extension("partial");
+    let mut out =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&partial).unwrap());
+    out.write_all(b"age,sex,bmi,outcome,site\n").unwrap();
+    let mut rng = fixtures::Lcg::new(2026);
+    let sites = ["north", "east", "south", "west"];
+    for _ in 0..rows {
+        let age = 18 + (rng.next_f64() * 70.0) as u32;
+        let sex = if rng.next_f64() < 0.5 { "f" } else { "m" };
+        let bmi = (1600.0 + rng.next_f64() * 2000.0).round() / 100.0;
+        let outcome = u8::from(rng.next_f64() < 0.3);
+        let site = sites[(rng.next_f64() * 4.0) as usize];
+        writeln!(out, "{age},{sex},{bmi:.2},{outcome},{site}").unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    std::fs::rename(partial, path).unwrap();
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+/// A Python with pandas: the system's, or a venv made for the benchmark.
+fn python_with_pandas() -> PathBuf {
+    let system = PathBuf::from("python3");
+    let has = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import pandas"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has(&system) {
+        return system;
+    }
+    let venv = cache_dir().join("bench-venv");
+    let python = venv.join("bin/python3");
+    if !has(&python) {
+        eprintln!("installing pandas into {}", venv.display());
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "pandas"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "cannot install pandas (python3-venv and PyPI are needed)"
+        );
+    }
+    python
+}
+
+const PANDAS: &str = r#"
+import sys, time
+import pandas as pd
+t = time.perf_counter()
+df = pd.read_csv(sys.argv[1])
+g = df.groupby("sex")["bmi"].agg(["count", "mean", "var"])
+elapsed = time.perf_counter() - t
+print(elapsed, g.loc["f", "mean"], g.loc["m", "mean"], pd.__version__)
+"#;
+
+fn main() {
+    let rows: usize = std::env::var("SANDLET_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let runs: usize = std::env::var("SANDLET_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let csv = cache_dir()
+        .join("bench-data")
+        .join(format!("patients-{rows}.csv"));
+    generate(&csv, rows);
+    let size = std::fs::metadata(&csv).unwrap().len();
+    println!(
+        "dataset: {rows} rows, {:.1} MiB CSV; {runs} timed runs each, median shown",
+        size as f64 / (1 << 20) as f64
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The station's configuration, default (strict) policy.
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("station.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "datasets:\n  - name: patients\n    source: {{ csv: {} }}\n    policy: {{ allowedColumns: [age, sex, bmi, outcome] }}\n",
+            csv.display()
+        ),
+    )
+    .unwrap();
+    let config = DataConfig::load(&config_path).unwrap();
+    let grant = || GrantedDatasets::new(&config, &["patients".to_owned()]).unwrap();
+
+    // 1. DataFusion directly, table registered once.
+    let direct = rt.block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_csv("patients", csv.to_str().unwrap(), CsvReadOptions::new())
+            .await
+            .unwrap();
+        let mut times = Vec::new();
+        let mut mean_f = 0.0;
+        for i in 0..=runs {
+            let started = Instant::now();
+            let batches = ctx.sql(GROUPED).await.unwrap().collect().await.unwrap();
+            if i > 0 {
+                times.push(started.elapsed());
+            }
+            let means = batches[0]
+                .column(2)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                .unwrap();
+            mean_f = means.value(0);
+        }
+        (median(times), mean_f)
+    });
+
+    // 2. The same query through the policy engine, from the host side
+    //    (one session, as one run's queries share one).
+    let data = grant();
+    let (library, timings) = rt.block_on(async {
+        let mut times = Vec::new();
+        let mut timings: Vec<QueryTimings> = Vec::new();
+        for i in 0..=runs {
+            let started = Instant::now();
+            let (_, t) = data.query_timed(GROUPED).await.unwrap();
+            if i > 0 {
+                times.push(started.elapsed());
+                timings.push(t);
+            }
+        }
+        (median(times), timings)
+    });
+
+    // 3. The column-stats algorithm in the sandbox: a whole run each time,
+    //    with a fresh grant (session, schema inference) as a pod would get.
+    let guests = fixtures::guests();
+    let engine = SandboxEngine::new(EngineOptions::default()).unwrap();
+    let module = engine.load_file(&guests.column_stats).unwrap();
+    let input = r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#;
+    let (guest, guest_result) = rt.block_on(async {
+        let mut times = Vec::new();
+        let mut result = String::new();
+        for i in 0..=runs {
+            let plan = RunPlan::builder("column-stats")
+                .input(input)
+                .data(Arc::new(grant()))
+                .build()
+                .unwrap();
+            let started = Instant::now();
+            let outcome = engine
+                .run(&module, &plan, &OutputSinks::null())
+                .await
+                .unwrap();
+            if i > 0 {
+                times.push(started.elapsed());
+            }
+            match outcome {
+                RunOutcome::Returned(Ok(json)) => result = json,
+                other => panic!("column-stats: {other:?}"),
+            }
+        }
+        (median(times), result)
+    });
+    let guest_json: serde_json::Value = serde_json::from_str(&guest_result).unwrap();
+    let guest_mean_f = guest_json["groups"][0]["mean"].as_f64().unwrap();
+
+    // 4. Policy checks alone, for several query shapes, on the same dataset.
+    let shapes = [
+        ("grouped mean", GROUPED),
+        (
+            "crosstab with HAVING",
+            "SELECT sex, outcome, COUNT(*) FROM patients GROUP BY sex, outcome HAVING COUNT(*) > 10",
+        ),
+        (
+            "scalar subquery",
+            "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(bmi) FROM patients)",
+        ),
+        (
+            "CTE + self-join",
+            "WITH a AS (SELECT sex, AVG(bmi) AS m FROM patients GROUP BY sex) \
+             SELECT a.sex, COUNT(*) FROM a JOIN patients p ON p.sex = a.sex WHERE p.bmi > a.m GROUP BY a.sex",
+        ),
+    ];
+    let policy: Vec<(&str, Duration, Duration)> = rt.block_on(async {
+        let mut out = Vec::new();
+        for (name, sql) in shapes {
+            let mut policy = Vec::new();
+            let mut plan = Vec::new();
+            for _ in 0..3 {
+                let (_, t) = data.query_timed(sql).await.unwrap();
+                policy.push(t.policy);
+                plan.push(t.plan);
+            }
+            out.push((name, median(policy), median(plan)));
+        }
+        out
+    });
+
+    // 5. pandas on the same CSV.
+    let python = python_with_pandas();
+    let mut pandas_times = Vec::new();
+    let mut pandas_mean_f = 0.0;
+    let mut pandas_version = String::new();
+    for _ in 0..runs.min(3) {
+        let output = Command::new(&python)
+            .args(["-c", PANDAS])
+            .arg(&csv)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        pandas_times.push(Duration::from_secs_f64(fields[0].parse().unwrap()));
+        pandas_mean_f = fields[1].parse().unwrap();
+        pandas_version = fields[3].to_owned();
+    }
+    let pandas = median(pandas_times);
+
+    for (what, mean) in [("guest", guest_mean_f), ("pandas", pandas_mean_f)] {
+        assert!(
+            (mean - direct.1).abs() < 1e-9 * direct.1,
+            "{what} mean {mean} != DataFusion {}",
+            direct.1
+        );
+    }
+    let policy_of_grouped = median(timings.iter().map(|t| t.policy).collect());
+    println!(
+        "grouped count/mean/variance of bmi by sex (mean for f = {:.6}):",
+        direct.1
+    );
+    println!(
+        "  DataFusion directly                      {}",
+        secs(direct.0)
+    );
+    println!(
+        "  data.query, host side (policy engine)    {}  ({:.2}x direct; policy {:.3} ms)",
+        secs(library),
+        library.as_secs_f64() / direct.0.as_secs_f64(),
+        policy_of_grouped.as_secs_f64() * 1e3
+    );
+    println!(
+        "  column-stats guest, whole run            {}  ({:.2}x direct)",
+        secs(guest),
+        guest.as_secs_f64() / direct.0.as_secs_f64()
+    );
+    println!(
+        "  pandas {pandas_version} read_csv + groupby       {}  ({:.2}x the guest)",
+        secs(pandas),
+        pandas.as_secs_f64() / guest.as_secs_f64()
+    );
+    println!("policy checks per query (median of 3; SQL-to-plan time beside it):");
+    for (name, policy, plan) in policy {
+        println!(
+            "  {name:<22} policy {:>7.3} ms   planning {:>7.3} ms",
+            policy.as_secs_f64() * 1e3,
+            plan.as_secs_f64() * 1e3
+        );
+    }
+}

@@ -267,7 +267,7 @@ fn main() {
     let mut pandas_times = Vec::new();
     let mut pandas_mean_f = 0.0;
     let mut pandas_version = String::new();
-    for _ in 0..runs.min(3) {
+    for _ in 0..runs {
         let output = Command::new(&python)
             .args(["-c", PANDAS])
             .arg(&csv)

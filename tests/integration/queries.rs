@@ -1146,3 +1146,73 @@ fn raw_files_are_mounted_read_only_and_only_where_the_policy_allows() {
         assert!(ran.stdout.starts_with("contained: "), "{}", ran.stdout);
     }
 }
+
+/// The example algorithms, run by `sandlet run` against each source type,
+/// get exactly the numbers computed directly from the generated rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_algorithms_get_exact_numbers_from_every_source() {
+    use crate::fixtures::{guests, run_sandlet};
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    write_parquet(dir.path()).await;
+    let url = load_postgres(dir.path(), "algorithms");
+    let patients: Vec<Patient> = (0..PATIENTS).map(patient).collect();
+    let bmis = |sex: Option<&str>| -> Vec<f64> {
+        patients
+            .iter()
+            .filter(|p| sex.is_none_or(|s| p.sex == s))
+            .map(|p| p.bmi)
+            .collect()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    for source in [Source::Csv, Source::Parquet, Source::Postgres] {
+        let config = dir.path().join(format!("{source:?}.yaml"));
+        std::fs::write(&config, config_text(dir.path(), source, Some(&url))).unwrap();
+        let run = |module: &Path, input: &str| {
+            let ran = run_sandlet([
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--grant",
+                "patients",
+                "--input",
+                input,
+                module.to_str().unwrap(),
+            ]);
+            assert_eq!(ran.code, Some(0), "{source:?}: {}", ran.stderr);
+            serde_json::from_str::<serde_json::Value>(ran.stdout.trim()).unwrap()
+        };
+        // federated-mean's partial step: count and sum.
+        let partial = run(
+            &guests().federated_mean,
+            r#"{"dataset": "patients", "column": "bmi"}"#,
+        );
+        let all = bmis(None);
+        assert_eq!(partial["count"], all.len() as i64, "{source:?}");
+        assert!(
+            close(partial["sum"].as_f64().unwrap(), all.iter().sum()),
+            "{source:?}: {partial}"
+        );
+        // column-stats grouped by sex: count, mean, sample variance.
+        let stats = run(
+            &guests().column_stats,
+            r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#,
+        );
+        for (group, sex) in stats["groups"].as_array().unwrap().iter().zip(["f", "m"]) {
+            let values = bmis(Some(sex));
+            let n = values.len() as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            assert_eq!(group["key"], sex, "{source:?}");
+            assert_eq!(group["count"], values.len() as i64, "{source:?}");
+            assert!(
+                close(group["mean"].as_f64().unwrap(), mean),
+                "{source:?}: {group}"
+            );
+            assert!(
+                close(group["variance"].as_f64().unwrap(), variance),
+                "{source:?}: {group}"
+            );
+        }
+    }
+}

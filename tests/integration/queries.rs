@@ -546,6 +546,31 @@ fn cases() -> Vec<(&'static str, Expect)> {
             "SELECT n FROM (SELECT site, COUNT(*) AS n FROM patients GROUP BY site) t WHERE site <> 'west'",
             small_group("patients"),
         ),
+        // --- Thresholds count source rows, not the rows a join or union makes.
+        (
+            "SELECT AVG(a.bmi) FROM patients a JOIN patients b ON true WHERE a.site = 'west'",
+            small_group("patients"),
+        ),
+        (
+            "SELECT AVG(a.bmi + 0 * b.bmi) FROM patients a, patients b WHERE a.site = 'west'",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients p, (VALUES (1),(2),(3),(4),(5),(6),(7),(8),(9),(10)) v(x) WHERE p.site = 'west'",
+            small_group("patients"),
+        ),
+        (
+            "SELECT k, COUNT(*) FROM (SELECT site AS k FROM patients WHERE site = 'west' UNION ALL SELECT 'west' FROM (VALUES (1),(2),(3),(4),(5)) v(x)) t GROUP BY k",
+            small_group("patients"),
+        ),
+        (
+            "SELECT AVG(m) FROM (SELECT b.age, AVG(a.bmi) AS m FROM patients a JOIN patients b ON true WHERE a.site = 'west' GROUP BY b.age) t",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients a JOIN patients b ON a.age = b.age WHERE a.age BETWEEN 20 AND 21",
+            few_rows(),
+        ),
         (
             "SELECT COUNT(*) FROM patients WHERE age BETWEEN 20 AND 21",
             few_rows(),
@@ -717,6 +742,14 @@ fn cases() -> Vec<(&'static str, Expect)> {
             ),
         ),
         ("SELECT 1 + 1 AS two", Expect::Rows(vec![vec![int(2)]])),
+        (
+            "SELECT COUNT(*) FROM patients a JOIN patients b ON a.age = b.age",
+            Expect::Rows(vec![vec![int(PATIENTS as i64 * 4)]]),
+        ),
+        (
+            "WITH m AS (SELECT AVG(bmi) AS mb FROM patients) SELECT COUNT(*) FROM patients p, m WHERE p.bmi > m.mb",
+            Expect::Rows(vec![vec![int(count(&|p| p.bmi > all_bmi))]]),
+        ),
     ]
 }
 
@@ -859,7 +892,9 @@ async fn time_and_memory_limits_end_one_query_and_the_run_goes_on() {
         ),
         &["patients"],
     );
-    let slow = "SELECT COUNT(*) FROM patients a, patients b, patients c, patients d";
+    // 240^3 rows through a predicate and the guard's row sets: seconds.
+    let slow = "SELECT COUNT(*) FROM patients a, patients b, patients c \
+                WHERE sqrt(a.bmi * b.bmi + c.bmi) > 0";
     assert_eq!(
         data.query(slow).await.unwrap_err(),
         QueryError::LimitExceeded("queryTimeout: the query ran longer than 1s".to_owned())

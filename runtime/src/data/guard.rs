@@ -20,7 +20,10 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use std::collections::HashSet;
+
+use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchemaRef, internal_err};
 use datafusion::error::{DataFusionError, Result};
@@ -61,6 +64,20 @@ pub(crate) struct GuardSpec {
     pub min_rows: u64,
     /// The datasets whose policies set the thresholds, for messages.
     pub datasets: String,
+    /// Row sets (`sandlet_rowset`) of distinct source rows per dataset scan:
+    /// each must be empty or reach `min_group_size`, and a group set's union
+    /// over all groups must be empty or reach `min_rows`.
+    pub sets: Vec<SetCheck>,
+}
+
+/// One row-set column the guard checks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+pub(crate) struct SetCheck {
+    pub column: usize,
+    /// A value's rows (`true`) or the group's (`false`).
+    pub value: bool,
+    pub min_group_size: u64,
+    pub min_rows: u64,
 }
 
 impl GuardSpec {
@@ -96,6 +113,45 @@ impl GuardSpec {
                 self.min_rows, self.datasets
             ),
         )
+    }
+
+    /// Checks the row sets of one batch of groups, adding each group set's
+    /// ids to `seen` (by position in `sets`).
+    fn check_sets(&self, batch: &RecordBatch, seen: &mut [HashSet<u64>]) -> Result<()> {
+        for (check, seen) in self.sets.iter().zip(seen.iter_mut()) {
+            let Some(lists) = batch.column(check.column).as_list_opt::<i32>() else {
+                return internal_err!("guard column {} is not a row set", check.column);
+            };
+            for row in 0..lists.len() {
+                let len = if lists.is_null(row) {
+                    0
+                } else {
+                    lists.value_length(row) as u64
+                };
+                if len > 0 && len < check.min_group_size {
+                    return Err(if check.value {
+                        self.value_too_thin()
+                    } else {
+                        self.group_too_small()
+                    });
+                }
+                if !check.value && (seen.len() as u64) < check.min_rows && !lists.is_null(row) {
+                    let ids = lists.value(row);
+                    seen.extend(ids.as_primitive::<UInt64Type>().iter().flatten());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After the last batch: every scan's distinct rows, over all groups.
+    fn check_totals(&self, seen: &[HashSet<u64>]) -> Result<()> {
+        for (check, seen) in self.sets.iter().zip(seen) {
+            if !check.value && !seen.is_empty() && (seen.len() as u64) < check.min_rows {
+                return Err(self.too_few_rows());
+            }
+        }
+        Ok(())
     }
 
     /// Checks one batch of groups; returns the rows they summarise.
@@ -294,15 +350,18 @@ impl ExecutionPlan for GuardExec {
         let checked = async move {
             let mut batches = Vec::new();
             let mut total: u64 = 0;
+            let mut seen = vec![HashSet::new(); spec.sets.len()];
             while let Some(batch) = input.next().await {
                 let batch = batch?;
                 total = total.saturating_add(spec.check(&batch)?);
+                spec.check_sets(&batch, &mut seen)?;
                 reservation.try_grow(batch.get_array_memory_size())?;
                 batches.push(batch);
             }
             if total < spec.min_rows {
                 return Err(spec.too_few_rows());
             }
+            spec.check_totals(&seen)?;
             // The reservation lives as long as the batches are held.
             Ok(futures_util::stream::iter(batches.into_iter().map(
                 move |batch| {

@@ -19,6 +19,7 @@ mod guard;
 mod policy;
 mod postgres;
 mod raw;
+mod rowset;
 mod table;
 
 pub use config::{ConfigError, DataConfig, DatasetConfig, DisclosurePolicy, SourceConfig};

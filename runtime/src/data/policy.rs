@@ -25,19 +25,26 @@
 //! allowed columns) and plain query operators may appear: no DDL, DML,
 //! `COPY`, `EXPLAIN`, recursive queries or extension nodes.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, DataFusionError};
-use datafusion::datasource::source_as_provider;
+use datafusion::common::{Column, DFSchema, DataFusionError, TableReference};
+use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::logical_expr::expr::{
     AggregateFunction, AggregateFunctionParams, Exists, InSubquery, SetComparison,
 };
-use datafusion::logical_expr::{Aggregate, Distinct, Expr, LogicalPlan, Projection, Subquery, lit};
+use datafusion::logical_expr::{
+    Aggregate, AggregateUDF, Distinct, Expr, LogicalPlan, Projection, Subquery, TableScanBuilder,
+    Union, lit,
+};
 
-use super::guard::{GuardNode, GuardSpec};
+use super::guard::{GuardNode, GuardSpec, SetCheck};
+use super::rowset::{RID_PREFIX, RowIdTable, RowSet, is_rid};
 use super::table::DatasetTable;
 use super::{DisclosurePolicy, QueryError};
 
@@ -62,6 +69,7 @@ const SAFE_LIST: &str =
 /// The guard columns added to a terminal aggregate.
 const GROUP_ROWS: &str = "__sandlet_group_rows";
 const VALUE_ROWS: &str = "__sandlet_value_rows_";
+const ROW_SET: &str = "__sandlet_row_set_";
 
 /// What the checker knows about one relation.
 #[derive(Debug, Clone, Default)]
@@ -96,8 +104,12 @@ pub(crate) fn check(
     plan: &LogicalPlan,
     tables: &[Arc<DatasetTable>],
 ) -> Result<Checked, QueryError> {
-    let checker = Checker { tables };
+    let checker = Checker {
+        tables,
+        instances: RefCell::new(Vec::new()),
+    };
     let (plan, taint) = checker.plan(plan, true, &Sources::new())?;
+    let plan = without_row_ids(plan)?;
     let leaked: Sources = taint
         .everything()
         .into_iter()
@@ -110,16 +122,18 @@ pub(crate) fn check(
             checker.names(&leaked)
         )));
     }
-    let read: Vec<usize> = if taint.all.is_empty() {
-        (0..tables.len()).collect()
+    // The smallest limit of the datasets read; of every granted one when
+    // the query reads none.
+    let max_result_rows = if taint.all.is_empty() {
+        tables.iter().map(|t| t.config.policy.max_result_rows).min()
     } else {
-        taint.all.iter().copied().collect()
-    };
-    let max_result_rows = read
-        .iter()
-        .map(|&i| checker.policy(i).max_result_rows)
-        .min()
-        .unwrap_or(super::config::DEFAULT_MAX_RESULT_ROWS);
+        taint
+            .all
+            .iter()
+            .map(|&i| checker.policy(i).max_result_rows)
+            .min()
+    }
+    .unwrap_or(super::config::DEFAULT_MAX_RESULT_ROWS);
     Ok(Checked {
         plan,
         max_result_rows,
@@ -128,6 +142,9 @@ pub(crate) fn check(
 
 struct Checker<'a> {
     tables: &'a [Arc<DatasetTable>],
+    /// For each dataset scan in the query (its instance number), the
+    /// granted dataset it reads.
+    instances: RefCell<Vec<usize>>,
 }
 
 /// Where column references in an expression resolve: the inputs of the node
@@ -152,8 +169,10 @@ fn invalid(error: DataFusionError) -> QueryError {
 }
 
 impl Checker<'_> {
-    fn policy(&self, index: usize) -> &DisclosurePolicy {
-        &self.tables[index].config.policy
+    /// The policy of the dataset that scan `instance` reads.
+    fn policy(&self, instance: usize) -> &DisclosurePolicy {
+        let table = self.instances.borrow()[instance];
+        &self.tables[table].config.policy
     }
 
     fn protected(&self, sources: &Sources) -> bool {
@@ -170,7 +189,9 @@ impl Checker<'_> {
     }
 
     fn names(&self, sources: &Sources) -> String {
-        let names: Vec<&str> = sources.iter().map(|&i| self.tables[i].name()).collect();
+        let instances = self.instances.borrow();
+        let tables: BTreeSet<usize> = sources.iter().map(|&i| instances[i]).collect();
+        let names: Vec<&str> = tables.iter().map(|&t| self.tables[t].name()).collect();
         match names.as_slice() {
             [] => "no dataset".to_owned(),
             [one] => (*one).to_owned(),
@@ -200,13 +221,33 @@ impl Checker<'_> {
                 if let Some(reason) = table.unavailable_reason() {
                     return Err(QueryError::Invalid(reason));
                 }
-                let one: Sources = [table.index].into();
+                // A scan of its own, with the row-id column.
+                let instance = {
+                    let mut instances = self.instances.borrow_mut();
+                    instances.push(table.index);
+                    instances.len() - 1
+                };
+                let source = provider_as_source(Arc::new(RowIdTable::new(
+                    Arc::clone(&self.tables[table.index]),
+                    instance,
+                )));
+                let scan = TableScanBuilder::new(scan.table_name.clone(), source)
+                    .with_filters(scan.filters.clone())
+                    .with_fetch(scan.fetch)
+                    .build()
+                    .map_err(invalid)?;
+                let plan = LogicalPlan::TableScan(scan);
+                let one: Sources = [instance].into();
+                let mut cols = vec![one.clone(); plan.schema().fields().len()];
+                if let Some(rid) = cols.last_mut() {
+                    rid.clear();
+                }
                 let taint = Taint {
                     rows: one.clone(),
-                    cols: vec![one.clone(); plan.schema().fields().len()],
+                    cols,
                     all: one,
                 };
-                Ok((plan.clone(), taint))
+                Ok((plan, taint))
             }
             LogicalPlan::EmptyRelation(_) => Ok((
                 plan.clone(),
@@ -250,6 +291,11 @@ impl Checker<'_> {
                     taint.cols.push(checked.taint);
                     taint.all.extend(&checked.reads);
                     exprs.push(checked.expr);
+                }
+                // Row ids ride along to the aggregate that counts them.
+                for column in row_id_columns(input.schema()) {
+                    exprs.push(Expr::Column(column));
+                    taint.cols.push(Sources::new());
                 }
                 let plan = Projection::try_new(exprs, Arc::new(input))
                     .map(LogicalPlan::Projection)
@@ -336,16 +382,73 @@ impl Checker<'_> {
                     cols: vec![Sources::new(); plan.schema().fields().len()],
                     ..Taint::default()
                 };
+                let mut checked = Vec::with_capacity(union.inputs.len());
                 for input in &union.inputs {
-                    let (input, input_taint) = self.plan(input, terminal, outer)?;
+                    checked.push(self.plan(input, terminal, outer)?);
+                }
+                // Every branch gets every branch's row-id columns, in one
+                // order, typed nulls where it has none.
+                let mut rids: Vec<(String, DataType)> = Vec::new();
+                for (input, _) in &checked {
+                    for (_, field) in input.schema().iter() {
+                        if is_rid(field.name()) && !rids.iter().any(|(n, _)| n == field.name()) {
+                            rids.push((field.name().clone(), field.data_type().clone()));
+                        }
+                    }
+                }
+                rids.sort();
+                let width = taint.cols.len();
+                for (input, input_taint) in checked {
                     taint.rows.extend(&input_taint.rows);
                     taint.all.extend(&input_taint.all);
-                    for (col, input_col) in taint.cols.iter_mut().zip(&input_taint.cols) {
-                        col.extend(input_col);
+                    let schema = input.schema().clone();
+                    let mut exprs = Vec::new();
+                    let mut visible = 0;
+                    for (i, (qualifier, field)) in schema.iter().enumerate() {
+                        if !is_rid(field.name()) {
+                            exprs.push(Expr::Column(Column::new(qualifier.cloned(), field.name())));
+                            if let Some(col) = taint.cols.get_mut(visible) {
+                                col.extend(&input_taint.cols[i]);
+                            }
+                            visible += 1;
+                        }
                     }
-                    inputs.push(input);
+                    for (name, data_type) in &rids {
+                        match schema.iter().find(|(_, f)| f.name() == name) {
+                            Some((qualifier, field)) => exprs
+                                .push(Expr::Column(Column::new(qualifier.cloned(), field.name()))),
+                            None => exprs.push(
+                                Expr::Literal(
+                                    ScalarValue::try_from(data_type).map_err(invalid)?,
+                                    None,
+                                )
+                                .alias(name),
+                            ),
+                        }
+                    }
+                    let aligned = Projection::try_new(exprs, Arc::new(input))
+                        .map(LogicalPlan::Projection)
+                        .map_err(invalid)?;
+                    inputs.push(aligned);
                 }
-                let plan = plan.with_new_exprs(Vec::new(), inputs).map_err(invalid)?;
+                taint.cols.truncate(width);
+                taint.cols.extend(rids.iter().map(|_| Sources::new()));
+                // The union keeps its own column names and qualifiers (which
+                // the nodes above refer to), plus the row ids.
+                let mut fields: Vec<(Option<TableReference>, FieldRef)> = union
+                    .schema
+                    .iter()
+                    .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+                    .collect();
+                for (name, data_type) in &rids {
+                    fields.push((None, Arc::new(Field::new(name, data_type.clone(), true))));
+                }
+                let schema = DFSchema::new_with_metadata(fields, union.schema.metadata().clone())
+                    .map_err(invalid)?;
+                let plan = LogicalPlan::Union(Union {
+                    inputs: inputs.into_iter().map(Arc::new).collect(),
+                    schema: Arc::new(schema),
+                });
                 Ok((plan, taint))
             }
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate, terminal, outer),
@@ -433,11 +536,21 @@ impl Checker<'_> {
         let (input, input_taint) = self.plan(&aggregate.input, false, outer)?;
         let mut reads = input_taint.all.clone();
         let scope = [(input.schema().as_ref(), &input_taint)];
+        // The scans whose row ids reach this aggregate.
+        let rids: Vec<(Column, usize)> = row_id_columns(input.schema())
+            .into_iter()
+            .filter_map(|c| {
+                let instance = c.name.strip_prefix(RID_PREFIX)?.parse().ok()?;
+                Some((c, instance))
+            })
+            .collect();
 
+        // Subqueries in keys and arguments are guarded where they stand:
+        // their values are not counted by this aggregate's row ids.
         let mut group_taint = Sources::new();
         let mut group = Vec::with_capacity(aggregate.group_expr.len());
         for expr in &aggregate.group_expr {
-            let checked = self.expr(expr, &scope, false, outer)?;
+            let checked = self.expr(expr, &scope, true, outer)?;
             group_taint.extend(&checked.taint);
             reads.extend(&checked.reads);
             group.push(checked.expr);
@@ -446,10 +559,11 @@ impl Checker<'_> {
         let mut aggr = Vec::with_capacity(aggregate.aggr_expr.len());
         let mut value_taints = Vec::with_capacity(aggregate.aggr_expr.len());
         // For each aggregate value that does not read every row of its
-        // group: how to count the rows it does read.
+        // group: how to count the rows it does read, in all and per scan.
         let mut value_counts = Vec::new();
+        let mut value_sets: Vec<(Expr, usize)> = Vec::new();
         for expr in &aggregate.aggr_expr {
-            let checked = self.expr(expr, &scope, false, outer)?;
+            let checked = self.expr(expr, &scope, true, outer)?;
             reads.extend(&checked.reads);
             let Some(function) = aggregate_function(&checked.expr) else {
                 return Err(invalid(DataFusionError::Plan(format!(
@@ -462,8 +576,32 @@ impl Checker<'_> {
             if self.protected(&read) {
                 check_safe(function, &self.protected_names(&read))?;
             }
+            let uncounted: Sources = checked
+                .taint
+                .iter()
+                .copied()
+                .filter(|i| !rids.iter().any(|(_, r)| r == i))
+                .collect();
+            if self.protected(&uncounted) {
+                return Err(denied(format!(
+                    "aggregatesOnly: an aggregate of this query reads row-level values that a \
+                     subquery takes from {}; aggregate them in a subquery or CTE and join it",
+                    self.protected_names(&uncounted)
+                )));
+            }
             if let Some(count) = value_count(function) {
                 value_counts.push(count);
+                let filter = contributing(function);
+                for (column, instance) in &rids {
+                    if checked.taint.contains(instance)
+                        && !value_sets.iter().any(|(e, i)| {
+                            i == instance && *e == self.rowset(column, *instance, filter.clone())
+                        })
+                    {
+                        value_sets
+                            .push((self.rowset(column, *instance, filter.clone()), *instance));
+                    }
+                }
             }
             value_taints.push(read);
             aggr.push(checked.expr);
@@ -474,8 +612,25 @@ impl Checker<'_> {
                 Aggregate::try_new(Arc::new(input.clone()), group.clone(), aggr.clone())
                     .map_err(invalid)?,
             );
-            let guarded =
-                self.guard(input, group, aggr, value_counts, &reads, original.schema())?;
+            let mut sets: Vec<(Expr, SetCheck)> = Vec::new();
+            for (column, instance) in &rids {
+                sets.push((
+                    self.rowset(column, *instance, None),
+                    self.set_check(*instance, false),
+                ));
+            }
+            for (expr, instance) in value_sets {
+                sets.push((expr, self.set_check(instance, true)));
+            }
+            let guarded = self.guard(
+                input,
+                group,
+                aggr,
+                value_counts,
+                sets,
+                &reads,
+                original.schema(),
+            )?;
             let taint = Taint {
                 rows: Sources::new(),
                 cols: vec![Sources::new(); original.schema().fields().len()],
@@ -485,20 +640,26 @@ impl Checker<'_> {
         }
 
         // An intermediate aggregate: its groups and values are still
-        // row-level as far as the output is concerned.
+        // row-level as far as the output is concerned, and it passes on the
+        // row sets of its groups under the row-id column names.
+        let values = aggr.len();
+        for (column, instance) in &rids {
+            aggr.push(self.rowset(column, *instance, None).alias(&column.name));
+        }
         let plan = LogicalPlan::Aggregate(
             Aggregate::try_new(Arc::new(input), group, aggr).map_err(invalid)?,
         );
         let width = plan.schema().fields().len();
         let mut rows = input_taint.rows.clone();
         rows.extend(&group_taint);
-        let keys = width - value_taints.len();
+        let keys = width - values - rids.len();
         let mut cols = vec![rows.clone(); keys];
         for value in value_taints {
             let mut col = value;
             col.extend(&rows);
             cols.push(col);
         }
+        cols.extend(rids.iter().map(|_| Sources::new()));
         Ok((
             plan,
             Taint {
@@ -509,18 +670,45 @@ impl Checker<'_> {
         ))
     }
 
-    /// Rebuilds a terminal aggregate with its guard counts, puts the guard
-    /// above it and projects the counts away again.
+    /// `sandlet_rowset(rid)` for one scan, capped at what its policy needs.
+    fn rowset(&self, column: &Column, instance: usize, filter: Option<Expr>) -> Expr {
+        let policy = self.policy(instance);
+        let udaf = Arc::new(AggregateUDF::from(RowSet::new(
+            policy.min_group_size.max(policy.min_rows),
+        )));
+        Expr::AggregateFunction(AggregateFunction::new_udf(
+            udaf,
+            vec![Expr::Column(column.clone())],
+            false,
+            filter.map(Box::new),
+            Vec::new(),
+            None,
+        ))
+    }
+
+    fn set_check(&self, instance: usize, value: bool) -> SetCheck {
+        let policy = self.policy(instance);
+        SetCheck {
+            column: 0,
+            value,
+            min_group_size: policy.min_group_size,
+            min_rows: policy.min_rows,
+        }
+    }
+
+    /// Rebuilds a terminal aggregate with its guard counts and row sets,
+    /// puts the guard above it and projects them away again.
+    #[allow(clippy::too_many_arguments)]
     fn guard(
         &self,
         input: LogicalPlan,
         group: Vec<Expr>,
         mut aggr: Vec<Expr>,
         value_counts: Vec<Expr>,
+        sets: Vec<(Expr, SetCheck)>,
         reads: &Sources,
         output: &DFSchema,
     ) -> Result<LogicalPlan, QueryError> {
-        let first = aggr.len();
         aggr.push(
             Expr::AggregateFunction(AggregateFunction::new_udf(
                 count_udaf(),
@@ -536,17 +724,26 @@ impl Checker<'_> {
         for (i, count) in value_counts.into_iter().enumerate() {
             aggr.push(count.alias(format!("{VALUE_ROWS}{i}")));
         }
+        let set_count = sets.len();
+        let mut checks = Vec::with_capacity(set_count);
+        for (i, (expr, check)) in sets.into_iter().enumerate() {
+            aggr.push(expr.alias(format!("{ROW_SET}{i}")));
+            checks.push(check);
+        }
         let counted = Aggregate::try_new(Arc::new(input), group, aggr).map_err(invalid)?;
         let width = counted.schema.fields().len();
-        let group_rows = width - values - 1;
-        debug_assert_eq!(width - (first + values + 1), group_rows - first);
+        let group_rows = width - set_count - values - 1;
+        for (i, check) in checks.iter_mut().enumerate() {
+            check.column = width - set_count + i;
+        }
         let policies: Vec<&DisclosurePolicy> = reads.iter().map(|&i| self.policy(i)).collect();
         let spec = GuardSpec {
             group_rows,
-            value_rows: (group_rows + 1..width).collect(),
+            value_rows: (group_rows + 1..group_rows + 1 + values).collect(),
             min_group_size: policies.iter().map(|p| p.min_group_size).max().unwrap_or(0),
             min_rows: policies.iter().map(|p| p.min_rows).max().unwrap_or(0),
             datasets: self.names(reads),
+            sets: checks,
         };
         let guarded = GuardNode::plan(LogicalPlan::Aggregate(counted), spec);
         let columns = output
@@ -580,6 +777,8 @@ impl Checker<'_> {
                         reads: &mut Sources|
          -> Result<Subquery, QueryError> {
             let (plan, t) = self.plan(&sq.subquery, terminal, &inner_outer)?;
+            // A subquery answers with its own columns only.
+            let plan = without_row_ids(plan)?;
             taint.extend(t.everything());
             reads.extend(&t.all);
             Ok(Subquery {
@@ -649,6 +848,47 @@ impl Checker<'_> {
             }),
         }
     }
+}
+
+/// The row-id (and row-set) columns of a schema.
+fn row_id_columns(schema: &DFSchema) -> Vec<Column> {
+    schema
+        .iter()
+        .filter(|(_, field)| is_rid(field.name()))
+        .map(|(qualifier, field)| Column::new(qualifier.cloned(), field.name()))
+        .collect()
+}
+
+/// The query's own output: row ids, if they reached the top, are dropped.
+fn without_row_ids(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+    if row_id_columns(plan.schema()).is_empty() {
+        return Ok(plan);
+    }
+    let columns = plan
+        .schema()
+        .iter()
+        .filter(|(_, field)| !is_rid(field.name()))
+        .map(|(qualifier, field)| Expr::Column(Column::new(qualifier.cloned(), field.name())))
+        .collect();
+    Projection::try_new(columns, Arc::new(plan))
+        .map(LogicalPlan::Projection)
+        .map_err(invalid)
+}
+
+/// Which rows feed an aggregate value: its arguments are not null, and its
+/// `FILTER` holds. `None` when that is every row.
+fn contributing(function: &AggregateFunction) -> Option<Expr> {
+    let params = &function.params;
+    let mut conditions: Vec<Expr> = params
+        .args
+        .iter()
+        .filter(|arg| !matches!(arg, Expr::Literal(..)))
+        .map(|arg| arg.clone().is_not_null())
+        .collect();
+    if let Some(filter) = &params.filter {
+        conditions.push(filter.as_ref().clone());
+    }
+    conditions.into_iter().reduce(Expr::and)
 }
 
 /// What a column reference carries: the matching input column's taint, or,

@@ -568,6 +568,10 @@ fn cases() -> Vec<(&'static str, Expect)> {
             small_group("patients"),
         ),
         (
+            "SELECT SUM(n) FROM (SELECT site, COUNT(*) AS n FROM patients WHERE site = 'west' GROUP BY ROLLUP(site, sex, age, outcome, bmi)) t",
+            small_group("patients"),
+        ),
+        (
             "SELECT COUNT(*) FROM patients a JOIN patients b ON a.age = b.age WHERE a.age BETWEEN 20 AND 21",
             few_rows(),
         ),

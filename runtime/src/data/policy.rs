@@ -107,6 +107,7 @@ pub(crate) fn check(
     let checker = Checker {
         tables,
         instances: RefCell::new(Vec::new()),
+        row_ids: may_repeat_rows(plan),
     };
     let (plan, taint) = checker.plan(plan, true, &Sources::new())?;
     let plan = without_row_ids(plan)?;
@@ -145,6 +146,9 @@ struct Checker<'a> {
     /// For each dataset scan in the query (its instance number), the
     /// granted dataset it reads.
     instances: RefCell<Vec<usize>>,
+    /// Whether scans carry row ids: only where an operator can repeat or
+    /// pad rows; otherwise rows counted are distinct source rows already.
+    row_ids: bool,
 }
 
 /// Where column references in an expression resolve: the inputs of the node
@@ -221,12 +225,21 @@ impl Checker<'_> {
                 if let Some(reason) = table.unavailable_reason() {
                     return Err(QueryError::Invalid(reason));
                 }
-                // A scan of its own, with the row-id column.
                 let instance = {
                     let mut instances = self.instances.borrow_mut();
                     instances.push(table.index);
                     instances.len() - 1
                 };
+                let one: Sources = [instance].into();
+                if !self.row_ids {
+                    let taint = Taint {
+                        rows: one.clone(),
+                        cols: vec![one.clone(); plan.schema().fields().len()],
+                        all: one,
+                    };
+                    return Ok((plan.clone(), taint));
+                }
+                // A scan of its own, with the row-id column.
                 let source = provider_as_source(Arc::new(RowIdTable::new(
                     Arc::clone(&self.tables[table.index]),
                     instance,
@@ -237,7 +250,6 @@ impl Checker<'_> {
                     .build()
                     .map_err(invalid)?;
                 let plan = LogicalPlan::TableScan(scan);
-                let one: Sources = [instance].into();
                 let mut cols = vec![one.clone(); plan.schema().fields().len()];
                 if let Some(rid) = cols.last_mut() {
                     rid.clear();
@@ -582,7 +594,7 @@ impl Checker<'_> {
                 .copied()
                 .filter(|i| !rids.iter().any(|(_, r)| r == i))
                 .collect();
-            if self.protected(&uncounted) {
+            if self.row_ids && self.protected(&uncounted) {
                 return Err(denied(format!(
                     "aggregatesOnly: an aggregate of this query reads row-level values that a \
                      subquery takes from {}; aggregate them in a subquery or CTE and join it",
@@ -848,6 +860,47 @@ impl Checker<'_> {
             }),
         }
     }
+}
+
+/// Whether any operator in the query can repeat a source row or pad a group
+/// with rows from elsewhere: joins, unions, grouping sets, unnesting and
+/// subquery expressions (whose one value repeats on every row). Without
+/// them, the rows an aggregate reads are distinct rows of its one scan, and
+/// the guard's row counts are exact without row ids.
+fn may_repeat_rows(plan: &LogicalPlan) -> bool {
+    let mut repeats = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        let found = match node {
+            LogicalPlan::Join(_)
+            | LogicalPlan::Union(_)
+            | LogicalPlan::Unnest(_)
+            | LogicalPlan::RecursiveQuery(_)
+            | LogicalPlan::Subquery(_) => true,
+            LogicalPlan::Aggregate(aggregate) => aggregate
+                .group_expr
+                .iter()
+                .any(|e| matches!(e, Expr::GroupingSet(_))),
+            _ => false,
+        } || node.expressions().iter().any(|e| {
+            e.exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::ScalarSubquery(_)
+                        | Expr::Exists(_)
+                        | Expr::InSubquery(_)
+                        | Expr::SetComparison(_)
+                ))
+            })
+            .unwrap_or(true)
+        });
+        repeats |= found;
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    repeats
 }
 
 /// The row-id (and row-set) columns of a schema.

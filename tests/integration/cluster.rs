@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixtures::repo_root;
+use crate::fixtures::{Harness, repo_root};
 use crate::registry::TestRegistry;
 
 pub struct Cluster {
@@ -26,26 +26,9 @@ pub struct Cluster {
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("sandlet-cluster-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let status = Command::new(repo_root().join("scripts/cluster"))
-            .arg("up")
-            .arg(&dir)
-            .env("SANDLET_CLUSTER_OWNER", std::process::id().to_string())
-            .env("SANDLET_CLUSTER_CLEANUP", "1")
-            .status()
-            .expect("cannot run scripts/cluster");
-        assert!(status.success(), "scripts/cluster up failed");
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
-        let bin = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export PATH=\""))
-            .and_then(|l| l.split(':').next())
-            .expect("PATH in the cluster env")
-            .to_owned();
+        let harness = Harness::up("cluster");
+        let bin = harness.bin();
+        let dir = harness.dir;
         let mut path = OsString::from(bin);
         path.push(":");
         path.push(std::env::var_os("PATH").unwrap_or_default());

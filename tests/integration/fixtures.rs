@@ -209,3 +209,47 @@ pub fn assert_close(actual: f64, expected: f64) {
         "{actual} != {expected}"
     );
 }
+
+/// A harness started by `scripts/<script> up DIR` in a fresh directory,
+/// stopped (and its directory removed) by the script's watchdog when this
+/// process ends, however it ends.
+pub struct Harness {
+    pub dir: PathBuf,
+    /// `DIR/env`: the shell exports the script wrote.
+    env: String,
+}
+
+impl Harness {
+    pub fn up(script: &str) -> Harness {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sandlet-{script}-"))
+            .tempdir()
+            .unwrap()
+            .keep();
+        let owner = format!("SANDLET_{}", script.to_uppercase());
+        let status = Command::new(repo_root().join("scripts").join(script))
+            .arg("up")
+            .arg(&dir)
+            .env(format!("{owner}_OWNER"), std::process::id().to_string())
+            .env(format!("{owner}_CLEANUP"), "1")
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
+        assert!(status.success(), "scripts/{script} up failed");
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        Harness { dir, env }
+    }
+
+    /// The value `DIR/env` exports for `key`.
+    pub fn value(&self, key: &str) -> String {
+        self.env
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {key}=\"")))
+            .map(|v| v.trim_end_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("{key} in {}/env", self.dir.display()))
+    }
+
+    /// The directory the harness put first on `PATH` (its own binaries).
+    pub fn bin(&self) -> PathBuf {
+        PathBuf::from(self.value("PATH").split(':').next().unwrap_or_default())
+    }
+}

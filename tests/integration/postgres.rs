@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::fixtures::repo_root;
+use crate::fixtures::Harness;
 
 pub struct Postgres {
     pub dir: PathBuf,
@@ -26,28 +26,10 @@ pub const READER_PASSWORD: &str = "reader-secret";
 pub fn postgres() -> &'static Postgres {
     static SERVER: OnceLock<Postgres> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("sandlet-postgres-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let status = Command::new(repo_root().join("scripts/postgres"))
-            .arg("up")
-            .arg(&dir)
-            .env("SANDLET_POSTGRES_OWNER", std::process::id().to_string())
-            .env("SANDLET_POSTGRES_CLEANUP", "1")
-            .status()
-            .expect("cannot run scripts/postgres");
-        assert!(status.success(), "scripts/postgres up failed");
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
-        let value = |key: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {key}=\"")))
-                .map(|v| v.trim_end_matches('"').to_owned())
-                .unwrap_or_else(|| panic!("{key} in {}/env", dir.display()))
-        };
-        let port = value("PGPORT").parse().unwrap();
-        let bin = PathBuf::from(value("PATH").split(':').next().unwrap());
+        let harness = Harness::up("postgres");
+        let port = harness.value("PGPORT").parse().unwrap();
+        let bin = harness.bin();
+        let dir = harness.dir;
         let server = Postgres { dir, port, bin };
         server.psql(
             "postgres",

@@ -97,11 +97,7 @@ impl GrantedDatasets {
 
     /// The smallest `queryTimeout` of the granted datasets.
     fn timeout(&self) -> Duration {
-        self.datasets
-            .iter()
-            .map(|d| d.policy.query_timeout)
-            .min()
-            .unwrap_or(super::config::DEFAULT_QUERY_TIMEOUT)
+        strictest_timeout(&self.datasets)
     }
 
     async fn session(&self) -> Result<&Session, QueryError> {
@@ -132,10 +128,7 @@ impl GrantedDatasets {
                 tracing::error!("a query panicked while reading its data");
                 Err(QueryError::Invalid(RUNNING_FAILED.to_owned()))
             }
-            Err(_) => Err(QueryError::LimitExceeded(format!(
-                "queryTimeout: the query ran longer than {}",
-                crate::limits::DurationText(timeout)
-            ))),
+            Err(_) => Err(timed_out(timeout)),
         }
     }
 }
@@ -181,8 +174,10 @@ impl Session {
             .build();
         let ctx = SessionContext::new_with_state(state);
         let mut tables = Vec::with_capacity(datasets.len());
+        // Opening registers object stores in the runtime, which the state
+        // shares with the context: one snapshot serves every dataset.
+        let state = ctx.state();
         for (index, dataset) in datasets.iter().enumerate() {
-            let state = ctx.state();
             let open = DatasetTable::open(&state, Arc::clone(dataset), index);
             let table = match std::panic::AssertUnwindSafe(open).catch_unwind().await {
                 Ok(Ok(table)) => table,
@@ -202,16 +197,11 @@ impl Session {
                 })?;
             tables.push(table);
         }
-        let timeout = datasets
-            .iter()
-            .map(|d| d.policy.query_timeout)
-            .min()
-            .unwrap_or(super::config::DEFAULT_QUERY_TIMEOUT);
         Ok(Session {
             ctx,
             tables,
             memory,
-            timeout,
+            timeout: strictest_timeout(datasets),
         })
     }
 
@@ -271,10 +261,7 @@ impl Session {
             return QueryError::Denied(violation.to_string());
         }
         if find_in_chain::<SourceTimeout>(&error).is_some() {
-            return QueryError::LimitExceeded(format!(
-                "queryTimeout: the query ran longer than {}",
-                crate::limits::DurationText(self.timeout)
-            ));
+            return timed_out(self.timeout);
         }
         match error.find_root() {
             DataFusionError::ResourcesExhausted(_) => QueryError::LimitExceeded(format!(
@@ -297,6 +284,23 @@ impl Session {
             }
         }
     }
+}
+
+/// The smallest `queryTimeout` of `datasets`: a query over several gets
+/// the strictest.
+fn strictest_timeout(datasets: &[Arc<DatasetConfig>]) -> Duration {
+    datasets
+        .iter()
+        .map(|d| d.policy.query_timeout)
+        .min()
+        .unwrap_or(super::config::DEFAULT_QUERY_TIMEOUT)
+}
+
+fn timed_out(timeout: Duration) -> QueryError {
+    QueryError::LimitExceeded(format!(
+        "queryTimeout: the query ran longer than {}",
+        crate::limits::DurationText(timeout)
+    ))
 }
 
 /// Whether a parsed statement is a query (`SELECT`, `WITH`, `VALUES`, set
@@ -493,41 +497,30 @@ mod tests {
     async fn small_groups_and_few_rows_are_denied_with_the_rule() {
         let dir = tempfile::tempdir().unwrap();
         let data = granted(dir.path(), hiding_ssn());
-        let err = data
-            .query("SELECT age, COUNT(*) FROM patients GROUP BY age")
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, QueryError::Denied(m) if m.starts_with("minGroupSize:")),
-            "{err}"
-        );
-        // 7 rows in one group: the group is big enough, the total is not.
-        let err = data
-            .query("SELECT COUNT(*) FROM patients WHERE age < 27")
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, QueryError::Denied(m) if m.starts_with("minRows:")),
-            "{err}"
-        );
-        // No rows at all is as much a disclosure as one.
-        let err = data
-            .query("SELECT sex, COUNT(*) FROM patients WHERE age > 100 GROUP BY sex")
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, QueryError::Denied(m) if m.starts_with("minRows:")),
-            "{err}"
-        );
-        // An aggregate that reads only a few rows of its group.
-        let err = data
-            .query("SELECT AVG(CASE WHEN age = 20 THEN age END) FROM patients")
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, QueryError::Denied(m) if m.starts_with("minGroupSize:")),
-            "{err}"
-        );
+        for (sql, rule) in [
+            (
+                "SELECT age, COUNT(*) FROM patients GROUP BY age",
+                "minGroupSize:",
+            ),
+            // 7 rows in one group: the group is big enough, the total is not.
+            ("SELECT COUNT(*) FROM patients WHERE age < 27", "minRows:"),
+            // No rows at all is as much a disclosure as one.
+            (
+                "SELECT sex, COUNT(*) FROM patients WHERE age > 100 GROUP BY sex",
+                "minRows:",
+            ),
+            // An aggregate that reads only a few rows of its group.
+            (
+                "SELECT AVG(CASE WHEN age = 20 THEN age END) FROM patients",
+                "minGroupSize:",
+            ),
+        ] {
+            let err = data.query(sql).await.unwrap_err();
+            assert!(
+                matches!(&err, QueryError::Denied(m) if m.starts_with(rule)),
+                "{sql}: {err}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ mod table;
 
 pub use config::{ConfigError, DataConfig, DatasetConfig, DisclosurePolicy, SourceConfig};
 pub use engine::{GrantError, GrantedDatasets, QueryTimings};
-pub use raw::{RAW_FILES_ROOT, RawFilesError, dataset_paths, exposed_dataset, raw_file_preopens};
+pub use raw::{RAW_FILES_ROOT, RawFilesError, exposed_dataset, raw_file_preopens};
 
 use std::fmt;
 

@@ -605,13 +605,13 @@ impl Checker<'_> {
                 value_counts.push(count);
                 let filter = contributing(function);
                 for (column, instance) in &rids {
-                    if checked.taint.contains(instance)
-                        && !value_sets.iter().any(|(e, i)| {
-                            i == instance && *e == self.rowset(column, *instance, filter.clone())
-                        })
-                    {
-                        value_sets
-                            .push((self.rowset(column, *instance, filter.clone()), *instance));
+                    if !checked.taint.contains(instance) {
+                        continue;
+                    }
+                    // AVG, VAR and COUNT of one column share one set.
+                    let set = self.rowset(column, *instance, filter.clone());
+                    if !value_sets.iter().any(|(e, _)| *e == set) {
+                        value_sets.push((set, *instance));
                     }
                 }
             }
@@ -620,10 +620,6 @@ impl Checker<'_> {
         }
 
         if terminal && !reads.is_empty() {
-            let original = LogicalPlan::Aggregate(
-                Aggregate::try_new(Arc::new(input.clone()), group.clone(), aggr.clone())
-                    .map_err(invalid)?,
-            );
             let mut sets: Vec<(Expr, SetCheck)> = Vec::new();
             for (column, instance) in &rids {
                 sets.push((
@@ -634,18 +630,10 @@ impl Checker<'_> {
             for (expr, instance) in value_sets {
                 sets.push((expr, self.set_check(instance, true)));
             }
-            let guarded = self.guard(
-                input,
-                group,
-                aggr,
-                value_counts,
-                sets,
-                &reads,
-                original.schema(),
-            )?;
+            let guarded = self.guard(input, group, aggr, value_counts, sets, &reads)?;
             let taint = Taint {
                 rows: Sources::new(),
-                cols: vec![Sources::new(); original.schema().fields().len()],
+                cols: vec![Sources::new(); guarded.schema().fields().len()],
                 all: reads,
             };
             return Ok((guarded, taint));
@@ -710,7 +698,6 @@ impl Checker<'_> {
 
     /// Rebuilds a terminal aggregate with its guard counts and row sets,
     /// puts the guard above it and projects them away again.
-    #[allow(clippy::too_many_arguments)]
     fn guard(
         &self,
         input: LogicalPlan,
@@ -719,7 +706,6 @@ impl Checker<'_> {
         value_counts: Vec<Expr>,
         sets: Vec<(Expr, SetCheck)>,
         reads: &Sources,
-        output: &DFSchema,
     ) -> Result<LogicalPlan, QueryError> {
         aggr.push(
             Expr::AggregateFunction(AggregateFunction::new_udf(
@@ -758,8 +744,11 @@ impl Checker<'_> {
             sets: checks,
         };
         let guarded = GuardNode::plan(LogicalPlan::Aggregate(counted), spec);
-        let columns = output
+        // The aggregate as written: every column before the guard's own.
+        let columns = guarded
+            .schema()
             .iter()
+            .take(group_rows)
             .map(|(qualifier, field)| Expr::Column(Column::new(qualifier.cloned(), field.name())))
             .collect();
         Projection::try_new(columns, Arc::new(guarded))

@@ -84,7 +84,7 @@ pub fn raw_file_preopens(
 
 /// The host paths of every dataset's files, for refusing volumes that would
 /// expose them.
-pub fn dataset_paths(config: &DataConfig) -> Vec<(String, PathBuf)> {
+fn dataset_paths(config: &DataConfig) -> Vec<(String, PathBuf)> {
     config
         .datasets
         .iter()

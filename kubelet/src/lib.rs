@@ -92,7 +92,10 @@ fn setup(what: &'static str) -> impl Fn(String) -> NodeError {
     move |reason| NodeError::Setup { what, reason }
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, NodeError> {
+/// The API client the node uses (HTTP/2, from `kubeconfig` or the
+/// environment); public so that the load generator's reference kubelet
+/// talks to the API server exactly as the node does.
+pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, NodeError> {
     let error = |e: String| NodeError::Kubeconfig(e);
     let config = match kubeconfig {
         Some(path) => {

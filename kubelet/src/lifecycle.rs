@@ -811,7 +811,18 @@ impl Worker {
         module: &PreparedModule,
     ) -> Result<(RunPlan, sandlet_runtime::OutputSinks), ConfigError> {
         let container = self.container_plan(plan, slot);
-        let objects = self.fetch_objects().await?;
+        // The pod's volumes are made once, by the first container to get
+        // here; the others wait for them.
+        let mut made = self.volumes.lock().await;
+        // The objects the pod references and its tokens are independent
+        // reads: both in flight at once, one round trip to wait for.
+        let (objects, tokens) = if made.is_none() {
+            let (objects, tokens) =
+                tokio::try_join!(self.fetch_objects(), self.fetch_tokens(plan))?;
+            (objects, tokens)
+        } else {
+            (self.fetch_objects().await?, Tokens::new())
+        };
         let facts = DownwardFacts {
             pod: &self.pod,
             node_name: &self.ctx.identity.name,
@@ -822,11 +833,9 @@ impl Worker {
         let env = resolve_env(&facts, &container.spec, &objects)?;
         let pod_dir = self.entry.dir.clone();
         let volume_dirs = {
-            let mut made = self.volumes.lock().await;
             match &*made {
                 Some(dirs) => dirs.clone(),
                 None => {
-                    let tokens = self.fetch_tokens(plan).await?;
                     let dirs = Arc::new(materialize(
                         &pod_dir,
                         &plan.volumes,
@@ -842,6 +851,7 @@ impl Worker {
                 }
             }
         };
+        drop(made);
         let args: Vec<String> = container.args.iter().map(|a| expand(a, &env)).collect();
         let mut builder = RunPlan::builder(container.name.clone());
         match module.kind() {
@@ -904,27 +914,26 @@ impl Worker {
     }
 
     async fn fetch_objects(&self) -> Result<PodObjects, ConfigError> {
+        use futures_util::future::try_join_all;
         let (config_maps, secrets) = referenced_objects(&self.pod);
-        let mut objects = PodObjects::default();
-        for name in config_maps {
-            let found = self
-                .ctx
-                .objects
-                .config_map(&self.namespace, &name)
-                .await
-                .map_err(ConfigError)?;
-            objects.config_maps.insert(name, found);
-        }
-        for name in secrets {
-            let found = self
-                .ctx
-                .objects
-                .secret(&self.namespace, &name)
-                .await
-                .map_err(ConfigError)?;
-            objects.secrets.insert(name, found);
-        }
-        Ok(objects)
+        let reader = &self.ctx.objects;
+        let namespace = self.namespace.as_str();
+        // All reads at once.
+        let (config_maps, secrets) = tokio::try_join!(
+            try_join_all(config_maps.into_iter().map(|name| async move {
+                let found = reader.config_map(namespace, &name).await?;
+                Ok::<_, String>((name, found))
+            })),
+            try_join_all(secrets.into_iter().map(|name| async move {
+                let found = reader.secret(namespace, &name).await?;
+                Ok::<_, String>((name, found))
+            })),
+        )
+        .map_err(ConfigError)?;
+        Ok(PodObjects {
+            config_maps: config_maps.into_iter().collect(),
+            secrets: secrets.into_iter().collect(),
+        })
     }
 
     /// Service-account tokens for projected volumes, bound to this pod.

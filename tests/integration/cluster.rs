@@ -178,7 +178,7 @@ impl Cluster {
             .collect()
     }
 
-    fn node_kubeconfig(&self, name: &str) -> PathBuf {
+    pub fn node_kubeconfig(&self, name: &str) -> PathBuf {
         let status = Command::new(repo_root().join("scripts/cluster"))
             .args(["node-credentials"])
             .arg(&self.dir)

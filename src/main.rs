@@ -106,6 +106,12 @@ struct NodeArgs {
     /// restart up to 5 minutes (the kubelet's 10s by default).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     restart_backoff: String,
+    /// Where pod volumes rendered from Secrets, service-account tokens,
+    /// ConfigMaps and the downward API are written, and emptyDirs with
+    /// medium Memory; should be a tmpfs (default: a private directory in
+    /// /dev/shm when that is a tmpfs, else <state dir>/run).
+    #[arg(long, value_name = "DIR")]
+    runtime_dir: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -538,6 +544,7 @@ async fn node(args: NodeArgs) -> ExitCode {
         port: args.port,
         max_pods: args.max_pods,
         state_dir,
+        runtime_dir: args.runtime_dir,
         tls: args.tls_cert_file.zip(args.tls_private_key_file),
         registry: RegistryOptions {
             insecure: args.registry.insecure_registries,

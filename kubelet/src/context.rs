@@ -31,8 +31,11 @@ pub struct NodeContext {
     pub store: Arc<ModuleStore>,
     pub compiled: Arc<PrecompileCache>,
     pub data: Option<Arc<DataConfig>>,
-    /// `<state dir>/pods`: one directory per pod UID (volumes, logs).
+    /// `<state dir>/pods`: one directory per pod UID (logs, emptyDirs).
     pub pods_dir: PathBuf,
+    /// `<runtime dir>/pods`: one directory per pod UID (rendered volumes:
+    /// Secrets, tokens, ConfigMaps, downward API; memory emptyDirs).
+    pub volumes_dir: PathBuf,
     /// Events to send (see [`event_queue`]).
     pub events: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
     /// ConfigMaps and Secrets, read once for many pods.
@@ -46,6 +49,14 @@ impl NodeContext {
     /// The directory of one pod.
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.pods_dir.join(uid)
+    }
+
+    /// Where one pod's volumes live.
+    pub fn pod_dirs(&self, uid: &str) -> crate::volumes::PodDirs {
+        crate::volumes::PodDirs {
+            disk: self.pods_dir.join(uid),
+            memory: self.volumes_dir.join(uid),
+        }
     }
 
     /// Records an Event about `pod` without waiting for the API server;

@@ -68,6 +68,9 @@ pub struct NodeOptions {
     pub port: u16,
     pub max_pods: u32,
     pub state_dir: PathBuf,
+    /// Where rendered pod volumes go (`--runtime-dir`); `None`:
+    /// [`volumes::default_runtime_dir`].
+    pub runtime_dir: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub registry: RegistryOptions,
     pub restart_backoff: Duration,
@@ -150,6 +153,16 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         what: "the state directory",
         reason: format!("{}: {e}", options.state_dir.display()),
     })?;
+    let runtime_dir = options
+        .runtime_dir
+        .clone()
+        .unwrap_or_else(|| volumes::default_runtime_dir(&options.state_dir));
+    volumes::prepare_runtime_dir(&runtime_dir).map_err(setup("the runtime directory"))?;
+    if volumes::is_memory_backed(&runtime_dir) {
+        tracing::info!(dir = %runtime_dir.display(), "pod volumes rendered from Secrets, tokens and ConfigMaps are kept in memory (tmpfs)");
+    } else {
+        tracing::warn!(dir = %runtime_dir.display(), "the runtime directory is not on a tmpfs: Secrets and service-account tokens of pods are written to disk (see --runtime-dir)");
+    }
     let engine = Arc::new(
         SandboxEngine::new(EngineOptions {
             // Init containers run one at a time, so a slot per pod suffices.
@@ -220,6 +233,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         compiled,
         data: options.data.map(Arc::new),
         pods_dir: options.state_dir.join("pods"),
+        volumes_dir: runtime_dir.join("pods"),
         events: context::event_queue(recorder),
         pods,
         restart_backoff: options.restart_backoff,

@@ -200,11 +200,13 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
     watching.abort();
     ctx.pods
         .remove(&worker.namespace, &worker.name, &worker.uid);
-    let dir = ctx.pod_dir(&worker.uid);
-    if let Err(error) = tokio::fs::remove_dir_all(&dir).await
-        && error.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(%error, dir = %dir.display(), "cannot remove the pod directory");
+    let dirs = ctx.pod_dirs(&worker.uid);
+    for dir in [dirs.disk, dirs.memory] {
+        if let Err(error) = tokio::fs::remove_dir_all(&dir).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, dir = %dir.display(), "cannot remove the pod directory");
+        }
     }
 }
 
@@ -837,7 +839,7 @@ impl Worker {
                 Some(dirs) => dirs.clone(),
                 None => {
                     let dirs = Arc::new(materialize(
-                        &pod_dir,
+                        &self.ctx.pod_dirs(&self.uid),
                         &plan.volumes,
                         &VolumeInputs {
                             facts: facts.clone(),

@@ -57,15 +57,17 @@ pub async fn run(ctx: Arc<NodeContext>) -> Result<(), watcher::Error> {
 /// Removes the directories (volumes, logs) of pods that no longer exist,
 /// e.g. force-deleted while sandlet was not running.
 fn remove_stale_pod_dirs(ctx: &NodeContext, listed: &HashSet<String>) {
-    let Ok(entries) = std::fs::read_dir(&ctx.pods_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let uid = entry.file_name().to_string_lossy().into_owned();
-        if !listed.contains(&uid) && ctx.pods.find_uid(&uid).is_none() {
-            tracing::info!(%uid, "removing the directory of a pod that no longer exists");
-            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(%error, %uid, "cannot remove a stale pod directory");
+    for parent in [&ctx.pods_dir, &ctx.volumes_dir] {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let uid = entry.file_name().to_string_lossy().into_owned();
+            if !listed.contains(&uid) && ctx.pods.find_uid(&uid).is_none() {
+                tracing::info!(%uid, dir = %entry.path().display(), "removing the directory of a pod that no longer exists");
+                if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(%error, %uid, "cannot remove a stale pod directory");
+                }
             }
         }
     }

@@ -1,10 +1,16 @@
 //! Pod volumes as host directories, ready to be preopened for a guest.
 //!
 //! This module owns turning each volume of a pod (configMap, secret,
-//! emptyDir, hostPath, downwardAPI, projected) into a directory under the
-//! pod's own directory, or, for hostPath, into the host directory the
-//! cluster admin named. It writes files but talks to no server: the
-//! ConfigMaps, Secrets and service-account tokens were fetched before.
+//! emptyDir, hostPath, downwardAPI, projected) into a directory, and where
+//! those directories live ([`PodDirs`], [`default_runtime_dir`]): volumes
+//! rendered from API objects (configMap, secret, downwardAPI, projected,
+//! which carry Secrets and service-account tokens) and `emptyDir` with
+//! `medium: Memory` go to the node's runtime directory, memory-backed by
+//! default, as the kubelet keeps secret volumes on tmpfs; other `emptyDir`s
+//! go to the pod's directory under the state directory; hostPath is the
+//! host directory the cluster admin named. It writes files but talks to no
+//! server: the ConfigMaps, Secrets and service-account tokens were fetched
+//! before.
 //!
 //! What a guest may do with a directory (read-only or not) is decided by
 //! the mount in [`crate::plan`] and enforced by the sandlet-runtime sandbox;
@@ -50,19 +56,120 @@ pub struct VolumeInputs<'a> {
     pub data: Option<&'a DataConfig>,
 }
 
+/// Where one pod's volumes live.
+#[derive(Debug, Clone)]
+pub struct PodDirs {
+    /// The pod's directory in the state directory (disk): `emptyDir`s.
+    pub disk: PathBuf,
+    /// The pod's directory in the runtime directory (memory-backed by
+    /// default): rendered volumes and `emptyDir`s with `medium: Memory`.
+    pub memory: PathBuf,
+}
+
 /// Creates (or refreshes) every volume of the pod and returns the host
 /// directory of each, by volume name.
 pub fn materialize(
-    pod_dir: &Path,
+    dirs: &PodDirs,
     volumes: &[Volume],
     inputs: &VolumeInputs<'_>,
 ) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
-    let mut dirs = BTreeMap::new();
+    let mut made = BTreeMap::new();
     for volume in volumes {
-        let dir = materialize_one(pod_dir, volume, inputs)?;
-        dirs.insert(volume.name.clone(), dir);
+        let dir = materialize_one(dirs, volume, inputs)?;
+        made.insert(volume.name.clone(), dir);
     }
-    Ok(dirs)
+    Ok(made)
+}
+
+/// The runtime directory used when `--runtime-dir` is not given: on Linux
+/// with a tmpfs at `/dev/shm`, a private directory there, one per state
+/// directory (`sandlet-<uid>-<hash of the state directory>`), so that
+/// Secrets and tokens written for guests never reach the disk; otherwise
+/// `<state dir>/run`.
+pub fn default_runtime_dir(state_dir: &Path) -> PathBuf {
+    use sha2::{Digest as _, Sha256};
+    let shm = Path::new("/dev/shm");
+    if !is_memory_backed(shm) {
+        return state_dir.join("run");
+    }
+    let canonical = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
+    let hash = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let key: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    shm.join(format!("sandlet-{}-{key}", effective_uid().unwrap_or(0)))
+}
+
+/// Creates the runtime directory (mode 0700), or checks that an existing
+/// one is a real directory of this user that nobody else can open: in a
+/// shared place like `/dev/shm`, a directory or link someone else made
+/// under the expected name is refused, never used.
+pub fn prepare_runtime_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} exists and is not a directory", dir.display()));
+    }
+    if let Some(uid) = effective_uid()
+        && meta.uid() != uid
+    {
+        return Err(format!(
+            "{} belongs to user {}, not to this user ({uid})",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is open to other users (mode {:o}); it must be 0700",
+            dir.display(),
+            meta.permissions().mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` lies on a tmpfs (from `/proc/self/mounts`; false where
+/// that cannot be read).
+pub fn is_memory_backed(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _source = fields.next()?;
+            // Spaces in mount points are written as \040.
+            let point = PathBuf::from(fields.next()?.replace("\\040", " "));
+            let kind = fields.next()?;
+            path.starts_with(&point).then_some((point, kind == "tmpfs"))
+        })
+        // The last of the longest matching mount points is the one in use.
+        .fold(None::<(PathBuf, bool)>, |best, (point, tmpfs)| match best {
+            Some((ref p, _)) if p.as_os_str().len() > point.as_os_str().len() => best,
+            _ => Some((point, tmpfs)),
+        })
+        .is_some_and(|(_, tmpfs)| tmpfs)
+}
+
+/// This process's effective user id (from `/proc/self/status`).
+fn effective_uid() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> ConfigError {
@@ -70,11 +177,11 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> ConfigError {
 }
 
 fn materialize_one(
-    pod_dir: &Path,
+    dirs: &PodDirs,
     volume: &Volume,
     inputs: &VolumeInputs<'_>,
 ) -> Result<PathBuf, ConfigError> {
-    let own_dir = pod_dir.join("volumes").join(&volume.name);
+    let rendered_dir = dirs.memory.join(&volume.name);
     let namespace = inputs
         .facts
         .pod
@@ -112,8 +219,13 @@ fn materialize_one(
         }
         return Ok(path);
     }
-    if volume.empty_dir.is_some() {
+    if let Some(empty) = &volume.empty_dir {
         // Kept across container restarts, removed with the pod.
+        let own_dir = if empty.medium.as_deref() == Some("Memory") {
+            dirs.memory.join(&volume.name)
+        } else {
+            dirs.disk.join("volumes").join(&volume.name)
+        };
         std::fs::create_dir_all(&own_dir)
             .map_err(|e| io_error("cannot create emptyDir", &own_dir, e))?;
         return Ok(own_dir);
@@ -197,8 +309,8 @@ fn materialize_one(
             volume.name
         )));
     }
-    write_files(&own_dir, &files)?;
-    Ok(own_dir)
+    write_files(&rendered_dir, &files)?;
+    Ok(rendered_dir)
 }
 
 fn add_file(
@@ -321,6 +433,13 @@ mod tests {
         .unwrap()
     }
 
+    fn pod_dirs(dir: &Path) -> PodDirs {
+        PodDirs {
+            disk: dir.join("disk"),
+            memory: dir.join("memory"),
+        }
+    }
+
     fn inputs<'a>(pod: &'a Pod, objects: &'a PodObjects, tokens: &'a Tokens) -> VolumeInputs<'a> {
         VolumeInputs {
             facts: DownwardFacts {
@@ -343,6 +462,7 @@ mod tests {
         let p = pod(serde_json::json!([
             { "name": "cfg", "configMap": { "name": "settings", "items": [{ "key": "a", "path": "sub/a.txt" }] } },
             { "name": "scratch", "emptyDir": {} },
+            { "name": "fast", "emptyDir": { "medium": "Memory" } },
             { "name": "host", "hostPath": { "path": host.path() } },
             { "name": "info", "downwardAPI": { "items": [
                 { "path": "name", "fieldRef": { "fieldPath": "metadata.name" } },
@@ -363,8 +483,16 @@ mod tests {
         };
         let tokens: Tokens = [(String::new(), "tok".to_owned())].into();
         let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
-        let dirs = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap();
+        let places = pod_dirs(dir.path());
+        let dirs = materialize(&places, &volumes, &inputs(&p, &objects, &tokens)).unwrap();
         let read = |v: &str, f: &str| std::fs::read_to_string(dirs[v].join(f)).unwrap();
+        // Rendered volumes (tokens, Secrets) and memory emptyDirs live in
+        // the runtime directory; other emptyDirs on disk.
+        for memory in ["cfg", "info", "api", "fast"] {
+            assert!(dirs[memory].starts_with(&places.memory), "{memory}");
+        }
+        assert!(dirs["scratch"].starts_with(&places.disk));
+        assert!(!places.disk.join("volumes/api").exists());
         assert_eq!(read("cfg", "sub/a.txt"), "A");
         assert!(!dirs["cfg"].join("b").exists());
         assert!(dirs["scratch"].is_dir());
@@ -386,12 +514,22 @@ mod tests {
         let tokens = Tokens::new();
         let p = pod(serde_json::json!([{ "name": "cfg", "configMap": { "name": "gone" } }]));
         let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
-        let e = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap_err();
+        let e = materialize(
+            &pod_dirs(dir.path()),
+            &volumes,
+            &inputs(&p, &objects, &tokens),
+        )
+        .unwrap_err();
         assert_eq!(e.0, "configmap \"gone\" not found");
 
         let p = pod(serde_json::json!([{ "name": "h", "hostPath": { "path": "/no/such/dir" } }]));
         let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
-        let e = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap_err();
+        let e = materialize(
+            &pod_dirs(dir.path()),
+            &volumes,
+            &inputs(&p, &objects, &tokens),
+        )
+        .unwrap_err();
         assert!(e.0.contains("not an existing directory"), "{e}");
 
         // A hostPath that holds a dataset's file is refused, however it is
@@ -414,7 +552,7 @@ mod tests {
                 data: Some(&config),
                 ..inputs(&p, &objects, &tokens)
             };
-            let e = materialize(dir.path(), &volumes, &inputs).unwrap_err();
+            let e = materialize(&pod_dirs(dir.path()), &volumes, &inputs).unwrap_err();
             assert!(
                 e.0.contains("would expose the files of dataset \"patients\""),
                 "{e}"
@@ -427,7 +565,56 @@ mod tests {
         ] } }]),
         );
         let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
-        let e = materialize(dir.path(), &volumes, &inputs(&p, &objects, &tokens)).unwrap_err();
+        let e = materialize(
+            &pod_dirs(dir.path()),
+            &volumes,
+            &inputs(&p, &objects, &tokens),
+        )
+        .unwrap_err();
         assert!(e.0.contains("without `..`"), "{e}");
+    }
+
+    #[test]
+    fn a_runtime_dir_is_private_and_someone_elses_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("run");
+        prepare_runtime_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Again: the same directory is accepted.
+        prepare_runtime_dir(&dir).unwrap();
+
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = prepare_runtime_dir(&open).unwrap_err();
+        assert!(e.contains("open to other users (mode 755)"), "{e}");
+
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let e = prepare_runtime_dir(&link).unwrap_err();
+        assert!(e.contains("is not a directory"), "{e}");
+
+        let file = base.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let e = prepare_runtime_dir(&file).unwrap_err();
+        assert!(e.contains("is not a directory"), "{e}");
+    }
+
+    #[test]
+    fn the_default_runtime_dir_is_memory_backed_where_dev_shm_is() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = default_runtime_dir(state.path());
+        if is_memory_backed(Path::new("/dev/shm")) {
+            assert!(dir.starts_with("/dev/shm"), "{}", dir.display());
+            assert!(is_memory_backed(&dir.parent().unwrap().join("x")));
+            // One per state directory.
+            let other = tempfile::tempdir().unwrap();
+            assert_ne!(default_runtime_dir(other.path()), dir);
+            assert_eq!(default_runtime_dir(state.path()), dir);
+        } else {
+            assert_eq!(dir, state.path().join("run"));
+        }
     }
 }

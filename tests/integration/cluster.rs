@@ -199,7 +199,10 @@ pub struct TestNode {
     child: Option<Child>,
     pub name: String,
     pub state_dir: PathBuf,
+    /// Its `--runtime-dir` (rendered volumes).
+    pub runtime_dir: PathBuf,
     _state: tempfile::TempDir,
+    _runtime: tempfile::TempDir,
     args: Vec<OsString>,
     log: PathBuf,
 }
@@ -241,12 +244,26 @@ impl TestNode {
         }
         args.push("--state-dir".into());
         args.push(state.path().into());
+        // Rendered volumes in memory, as by default, but in a directory
+        // this fixture removes.
+        let runtime = tempfile::Builder::new()
+            .prefix("sandlet-node-run-")
+            .tempdir_in(if Path::new("/dev/shm").is_dir() {
+                Path::new("/dev/shm")
+            } else {
+                state.path()
+            })
+            .unwrap();
+        args.push("--runtime-dir".into());
+        args.push(runtime.path().join("run").into());
         args.extend(extra.iter().map(OsString::from));
         let mut node = TestNode {
             child: None,
             name: name.to_owned(),
             state_dir: state.path().to_owned(),
             log: state.path().join("node.log"),
+            runtime_dir: runtime.path().join("run"),
+            _runtime: runtime,
             _state: state,
             args,
         };

@@ -846,6 +846,7 @@ spec:
   - {{name: cfg, configMap: {{name: settings}}}}
   - {{name: scratch, emptyDir: {{}}}}
   - {{name: info, downwardAPI: {{items: [{{path: team, fieldRef: {{fieldPath: "metadata.labels['team']"}}}}]}}}}
+  - {{name: sec, secret: {{secretName: creds}}}}
   containers:
   - name: env
     image: {hello}
@@ -872,6 +873,10 @@ spec:
     image: {escape}
     args: [read, /info/team]
     volumeMounts: [{{name: info, mountPath: /info, readOnly: true}}]
+  - name: reads-secret
+    image: {escape}
+    args: [read, /sec/token]
+    volumeMounts: [{{name: sec, mountPath: /sec}}]
 "#,
         node = node.name
     );
@@ -905,6 +910,48 @@ spec:
     assert!(
         log.contains("read 5 bytes from /info/team"),
         "reads-info: {log}"
+    );
+    let log = logs("reads-secret");
+    assert!(
+        log.contains("read 6 bytes from /sec/token"),
+        "reads-secret: {log}"
+    );
+    // The Secret's file and the service-account token were written to the
+    // runtime directory, never under the state directory (whose only copy
+    // of the value is the env container's own log line).
+    let files_with = |root: &std::path::Path, needle: &[u8]| -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(path);
+                } else if std::fs::read(&path)
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+                {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    };
+    let in_state = files_with(&node.state_dir, b"s3cret");
+    assert!(
+        in_state
+            .iter()
+            .all(|p| p.components().any(|c| c.as_os_str() == "logs")),
+        "the Secret's value was written under the state directory: {in_state:?}"
+    );
+    let in_runtime = files_with(&node.runtime_dir, b"s3cret");
+    assert!(
+        in_runtime.iter().any(|p| p.ends_with("sec/token")),
+        "the Secret volume is not in the runtime directory: {in_runtime:?}"
+    );
+    let tokens_in_state = files_with(&node.state_dir.join("pods"), b"eyJ");
+    assert!(
+        tokens_in_state.is_empty(),
+        "a service-account token was written under the state directory: {tokens_in_state:?}"
     );
     let log = logs("config-is-read-only");
     assert!(

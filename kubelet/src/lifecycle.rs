@@ -819,9 +819,7 @@ impl Worker {
         // The objects the pod references and its tokens are independent
         // reads: both in flight at once, one round trip to wait for.
         let (objects, tokens) = if made.is_none() {
-            let (objects, tokens) =
-                tokio::try_join!(self.fetch_objects(), self.fetch_tokens(plan))?;
-            (objects, tokens)
+            tokio::try_join!(self.fetch_objects(), self.fetch_tokens(plan))?
         } else {
             (self.fetch_objects().await?, Tokens::new())
         };

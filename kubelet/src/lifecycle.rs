@@ -75,8 +75,9 @@ const CONFIG_RETRY: Duration = Duration::from_secs(2);
 const CONFIG_FIRST_RETRY: Duration = Duration::from_millis(50);
 
 /// Failed attempts after which a configuration error is reported (status
-/// `CreateContainerConfigError` and an Event): about 0.75 s of retrying.
-const CONFIG_QUIET_ATTEMPTS: u32 = 4;
+/// `CreateContainerConfigError` and an Event): retries after 50, 100, 200
+/// and 400 ms, about 0.75 s of retrying.
+const CONFIG_QUIET_ATTEMPTS: u32 = 5;
 
 /// Why a pod's guests are being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -492,8 +493,9 @@ impl Worker {
                         self.event(EventType::Warning, "Failed", format!("Error: {}", error.0));
                         self.publish().await;
                     }
+                    // 50 ms after the first failure, doubling.
                     let delay = CONFIG_FIRST_RETRY
-                        .saturating_mul(1 << config_failures.min(16))
+                        .saturating_mul(1 << (config_failures - 1).min(16))
                         .min(CONFIG_RETRY);
                     if self.sleep_or_stop(delay).await {
                         return None;

@@ -280,9 +280,6 @@ enum Floor {
 /// a token request if `floor` says so, retried as sandlet retries it.
 /// Pods being deleted are removed at once.
 async fn reference_kubelet(kubeconfig: std::path::PathBuf, node: &str, floor: Floor) {
-    use k8s_openapi::api::authentication::v1::{
-        BoundObjectReference, TokenRequest, TokenRequestSpec,
-    };
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
@@ -335,22 +332,11 @@ async fn reference_kubelet(kubeconfig: std::path::PathBuf, node: &str, floor: Fl
         let image = pod.spec.as_ref().unwrap().containers[0].image.clone();
         tokio::spawn(async move {
             if floor == Floor::TokenAndStatus {
-                let request = TokenRequest {
-                    spec: Some(TokenRequestSpec {
-                        audiences: None,
-                        expiration_seconds: Some(3607),
-                        bound_object_ref: Some(BoundObjectReference {
-                            api_version: Some("v1".to_owned()),
-                            kind: Some("Pod".to_owned()),
-                            name: Some(name.clone()),
-                            uid: Some(uid.clone()),
-                        }),
-                    }),
-                    ..TokenRequest::default()
-                };
-                // sandlet's retry schedule for the moment after binding when
-                // NodeRestriction does not yet know the pod is here.
-                let mut delay = Duration::from_millis(50);
+                // The request sandlet makes, with sandlet's retry schedule
+                // for the moment after binding when NodeRestriction does not
+                // yet know the pod is here.
+                let request = sandlet_kubelet::volumes::bound_token_request(&name, &uid, "", None);
+                let mut delay = sandlet_kubelet::lifecycle::CONFIG_FIRST_RETRY;
                 while let Err(error) = accounts
                     .create_token_request("default", &PostParams::default(), &request)
                     .await

@@ -46,11 +46,6 @@ pub struct NodeContext {
 }
 
 impl NodeContext {
-    /// The directory of one pod.
-    pub fn pod_dir(&self, uid: &str) -> PathBuf {
-        self.pods_dir.join(uid)
-    }
-
     /// Where one pod's volumes live.
     pub fn pod_dirs(&self, uid: &str) -> crate::volumes::PodDirs {
         crate::volumes::PodDirs {

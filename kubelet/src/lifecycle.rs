@@ -51,7 +51,7 @@ use crate::env::{ConfigError, DownwardFacts, PodObjects, expand, referenced_obje
 use crate::logs::{LogOptions, log_path, open_sinks, read_log};
 use crate::plan::{ContainerPlan, PodPlan, RestartPolicy};
 use crate::status::{Phase, PodState, Run, Terminated, termination_message};
-use crate::volumes::{Tokens, VolumeInputs, materialize, token_audiences};
+use crate::volumes::{Tokens, VolumeInputs, bound_token_request, materialize, token_audiences};
 
 /// Longest restart back-off, as the kubelet's.
 pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(300);
@@ -72,7 +72,7 @@ const CONFIG_RETRY: Duration = Duration::from_secs(2);
 /// bound, the API server's Node authorizer may not yet know the pod is on
 /// this node and refuses the node its ConfigMaps and tokens for a moment;
 /// quick retries ride that out.
-const CONFIG_FIRST_RETRY: Duration = Duration::from_millis(50);
+pub const CONFIG_FIRST_RETRY: Duration = Duration::from_millis(50);
 
 /// Failed attempts after which a configuration error is reported (status
 /// `CreateContainerConfigError` and an Event): retries after 50, 100, 200
@@ -160,7 +160,7 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
     );
     let entry = Arc::new(PodEntry {
         uid: uid.clone(),
-        dir: ctx.pod_dir(&uid),
+        dir: ctx.pod_dirs(&uid).disk,
         containers: Mutex::default(),
     });
     for c in state.init.iter().chain(state.containers.iter()) {
@@ -940,9 +940,6 @@ impl Worker {
 
     /// Service-account tokens for projected volumes, bound to this pod.
     async fn fetch_tokens(&self, plan: &PodPlan) -> Result<Tokens, ConfigError> {
-        use k8s_openapi::api::authentication::v1::{
-            BoundObjectReference, TokenRequest, TokenRequestSpec,
-        };
         let mut tokens = Tokens::new();
         let audiences = token_audiences(&plan.volumes);
         if audiences.is_empty() {
@@ -951,19 +948,7 @@ impl Worker {
         let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(self.ctx.client.clone(), &self.namespace);
         for (audience, expiration) in audiences {
-            let request = TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    audiences: (!audience.is_empty()).then(|| vec![audience.clone()]),
-                    expiration_seconds: Some(expiration.unwrap_or(3607)),
-                    bound_object_ref: Some(BoundObjectReference {
-                        api_version: Some("v1".to_owned()),
-                        kind: Some("Pod".to_owned()),
-                        name: Some(self.name.clone()),
-                        uid: Some(self.uid.clone()),
-                    }),
-                }),
-                ..TokenRequest::default()
-            };
+            let request = bound_token_request(&self.name, &self.uid, &audience, expiration);
             let response = accounts
                 .create_token_request(&plan.service_account, &Default::default(), &request)
                 .await

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
 use sandlet_runtime::data::{DataConfig, exposed_dataset};
 
@@ -45,6 +46,31 @@ pub fn token_audiences(volumes: &[Volume]) -> Vec<(String, Option<i64>)> {
         }
     }
     out
+}
+
+/// The TokenRequest for a projected service-account token bound to the pod
+/// `name` (`uid`), as the kubelet makes it: bound to the pod so that it
+/// stops working when the pod is gone; `audience` `""` is the API server's
+/// own; the lifetime defaults to the kubelet's 3607 s.
+pub fn bound_token_request(
+    name: &str,
+    uid: &str,
+    audience: &str,
+    expiration_seconds: Option<i64>,
+) -> TokenRequest {
+    TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: (!audience.is_empty()).then(|| vec![audience.to_owned()]),
+            expiration_seconds: Some(expiration_seconds.unwrap_or(3607)),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Pod".to_owned()),
+                name: Some(name.to_owned()),
+                uid: Some(uid.to_owned()),
+            }),
+        }),
+        ..TokenRequest::default()
+    }
 }
 
 /// Everything a volume's contents may come from.

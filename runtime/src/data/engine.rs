@@ -457,6 +457,17 @@ mod tests {
         GrantedDatasets::new(&config(dir, policy), &["patients".into()]).unwrap()
     }
 
+    /// Each query is denied by the rule its message starts with.
+    async fn assert_denied(data: &GrantedDatasets, cases: &[(&str, &str)]) {
+        for (sql, rule) in cases {
+            let err = data.query(sql).await.unwrap_err();
+            assert!(
+                matches!(&err, QueryError::Denied(m) if m.starts_with(rule)),
+                "{sql}: {err}"
+            );
+        }
+    }
+
     fn hiding_ssn() -> DisclosurePolicy {
         DisclosurePolicy {
             allowed_columns: Some(vec!["age".into(), "sex".into()]),
@@ -497,51 +508,47 @@ mod tests {
     async fn small_groups_and_few_rows_are_denied_with_the_rule() {
         let dir = tempfile::tempdir().unwrap();
         let data = granted(dir.path(), hiding_ssn());
-        for (sql, rule) in [
-            (
-                "SELECT age, COUNT(*) FROM patients GROUP BY age",
-                "minGroupSize:",
-            ),
-            // 7 rows in one group: the group is big enough, the total is not.
-            ("SELECT COUNT(*) FROM patients WHERE age < 27", "minRows:"),
-            // No rows at all is as much a disclosure as one.
-            (
-                "SELECT sex, COUNT(*) FROM patients WHERE age > 100 GROUP BY sex",
-                "minRows:",
-            ),
-            // An aggregate that reads only a few rows of its group.
-            (
-                "SELECT AVG(CASE WHEN age = 20 THEN age END) FROM patients",
-                "minGroupSize:",
-            ),
-        ] {
-            let err = data.query(sql).await.unwrap_err();
-            assert!(
-                matches!(&err, QueryError::Denied(m) if m.starts_with(rule)),
-                "{sql}: {err}"
-            );
-        }
+        assert_denied(
+            &data,
+            &[
+                (
+                    "SELECT age, COUNT(*) FROM patients GROUP BY age",
+                    "minGroupSize:",
+                ),
+                // 7 rows in one group: the group is big enough, the total is not.
+                ("SELECT COUNT(*) FROM patients WHERE age < 27", "minRows:"),
+                // No rows at all is as much a disclosure as one.
+                (
+                    "SELECT sex, COUNT(*) FROM patients WHERE age > 100 GROUP BY sex",
+                    "minRows:",
+                ),
+                // An aggregate that reads only a few rows of its group.
+                (
+                    "SELECT AVG(CASE WHEN age = 20 THEN age END) FROM patients",
+                    "minGroupSize:",
+                ),
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn row_level_values_and_unsafe_aggregates_are_denied() {
         let dir = tempfile::tempdir().unwrap();
         let data = granted(dir.path(), hiding_ssn());
-        for (sql, rule) in [
-            ("SELECT age FROM patients", "aggregatesOnly:"),
-            ("SELECT 1 FROM patients", "aggregatesOnly:"),
-            ("SELECT MAX(age) FROM patients", "aggregatesOnly: MAX"),
-            (
-                "SELECT ROW_NUMBER() OVER () FROM patients",
-                "aggregatesOnly: window",
-            ),
-        ] {
-            let err = data.query(sql).await.unwrap_err();
-            assert!(
-                matches!(&err, QueryError::Denied(m) if m.starts_with(rule)),
-                "{sql}: {err}"
-            );
-        }
+        assert_denied(
+            &data,
+            &[
+                ("SELECT age FROM patients", "aggregatesOnly:"),
+                ("SELECT 1 FROM patients", "aggregatesOnly:"),
+                ("SELECT MAX(age) FROM patients", "aggregatesOnly: MAX"),
+                (
+                    "SELECT ROW_NUMBER() OVER () FROM patients",
+                    "aggregatesOnly: window",
+                ),
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]

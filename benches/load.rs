@@ -23,6 +23,9 @@
 //!
 //! `SANDLET_LOAD_ONLY=start` runs only the first part;
 //! `SANDLET_LOAD_ROUNDS=N` sets its rounds (default 3);
+//! `SANDLET_LOAD_COMPARE="ARGS"` also starts a second sandlet node with
+//! these extra arguments (e.g. `--event-qps 0`) and sends the first part's
+//! bursts to it too, in the same turns;
 //! `SANDLET_LOAD_NODE_LOG=FILE` keeps the node's log (with `SANDLET_LOG` as
 //! the node's log filter, e.g. `info,sandlet_kubelet=trace`).
 
@@ -106,6 +109,174 @@ fn watch_timeline(api: Api<Pod>, timeline: Timeline) -> tokio::task::JoinHandle<
             }
         }
     })
+}
+
+/// CPU time of the processes a burst involves, from /proc (in USER_HZ
+/// ticks, 100 per second on Linux), and of the whole machine.
+struct CpuProbe {
+    processes: Vec<(String, u32)>,
+}
+
+struct CpuSample {
+    per_process: Vec<u64>,
+    everyone: HashMap<u32, (String, u64)>,
+    busy: u64,
+    total: u64,
+}
+
+impl CpuProbe {
+    /// The control plane's processes (found by their data directory on the
+    /// command line), the node and this load generator.
+    fn new(cluster_dir: &std::path::Path, nodes: &[(String, u32)]) -> CpuProbe {
+        let dir = cluster_dir.to_string_lossy().into_owned();
+        let mut processes = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let program = cmdline.split(' ').next().unwrap_or_default();
+            let name = program.rsplit('/').next().unwrap_or_default();
+            if cmdline.contains(&dir) && (name == "etcd" || name.starts_with("kube-")) {
+                processes.push((name.to_owned(), pid));
+            }
+        }
+        processes.sort();
+        processes.extend(nodes.iter().cloned());
+        processes.push(("load generator".to_owned(), std::process::id()));
+        CpuProbe { processes }
+    }
+
+    fn sample(&self) -> CpuSample {
+        let mut everyone = HashMap::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() {
+                everyone.insert(pid, process_ticks(pid));
+            }
+        }
+        let per_process = self
+            .processes
+            .iter()
+            .map(|(_, pid)| everyone.get(pid).map_or(0, |t| t.1))
+            .collect();
+        let stat = std::fs::read_to_string("/proc/stat").unwrap();
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let idle = cpu[3] + cpu.get(4).copied().unwrap_or(0);
+        let total: u64 = cpu.iter().take(8).sum();
+        CpuSample {
+            per_process,
+            everyone,
+            busy: total - idle,
+            total,
+        }
+    }
+
+    /// One line: each process's CPU seconds between the samples, the
+    /// busiest other process, and how busy the machine's cores were.
+    fn describe(&self, before: &CpuSample, after: &CpuSample) -> String {
+        let mut parts: Vec<String> = self
+            .processes
+            .iter()
+            .zip(before.per_process.iter().zip(&after.per_process))
+            .map(|((name, _), (b, a))| format!("{name} {:.2}", a.saturating_sub(*b) as f64 / 100.0))
+            .collect();
+        let ours: std::collections::HashSet<u32> =
+            self.processes.iter().map(|(_, pid)| *pid).collect();
+        let mut others: Vec<(u64, &str)> = after
+            .everyone
+            .iter()
+            .filter(|(pid, _)| !ours.contains(pid))
+            .map(|(pid, (name, ticks))| {
+                let was = before.everyone.get(pid).map_or(0, |t| t.1);
+                (ticks.saturating_sub(was), name.as_str())
+            })
+            .collect();
+        others.sort_unstable_by(|a, b| b.cmp(a));
+        let rest: u64 = others.iter().map(|o| o.0).sum();
+        parts.push(format!("others {:.2}", rest as f64 / 100.0));
+        if let Some((ticks, name)) = others.first().filter(|o| o.0 > 0) {
+            parts.push(format!("(most: {name} {:.2})", *ticks as f64 / 100.0));
+        }
+        let busy = (after.busy - before.busy) as f64 / (after.total - before.total).max(1) as f64;
+        let wall = (after.total - before.total) as f64 / 100.0 / cores();
+        format!(
+            "CPU s: {}; machine {:.0} % busy over {wall:.2} s",
+            parts.join(", "),
+            busy * 100.0
+        )
+    }
+}
+
+/// How fast this machine is at the moment: the time a fixed piece of work
+/// takes (median of 5 on one thread, lower is faster; about 11.5 ms on an
+/// idle machine here at its fastest). On a shared virtual
+/// machine it varies between runs and within one; a slow burst with a
+/// slow loop beside it says the machine, not the code, was slow.
+fn machine_speed() -> Duration {
+    let mut times: Vec<Duration> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            // Branchy, memory-bound work, as an API server's is: make,
+            // sort and index 400,000 pseudo-random numbers.
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let mut numbers: Vec<u64> = (0..400_000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                })
+                .collect();
+            numbers.sort_unstable();
+            let index: HashMap<u64, usize> = numbers
+                .iter()
+                .take(100_000)
+                .enumerate()
+                .map(|(i, n)| (*n, i))
+                .collect();
+            std::hint::black_box(index);
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[2]
+}
+
+/// Cores the machine's CPU counters cover.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// A process's name and CPU time (user + system, in USER_HZ ticks).
+fn process_ticks(pid: u32) -> (String, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let name = stat
+        .split_once('(')
+        .and_then(|(_, rest)| rest.rsplit_once(')'))
+        .map(|(name, _)| name.to_owned())
+        .unwrap_or_default();
+    // After the name: state, then fields 4...; utime and stime are fields
+    // 14 and 15.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (name, field(14) + field(15))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -214,15 +385,18 @@ async fn clear(api: &Api<Pod>) {
 async fn burst(
     api: &Api<Pod>,
     timeline: &Timeline,
+    probe: &CpuProbe,
     node: &str,
     image: &str,
     prefix: &str,
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> (Vec<Duration>, Vec<Duration>, String) {
     let names: Vec<String> = (0..100).map(|i| format!("{prefix}-{i}")).collect();
     let pods = names
         .iter()
         .map(|n| pod_object(n, node, image, &["--sleep", "20"]))
         .collect();
+    let speed = machine_speed();
+    let before = probe.sample();
     create_all(api, pods, timeline, 100).await;
     wait_until(
         "100 pods running",
@@ -232,9 +406,28 @@ async fn burst(
         |s| s.running.is_some(),
     )
     .await;
+    let mut cpu = probe.describe(&before, &probe.sample());
     let (mut to_running, mut created_to_running) = (Vec::new(), Vec::new());
     {
         let t = timeline.lock().unwrap();
+        // How fast the scheduler bound the burst: from the first create to
+        // the 10th, 50th and last pod seen scheduled.
+        let first = names.iter().filter_map(|n| t[n].created).min().unwrap();
+        let mut bound: Vec<Duration> = names
+            .iter()
+            .filter_map(|n| t[n].scheduled)
+            .map(|s| s.saturating_duration_since(first))
+            .collect();
+        bound.sort();
+        if bound.len() == names.len() {
+            cpu = format!(
+                "scheduled: 10th pod {}, 50th {}, last {} after the first create; machine speed: {} for the reference loop\n  {cpu}",
+                ms(bound[9]),
+                ms(bound[49]),
+                ms(bound[bound.len() - 1]),
+                ms(speed)
+            );
+        }
         for n in &names {
             let s = t[n];
             let running = s.running.unwrap();
@@ -245,10 +438,13 @@ async fn burst(
     to_running.sort();
     created_to_running.sort();
     clear(api).await;
-    (to_running, created_to_running)
+    (to_running, created_to_running, cpu)
 }
 
-fn report(what: &str, (to_running, created_to_running): &(Vec<Duration>, Vec<Duration>)) {
+fn report(
+    what: &str,
+    (to_running, created_to_running, cpu): &(Vec<Duration>, Vec<Duration>, String),
+) {
     println!("{what}:");
     println!(
         "  PodScheduled -> running: median {}, p99 {}, max {}",
@@ -262,6 +458,16 @@ fn report(what: &str, (to_running, created_to_running): &(Vec<Duration>, Vec<Dur
         ms(percentile(created_to_running, 0.99)),
         ms(*created_to_running.last().unwrap())
     );
+    println!("  {cpu}");
+}
+
+/// Token requests of the reference kubelet refused and retried (the
+/// NodeRestriction moment after binding), since last read.
+static TOKEN_RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn report_token_retries() {
+    let retries = TOKEN_RETRIES.swap(0, std::sync::atomic::Ordering::Relaxed);
+    println!("  token requests refused and retried: {retries}");
 }
 
 /// What the reference kubelet does for each pod.
@@ -341,6 +547,7 @@ async fn reference_kubelet(kubeconfig: std::path::PathBuf, node: &str, floor: Fl
                     .create_token_request("default", &PostParams::default(), &request)
                     .await
                 {
+                    TOKEN_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     assert!(delay <= Duration::from_secs(2), "token for {name}: {error}");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
@@ -387,6 +594,12 @@ fn main() {
     let registry = registry::TestRegistry::start(registry::RegistrySetup::default());
     let image = cluster::push(&registry, &fixtures::guests().hello, "bench/hello:v1");
     let node = cluster::TestNode::start("load", &registry, &["--max-pods", "1100"]);
+    let compare_args = std::env::var("SANDLET_LOAD_COMPARE").ok();
+    let compare = compare_args.as_deref().map(|args| {
+        let mut all = vec!["--max-pods", "1100"];
+        all.extend(args.split_whitespace());
+        cluster::TestNode::start("load-b", &registry, &all)
+    });
     let pid = node.pid();
     let ns = c.namespace("load");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -402,9 +615,11 @@ fn main() {
         let watch = watch_timeline(api.clone(), timeline.clone());
 
         // Warm-up: the module is pulled and compiled once.
-        let warm = vec![pod_object("warm", &node.name, &image, &[])];
-        create_all(&api, warm, &timeline, 1).await;
-        wait_until("warm-up", &timeline, &["warm".to_owned()], Duration::from_secs(60), |s| s.finished.is_some()).await;
+        let mut warm = vec![pod_object("warm", &node.name, &image, &[])];
+        warm.extend(compare.iter().map(|b| pod_object("warm-b", &b.name, &image, &[])));
+        let warm_names: Vec<String> = warm.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        create_all(&api, warm, &timeline, 2).await;
+        wait_until("warm-up", &timeline, &warm_names, Duration::from_secs(60), |s| s.finished.is_some()).await;
         clear(&api).await;
         let rss_idle = rss_kib(pid);
 
@@ -415,26 +630,34 @@ fn main() {
         // one pod above). Then rounds of the same burst to sandlet and to
         // the reference kubelet (token request + status, status only), in
         // turns, so that drift over the run touches all three alike.
+        let mut node_pids = vec![("sandlet node".to_owned(), pid)];
+        node_pids.extend(compare.iter().map(|b| ("sandlet node B".to_owned(), b.pid())));
+        let probe = CpuProbe::new(&c.dir, &node_pids);
         let mut references = Vec::new();
         for (floor, name) in [(Floor::TokenAndStatus, "floor-token"), (Floor::StatusOnly, "floor-status")] {
             references.push(tokio::spawn(reference_kubelet(c.node_kubeconfig(name), name, floor)));
             wait_for_ready_node(&client, name).await;
         }
         for warm_up in 1..=2 {
-            let result = burst(&api, &timeline, "floor-token", &image, &format!("warm-up-{warm_up}")).await;
+            let result = burst(&api, &timeline, &probe, "floor-token", &image, &format!("warm-up-{warm_up}")).await;
             report(&format!("control plane warm-up {warm_up}: reference kubelet, token request + status"), &result);
+            report_token_retries();
         }
         let rounds: usize = std::env::var("SANDLET_LOAD_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-        let targets = [
-            (node.name.as_str(), "sandlet"),
-            ("floor-token", "reference kubelet, token request + status"),
-            ("floor-status", "reference kubelet, status only"),
-        ];
+        let mut targets = vec![(node.name.clone(), "sandlet".to_owned())];
+        if let (Some(b), Some(args)) = (&compare, &compare_args) {
+            targets.push((b.name.clone(), format!("sandlet B ({args})")));
+        }
+        targets.push(("floor-token".to_owned(), "reference kubelet, token request + status".to_owned()));
+        targets.push(("floor-status".to_owned(), "reference kubelet, status only".to_owned()));
         let mut all: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
         for round in 0..rounds {
             for (i, (target, what)) in targets.iter().enumerate() {
-                let result = burst(&api, &timeline, target, &image, &format!("r{round}-{i}")).await;
+                let result = burst(&api, &timeline, &probe, target, &image, &format!("r{round}-{i}")).await;
                 report(&format!("round {}: {what}", round + 1), &result);
+                if target == "floor-token" {
+                    report_token_retries();
+                }
                 all[i].extend(result.0);
             }
         }

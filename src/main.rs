@@ -112,6 +112,14 @@ struct NodeArgs {
     /// /dev/shm when that is a tmpfs, else <state dir>/run).
     #[arg(long, value_name = "DIR")]
     runtime_dir: Option<PathBuf>,
+    /// Events the node creates per second at most, after a burst of
+    /// --event-burst (the kubelet's eventRecordQPS); 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = sandlet_kubelet::EventRate::default().qps)]
+    event_qps: u32,
+    /// Events the node may create at once after a quiet spell (the
+    /// kubelet's eventBurst).
+    #[arg(long, value_name = "N", default_value_t = sandlet_kubelet::EventRate::default().burst)]
+    event_burst: u32,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -551,6 +559,10 @@ async fn node(args: NodeArgs) -> ExitCode {
             ca_file: args.registry.registry_ca,
         },
         restart_backoff,
+        event_rate: sandlet_kubelet::EventRate {
+            qps: args.event_qps,
+            burst: args.event_burst,
+        },
     };
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

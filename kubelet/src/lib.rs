@@ -30,6 +30,8 @@ pub mod server;
 pub mod status;
 pub mod volumes;
 
+pub use context::EventRate;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,6 +76,8 @@ pub struct NodeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub registry: RegistryOptions,
     pub restart_backoff: Duration,
+    /// How fast Events are created (`--event-qps`, `--event-burst`).
+    pub event_rate: context::EventRate,
 }
 
 /// Why the node stopped (or never started).
@@ -234,7 +238,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         data: options.data.map(Arc::new),
         pods_dir: options.state_dir.join("pods"),
         volumes_dir: runtime_dir.join("pods"),
-        events: context::event_queue(recorder),
+        events: context::event_queue(recorder, options.event_rate),
         pods,
         restart_backoff: options.restart_backoff,
     });

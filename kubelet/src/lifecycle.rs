@@ -69,15 +69,16 @@ pub const KILLED_EXIT_CODE: i32 = 137;
 const CONFIG_RETRY: Duration = Duration::from_secs(2);
 
 /// The first retry of a container's configuration. Right after a pod is
-/// bound, the API server's Node authorizer may not yet know the pod is on
-/// this node and refuses the node its ConfigMaps and tokens for a moment;
-/// quick retries ride that out.
-pub const CONFIG_FIRST_RETRY: Duration = Duration::from_millis(50);
+/// bound, the API server's NodeRestriction admission may not yet know the
+/// pod is on this node and refuses the node its tokens for a moment (its
+/// pod cache trails the binding by a few milliseconds); quick retries,
+/// doubling from this, ride that out.
+pub const CONFIG_FIRST_RETRY: Duration = Duration::from_millis(10);
 
-/// Failed attempts after which a configuration error is reported (status
-/// `CreateContainerConfigError` and an Event): retries after 50, 100, 200
-/// and 400 ms, about 0.75 s of retrying.
-const CONFIG_QUIET_ATTEMPTS: u32 = 5;
+/// How long a container's configuration may keep failing before the error
+/// is reported (status `CreateContainerConfigError` and an Event); the
+/// retries until then are quiet, and the last one is timed to land on it.
+const CONFIG_QUIET: Duration = Duration::from_millis(750);
 
 /// Why a pod's guests are being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,6 +475,7 @@ impl Worker {
             }
         }
         let mut config_failures = 0u32;
+        let mut failing_since = None;
         loop {
             if self.stop.is_cancelled() {
                 return self.container_mut(slot, |c| c.terminated().cloned());
@@ -483,20 +485,21 @@ impl Worker {
             let (run_plan, sinks) = match self.prepare_run(plan, slot, &module).await {
                 Ok(ready) => {
                     config_failures = 0;
+                    failing_since = None;
                     ready
                 }
                 Err(error) => {
                     config_failures += 1;
+                    let failing_for = failing_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed();
                     tracing::debug!(pod = %self.name, %error, attempt = config_failures, "container configuration failed");
-                    if config_failures >= CONFIG_QUIET_ATTEMPTS {
+                    if failing_for >= CONFIG_QUIET {
                         self.set_waiting(slot, "CreateContainerConfigError", Some(error.0.clone()));
                         self.event(EventType::Warning, "Failed", format!("Error: {}", error.0));
                         self.publish().await;
                     }
-                    // 50 ms after the first failure, doubling.
-                    let delay = CONFIG_FIRST_RETRY
-                        .saturating_mul(1 << (config_failures - 1).min(16))
-                        .min(CONFIG_RETRY);
+                    let delay = config_retry_delay(config_failures, failing_for);
                     if self.sleep_or_stop(delay).await {
                         return None;
                     }
@@ -968,6 +971,20 @@ impl Worker {
     }
 }
 
+/// The wait before configuration attempt `failures + 1`, the failures
+/// having gone on for `failing_for`: 10 ms after the first, doubling up to
+/// `CONFIG_RETRY`, and never past the end of the quiet period, so that a
+/// lasting error is reported about `CONFIG_QUIET` after it began.
+fn config_retry_delay(failures: u32, failing_for: Duration) -> Duration {
+    let delay = CONFIG_FIRST_RETRY
+        .saturating_mul(1 << (failures.max(1) - 1).min(16))
+        .min(CONFIG_RETRY);
+    match CONFIG_QUIET.checked_sub(failing_for) {
+        Some(left) if !left.is_zero() => delay.min(left),
+        _ => delay,
+    }
+}
+
 /// Whether a container that ended with `exit_code` runs again. Init
 /// containers restart only on failure, and never under `Never`.
 fn restarts(policy: RestartPolicy, init: bool, exit_code: i32) -> bool {
@@ -1068,5 +1085,19 @@ mod tests {
         assert_eq!(humantime(Duration::from_secs(10)), "10s");
         assert_eq!(humantime(Duration::from_secs(160)), "2m40s");
         assert_eq!(humantime(Duration::from_secs(300)), "5m0s");
+    }
+
+    #[test]
+    fn configuration_retries_start_quick_and_report_after_the_quiet_period() {
+        let ms = Duration::from_millis;
+        // Doubling from 10 ms while early failures leave quiet time over.
+        assert_eq!(config_retry_delay(1, ms(0)), ms(10));
+        assert_eq!(config_retry_delay(2, ms(15)), ms(20));
+        assert_eq!(config_retry_delay(5, ms(200)), ms(160));
+        // The last quiet retry lands at the end of the quiet period.
+        assert_eq!(config_retry_delay(7, ms(700)), ms(50));
+        // After it, doubling on up to CONFIG_RETRY.
+        assert_eq!(config_retry_delay(8, ms(760)), ms(1280));
+        assert_eq!(config_retry_delay(12, ms(9000)), CONFIG_RETRY);
     }
 }

@@ -14,6 +14,9 @@
 //!    token request and the Running status, once with the status alone.
 //!    They show what the control plane on this machine costs by itself.
 //!    Two bursts to the reference kubelet warm the control plane up first.
+//!    Each burst starts once the machine is quiet again, and reports the
+//!    CPU each process used during it, how fast the scheduler bound it, and
+//!    how fast the (shared, virtual) machine was just before it.
 //! 2. Throughput: 1,000 short pods, from the first create to the last pod
 //!    seen Succeeded.
 //! 3. Memory: the node's resident set size with 500 pods running at once.
@@ -23,6 +26,9 @@
 //!
 //! `SANDLET_LOAD_ONLY=start` runs only the first part;
 //! `SANDLET_LOAD_ROUNDS=N` sets its rounds (default 3);
+//! `SANDLET_LOAD_SETTLE=0` starts each burst as soon as the one before
+//! is cleared away, without waiting for a quiet machine (how runs 1-34 in
+//! BENCHMARKS.md were made);
 //! `SANDLET_LOAD_COMPARE="ARGS"` also starts a second sandlet node with
 //! these extra arguments (e.g. `--event-qps 0`) and sends the first part's
 //! bursts to it too, in the same turns;
@@ -250,6 +256,28 @@ fn machine_speed() -> Duration {
     times[2]
 }
 
+/// Waits (up to 15 s) until the machine is quiet: under 25 % busy over
+/// half a second. What the last burst left behind (its pods' deletion, a
+/// node's queued Events) is then done before the next burst starts, so
+/// each burst starts from the same place whoever had the one before.
+async fn settle(probe: &CpuProbe) {
+    if std::env::var("SANDLET_LOAD_SETTLE").as_deref() == Ok("0") {
+        return;
+    }
+    let start = Instant::now();
+    let mut before = probe.sample();
+    while start.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = probe.sample();
+        let busy = (after.busy - before.busy) as f64 / (after.total - before.total).max(1) as f64;
+        if busy < 0.25 {
+            return;
+        }
+        before = after;
+    }
+    println!("  (the machine did not settle under 25 % busy in 15 s)");
+}
+
 /// Cores the machine's CPU counters cover.
 fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
@@ -395,6 +423,7 @@ async fn burst(
         .iter()
         .map(|n| pod_object(n, node, image, &["--sleep", "20"]))
         .collect();
+    settle(probe).await;
     let speed = machine_speed();
     let before = probe.sample();
     create_all(api, pods, timeline, 100).await;

@@ -257,9 +257,10 @@ fn machine_speed() -> Duration {
 }
 
 /// Waits (up to 15 s) until the machine is quiet: under 25 % busy over
-/// half a second. What the last burst left behind (its pods' deletion, a
-/// node's queued Events) is then done before the next burst starts, so
-/// each burst starts from the same place whoever had the one before.
+/// half a second, then 2 s more. What the last burst left behind (its pods'
+/// deletion, a node's queued Events) is then done before the next burst
+/// starts, and the scheduler's client rate limit is full again, so each
+/// burst starts from the same place whoever had the one before.
 async fn settle(probe: &CpuProbe) {
     if std::env::var("SANDLET_LOAD_SETTLE").as_deref() == Ok("0") {
         return;
@@ -271,6 +272,9 @@ async fn settle(probe: &CpuProbe) {
         let after = probe.sample();
         let busy = (after.busy - before.busy) as f64 / (after.total - before.total).max(1) as f64;
         if busy < 0.25 {
+            // And the scheduler's API client has its whole burst again (100
+            // requests, refilled at 50/s), so it binds every burst alike.
+            tokio::time::sleep(Duration::from_secs(2)).await;
             return;
         }
         before = after;

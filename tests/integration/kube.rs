@@ -940,7 +940,7 @@ spec:
     assert!(
         in_state
             .iter()
-            .all(|p| p.components().any(|c| c.as_os_str() == "logs")),
+            .all(|p| p.extension().is_some_and(|e| e == "log")),
         "the Secret's value was written under the state directory: {in_state:?}"
     );
     let in_runtime = files_with(&node.runtime_dir, b"s3cret");

@@ -8,7 +8,8 @@
 //!    compiled. Per pod, from the moment the watch first sees it scheduled
 //!    (PodScheduled) to the moment it first sees its container running, and
 //!    from the create request to Running. The same burst also goes, in
-//!    turns in the same run, to a reference kubelet in this process that
+//!    turns in the same run, to a reference kubelet in this process (on
+//!    threads and an async runtime of its own) that
 //!    runs nothing and only does what a kubelet must do to report a pod
 //!    running on this control plane: once with the pod's service-account
 //!    token request and the Running status, once with the status alone.
@@ -668,7 +669,20 @@ fn main() {
         let probe = CpuProbe::new(&c.dir, &node_pids);
         let mut references = Vec::new();
         for (floor, name) in [(Floor::TokenAndStatus, "floor-token"), (Floor::StatusOnly, "floor-status")] {
-            references.push(tokio::spawn(reference_kubelet(c.node_kubeconfig(name), name, floor)));
+            // On threads and a runtime of its own, as a kubelet process
+            // would be, not sharing this load generator's.
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let kubeconfig = c.node_kubeconfig(name);
+            let thread = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = reference_kubelet(kubeconfig, name, floor) => {}
+                        _ = stopped => {}
+                    }
+                });
+            });
+            references.push((stop, thread));
             wait_for_ready_node(&client, name).await;
         }
         for warm_up in 1..=2 {
@@ -694,8 +708,9 @@ fn main() {
                 all[i].extend(result.0);
             }
         }
-        for reference in references {
-            reference.abort();
+        for (stop, thread) in references {
+            let _ = stop.send(());
+            thread.join().unwrap();
         }
         let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
         for name in ["floor-token", "floor-status"] {

@@ -201,7 +201,7 @@ fn kube_deleting_a_running_pod_stops_the_guest_within_the_grace_period() {
         .as_str()
         .unwrap()
         .to_owned();
-    let log = node.state().join("pods").join(&uid).join("logs/main/0.log");
+    let log = node.state().join("pods").join(&uid).join("main.0.log");
     wait_for("the guest to print", LONG, || log.exists().then_some(()));
     let started = Instant::now();
     c.kubectl(&["delete", "pod", "-n", &ns, "sleeper", "--wait=true"]);

@@ -78,10 +78,11 @@ pub const EVENT_QUEUE: usize = 4096;
 pub const EVENTS_IN_FLIGHT: usize = 4;
 
 /// How fast the node creates Events (`--event-qps`, `--event-burst`), with
-/// the kubelet's defaults: 50 per second after a burst of 100. Events are
-/// the most numerous writes a node makes (three per container start); the
-/// limit keeps a burst of pod starts, or a crash-looping pod, from
-/// crowding out the status updates and token requests that pods wait for.
+/// the kubelet's defaults (`eventRecordQPS`, `eventBurst`): 50 per second
+/// after a burst of 100. Events are the most numerous writes a node makes
+/// (three per container start); the limit keeps a crash-looping pod or a
+/// burst of pod starts from flooding the API server with them. They wait
+/// in the queue meanwhile, off the pods' path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventRate {
     /// Events per second; 0 means no limit.

@@ -440,7 +440,9 @@ async fn burst(
         |s| s.running.is_some(),
     )
     .await;
-    let mut cpu = probe.describe(&before, &probe.sample());
+    // What else the burst showed: the scheduler's pace, the machine's
+    // speed and the CPU each process used.
+    let mut notes = probe.describe(&before, &probe.sample());
     let (mut to_running, mut created_to_running) = (Vec::new(), Vec::new());
     {
         let t = timeline.lock().unwrap();
@@ -454,8 +456,8 @@ async fn burst(
             .collect();
         bound.sort();
         if bound.len() == names.len() {
-            cpu = format!(
-                "scheduled: 10th pod {}, 50th {}, last {} after the first create; machine speed: {} for the reference loop\n  {cpu}",
+            notes = format!(
+                "scheduled: 10th pod {}, 50th {}, last {} after the first create; machine speed: {} for the reference loop\n  {notes}",
                 ms(bound[9]),
                 ms(bound[49]),
                 ms(bound[bound.len() - 1]),
@@ -472,12 +474,12 @@ async fn burst(
     to_running.sort();
     created_to_running.sort();
     clear(api).await;
-    (to_running, created_to_running, cpu)
+    (to_running, created_to_running, notes)
 }
 
 fn report(
     what: &str,
-    (to_running, created_to_running, cpu): &(Vec<Duration>, Vec<Duration>, String),
+    (to_running, created_to_running, notes): &(Vec<Duration>, Vec<Duration>, String),
 ) {
     println!("{what}:");
     println!(
@@ -492,7 +494,7 @@ fn report(
         ms(percentile(created_to_running, 0.99)),
         ms(*created_to_running.last().unwrap())
     );
-    println!("  {cpu}");
+    println!("  {notes}");
 }
 
 /// Token requests of the reference kubelet refused and retried (the

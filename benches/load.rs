@@ -125,10 +125,23 @@ struct CpuProbe {
 }
 
 struct CpuSample {
-    per_process: Vec<u64>,
+    at: Instant,
+    /// Every process: its name and CPU ticks.
     everyone: HashMap<u32, (String, u64)>,
+    /// The machine's busy and total ticks, all cores.
     busy: u64,
     total: u64,
+}
+
+impl CpuSample {
+    fn ticks(&self, pid: u32) -> u64 {
+        self.everyone.get(&pid).map_or(0, |t| t.1)
+    }
+
+    /// The share of the machine's time spent busy since `before`.
+    fn busy_since(&self, before: &CpuSample) -> f64 {
+        (self.busy - before.busy) as f64 / (self.total - before.total).max(1) as f64
+    }
 }
 
 impl CpuProbe {
@@ -162,11 +175,6 @@ impl CpuProbe {
                 everyone.insert(pid, process_ticks(pid));
             }
         }
-        let per_process = self
-            .processes
-            .iter()
-            .map(|(_, pid)| everyone.get(pid).map_or(0, |t| t.1))
-            .collect();
         let stat = std::fs::read_to_string("/proc/stat").unwrap();
         let cpu: Vec<u64> = stat
             .lines()
@@ -179,7 +187,7 @@ impl CpuProbe {
         let idle = cpu[3] + cpu.get(4).copied().unwrap_or(0);
         let total: u64 = cpu.iter().take(8).sum();
         CpuSample {
-            per_process,
+            at: Instant::now(),
             everyone,
             busy: total - idle,
             total,
@@ -192,8 +200,10 @@ impl CpuProbe {
         let mut parts: Vec<String> = self
             .processes
             .iter()
-            .zip(before.per_process.iter().zip(&after.per_process))
-            .map(|((name, _), (b, a))| format!("{name} {:.2}", a.saturating_sub(*b) as f64 / 100.0))
+            .map(|(name, pid)| {
+                let ticks = after.ticks(*pid).saturating_sub(before.ticks(*pid));
+                format!("{name} {:.2}", ticks as f64 / 100.0)
+            })
             .collect();
         let ours: std::collections::HashSet<u32> =
             self.processes.iter().map(|(_, pid)| *pid).collect();
@@ -201,10 +211,7 @@ impl CpuProbe {
             .everyone
             .iter()
             .filter(|(pid, _)| !ours.contains(pid))
-            .map(|(pid, (name, ticks))| {
-                let was = before.everyone.get(pid).map_or(0, |t| t.1);
-                (ticks.saturating_sub(was), name.as_str())
-            })
+            .map(|(pid, (name, ticks))| (ticks.saturating_sub(before.ticks(*pid)), name.as_str()))
             .collect();
         others.sort_unstable_by(|a, b| b.cmp(a));
         let rest: u64 = others.iter().map(|o| o.0).sum();
@@ -212,12 +219,11 @@ impl CpuProbe {
         if let Some((ticks, name)) = others.first().filter(|o| o.0 > 0) {
             parts.push(format!("(most: {name} {:.2})", *ticks as f64 / 100.0));
         }
-        let busy = (after.busy - before.busy) as f64 / (after.total - before.total).max(1) as f64;
-        let wall = (after.total - before.total) as f64 / 100.0 / cores();
         format!(
-            "CPU s: {}; machine {:.0} % busy over {wall:.2} s",
+            "CPU s: {}; machine {:.0} % busy over {:.2} s",
             parts.join(", "),
-            busy * 100.0
+            after.busy_since(before) * 100.0,
+            (after.at - before.at).as_secs_f64()
         )
     }
 }
@@ -271,8 +277,7 @@ async fn settle(probe: &CpuProbe) {
     while start.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = probe.sample();
-        let busy = (after.busy - before.busy) as f64 / (after.total - before.total).max(1) as f64;
-        if busy < 0.25 {
+        if after.busy_since(&before) < 0.25 {
             // And the scheduler's API client has its whole burst again (100
             // requests, refilled at 50/s), so it binds every burst alike.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -281,11 +286,6 @@ async fn settle(probe: &CpuProbe) {
         before = after;
     }
     println!("  (the machine did not settle under 25 % busy in 15 s)");
-}
-
-/// Cores the machine's CPU counters cover.
-fn cores() -> f64 {
-    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 /// A process's name and CPU time (user + system, in USER_HZ ticks).
@@ -578,15 +578,24 @@ async fn reference_kubelet(kubeconfig: std::path::PathBuf, node: &str, floor: Fl
                 // for the moment after binding when NodeRestriction does not
                 // yet know the pod is here.
                 let request = sandlet_kubelet::volumes::bound_token_request(&name, &uid, "", None);
-                let mut delay = sandlet_kubelet::lifecycle::CONFIG_FIRST_RETRY;
+                let mut failing_since = None;
+                let mut failures = 0;
                 while let Err(error) = accounts
                     .create_token_request("default", &PostParams::default(), &request)
                     .await
                 {
                     TOKEN_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    assert!(delay <= Duration::from_secs(2), "token for {name}: {error}");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    failures += 1;
+                    let failing_for = failing_since.get_or_insert_with(Instant::now).elapsed();
+                    assert!(
+                        failing_for < Duration::from_secs(5),
+                        "token for {name}: {error}"
+                    );
+                    tokio::time::sleep(sandlet_kubelet::lifecycle::config_retry_delay(
+                        failures,
+                        failing_for,
+                    ))
+                    .await;
                 }
             }
             let now = Time(Timestamp::now());

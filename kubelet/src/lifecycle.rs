@@ -73,7 +73,7 @@ const CONFIG_RETRY: Duration = Duration::from_secs(2);
 /// pod is on this node and refuses the node its tokens for a moment (its
 /// pod cache trails the binding by a few milliseconds); quick retries,
 /// doubling from this, ride that out.
-pub const CONFIG_FIRST_RETRY: Duration = Duration::from_millis(10);
+const CONFIG_FIRST_RETRY: Duration = Duration::from_millis(10);
 
 /// How long a container's configuration may keep failing before the error
 /// is reported (status `CreateContainerConfigError` and an Event); the
@@ -975,7 +975,7 @@ impl Worker {
 /// having gone on for `failing_for`: 10 ms after the first, doubling up to
 /// `CONFIG_RETRY`, and never past the end of the quiet period, so that a
 /// lasting error is reported about `CONFIG_QUIET` after it began.
-fn config_retry_delay(failures: u32, failing_for: Duration) -> Duration {
+pub fn config_retry_delay(failures: u32, failing_for: Duration) -> Duration {
     let delay = CONFIG_FIRST_RETRY
         .saturating_mul(1 << (failures.max(1) - 1).min(16))
         .min(CONFIG_RETRY);

@@ -681,6 +681,14 @@ fn kube_the_demo_federated_mean_equals_the_direct_mean() {
     let _stop = DemoGuard(dir.path().to_owned());
     let out = std::process::Command::new(crate::fixtures::repo_root().join("scripts/demo"))
         .env("SANDLET_DEMO_DIR", dir.path())
+        // The binary and module under test. Letting the demo build them
+        // would re-link `debug/sandlet` (cargo test and cargo build unify
+        // features differently) while other tests are executing it.
+        .env("SANDLET_BIN", env!("CARGO_BIN_EXE_sandlet"))
+        .env(
+            "SANDLET_DEMO_MODULE",
+            &crate::fixtures::guests().federated_mean,
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

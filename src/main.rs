@@ -52,7 +52,7 @@ enum Command {
     /// Fetch, verify and precompile a module into the local store.
     Pull(PullArgs),
     /// The virtual kubelet: register as a Kubernetes node and run its pods.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Run one data query under the datasets' policies, as a guest's would
     /// run (for data admins); prints the result as CSV.
     Query(QueryArgs),
@@ -102,6 +102,25 @@ struct NodeArgs {
     /// Key of --tls-cert-file (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that kubelet API client certificates must be
+    /// signed by; the user is the certificate's CN, its groups the O values
+    /// (default: the CA of the kubeconfig's cluster).
+    #[arg(long, value_name = "FILE")]
+    client_ca_file: Option<PathBuf>,
+    /// Let kubelet API requests without credentials through as
+    /// system:anonymous, to be authorized like any user.
+    #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    anonymous_auth: bool,
+    /// Check kubelet API bearer tokens with a TokenReview.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    authentication_token_webhook: bool,
+    /// How kubelet API requests are authorized: Webhook (a
+    /// SubjectAccessReview for nodes/<subresource> of this node) or
+    /// AlwaysAllow (every authenticated request).
+    #[arg(long, value_name = "MODE", default_value = "Webhook")]
+    authorization_mode: sandlet_kubelet::auth::AuthorizationMode,
     /// First delay before restarting a failed container; doubles per
     /// restart up to 5 minutes (the kubelet's 10s by default).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
@@ -227,7 +246,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(*args)),
         Command::Push(args) => runtime.block_on(push(args)),
         Command::Pull(args) => runtime.block_on(pull(args)),
-        Command::Node(args) => runtime.block_on(node(args)),
+        Command::Node(args) => runtime.block_on(node(*args)),
         Command::Query(args) => runtime.block_on(query(args)),
     }
 }
@@ -554,6 +573,12 @@ async fn node(args: NodeArgs) -> ExitCode {
         state_dir,
         runtime_dir: args.runtime_dir,
         tls: args.tls_cert_file.zip(args.tls_private_key_file),
+        client_ca: args.client_ca_file,
+        auth: sandlet_kubelet::auth::AuthOptions {
+            anonymous: args.anonymous_auth,
+            token_review: args.authentication_token_webhook,
+            authorization: args.authorization_mode,
+        },
         registry: RegistryOptions {
             insecure: args.registry.insecure_registries,
             ca_file: args.registry.registry_ca,

@@ -13,11 +13,14 @@
 //! - [`context`]: what the workers and the API share, and the pod table.
 //! - [`lifecycle`]: one pod's life: where it is decided what runs.
 //! - [`pods`]: the watch on this node's pods, one worker per pod.
+//! - [`auth`]: who may use the kubelet API (client certificates, token and
+//!   access reviews).
 //! - [`server`]: the kubelet HTTPS API (`/healthz`, `/containerLogs`).
 //!
 //! This crate knows nothing of wasmtime: it turns pods into
 //! `sandlet_runtime::RunPlan`s and asks the runtime to run them.
 
+pub mod auth;
 pub mod context;
 pub mod env;
 pub mod lifecycle;
@@ -74,6 +77,10 @@ pub struct NodeOptions {
     /// [`volumes::default_runtime_dir`].
     pub runtime_dir: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--client-ca-file`; `None`: the CA of the kubeconfig's cluster.
+    pub client_ca: Option<PathBuf>,
+    /// How the kubelet API authenticates and authorizes requests.
+    pub auth: auth::AuthOptions,
     pub registry: RegistryOptions,
     pub restart_backoff: Duration,
     /// How fast Events are created (`--event-qps`, `--event-burst`).
@@ -103,20 +110,24 @@ fn setup(what: &'static str) -> impl Fn(String) -> NodeError {
 /// environment); public so that the load generator's reference kubelet
 /// talks to the API server exactly as the node does.
 pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, NodeError> {
+    http2_client(client_config(kubeconfig).await?).map_err(NodeError::Kubeconfig)
+}
+
+/// The client configuration from `kubeconfig` or the environment.
+async fn client_config(kubeconfig: Option<&PathBuf>) -> Result<kube::Config, NodeError> {
     let error = |e: String| NodeError::Kubeconfig(e);
-    let config = match kubeconfig {
+    match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path)
                 .map_err(|e| error(format!("{}: {e}", path.display())))?;
             kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
                 .await
-                .map_err(|e| error(format!("{}: {e}", path.display())))?
+                .map_err(|e| error(format!("{}: {e}", path.display())))
         }
         None => kube::Config::infer()
             .await
-            .map_err(|e| error(e.to_string()))?,
-    };
-    http2_client(config).map_err(error)
+            .map_err(|e| error(e.to_string())),
+    }
 }
 
 /// A kube client that speaks HTTP/2 to the API server (kube-rs's default
@@ -152,7 +163,24 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
     // One TLS provider for the process (kube's client, the registry client
     // and the kubelet API all use rustls).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = client(options.kubeconfig.as_ref()).await?;
+    let config = client_config(options.kubeconfig.as_ref()).await?;
+    // Client certificates for the kubelet API chain to --client-ca-file, or
+    // to the CA the node trusts for the API server (as kubeadm sets it up).
+    let client_ca = match &options.client_ca {
+        Some(path) => server::load_client_ca(path)?,
+        None => config
+            .root_cert
+            .iter()
+            .flatten()
+            .map(|der| rustls_pki_types::CertificateDer::from(der.clone()))
+            .collect(),
+    };
+    if client_ca.is_empty() {
+        tracing::warn!(
+            "no client CA (--client-ca-file, or a CA in the kubeconfig): the kubelet API accepts no client certificates, only tokens"
+        );
+    }
+    let client = http2_client(config).map_err(NodeError::Kubeconfig)?;
     std::fs::create_dir_all(&options.state_dir).map_err(|e| NodeError::Setup {
         what: "the state directory",
         reason: format!("{}: {e}", options.state_dir.display()),
@@ -211,7 +239,15 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
     let server_address = SocketAddr::new(options.address, options.port);
     // Listen before registering, so the API server can reach the node as
     // soon as it exists.
-    let server = tokio::spawn(server::serve(server_address, cert, pods.clone()));
+    let access = server::Access {
+        client_ca,
+        gate: auth::Gate::new(
+            auth::ApiReviewer(client.clone()),
+            &identity.name,
+            options.auth,
+        ),
+    };
+    let server = tokio::spawn(server::serve(server_address, cert, access, pods.clone()));
     let node_uid = node::register(&client, &identity, since).await?;
     tracing::info!(node = %identity.name, address = %server_address, "registered");
     let heartbeat = Heartbeat::new(client.clone(), identity.clone(), node_uid, since);

@@ -2,10 +2,10 @@
 //! `/containerLogs` (so `kubectl logs` and `kubectl logs -f` work), and a
 //! clear refusal for `exec`, `attach`, `portForward` and `run`.
 //!
-//! This module owns the listener, TLS and routing. Requests pass through
-//! [`authorize`] before routing; it lets everything through today and is
-//! where client-certificate authentication and SubjectAccessReview
-//! authorization slot in. Without `--tls-cert-file`, the node serves with a
+//! This module owns the listener, TLS and routing. TLS verifies a client
+//! certificate against the client CA when one is presented; every request
+//! then passes [`crate::auth::Gate::check`] before routing, which answers
+//! 401/403 itself. Without `--tls-cert-file`, the node serves with a
 //! self-signed certificate for its name and address ([`self_signed`]).
 
 use std::convert::Infallible;
@@ -24,6 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::{Gate, User};
 use crate::context::PodTable;
 use crate::logs::{FOLLOW_POLL, LogOptions, LogReader, log_path};
 
@@ -98,21 +99,66 @@ pub fn self_signed(node_name: &str, ip: &str) -> Result<ServingCert, ServerError
     })
 }
 
+/// Reads `--client-ca-file`: the CA certificates (PEM) that client
+/// certificates must chain to.
+pub fn load_client_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+    let error = |reason: String| ServerError::Read {
+        what: "client CA",
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(error("no PEM certificate in it".to_owned()));
+    }
+    Ok(certs)
+}
+
+/// Who the API admits: client certificates chaining to `client_ca` (none:
+/// no certificate is asked for), then whatever `gate` decides.
+pub struct Access {
+    pub client_ca: Vec<CertificateDer<'static>>,
+    pub gate: Gate,
+}
+
 /// Serves the kubelet API on `address` until the task is dropped.
 pub async fn serve(
     address: SocketAddr,
     cert: ServingCert,
+    access: Access,
     pods: Arc<PodTable>,
 ) -> Result<(), ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let builder = if access.client_ca.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in access.client_ca {
+            roots
+                .add(ca)
+                .map_err(|e| ServerError::Tls(format!("client CA: {e}")))?;
+        }
+        // A certificate is asked for but not required: token and anonymous
+        // requests come without one. One that is presented must verify.
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| ServerError::Tls(format!("client CA: {e}")))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let mut config = builder
         .with_single_cert(cert.chain, cert.key)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
+    let gate = Arc::new(access.gate);
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| ServerError::Listen { address, source })?;
@@ -127,6 +173,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let pods = pods.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             let tls = match acceptor.accept(tcp).await {
                 Ok(tls) => tls,
@@ -135,9 +182,19 @@ pub async fn serve(
                     return;
                 }
             };
+            // The verifier has checked the chain; the leaf names the user.
+            let user: Option<Arc<User>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| User::from_certificate(leaf))
+                .map(Arc::new);
             let service = hyper::service::service_fn(move |request| {
                 let pods = pods.clone();
-                async move { Ok::<_, Infallible>(handle(request, &pods).await) }
+                let gate = gate.clone();
+                let user = user.clone();
+                async move { Ok::<_, Infallible>(admit(request, user.as_deref(), &gate, &pods).await) }
             });
             if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
@@ -157,18 +214,36 @@ fn full(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
         .expect("a valid response")
 }
 
-/// The authentication and authorization hook: every request passes here
-/// before routing. Today it admits all; a later change checks the client
-/// certificate against the cluster CA and asks the API server with a
-/// SubjectAccessReview, answering 401/403 from here.
-fn authorize(_request: &Request<Incoming>) -> Result<(), Box<Response<Body>>> {
-    Ok(())
+/// Decides the request with `gate`, then routes it.
+async fn admit(
+    request: Request<Incoming>,
+    user: Option<&User>,
+    gate: &Gate,
+    pods: &PodTable,
+) -> Response<Body> {
+    let authorization = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let path = request.uri().path();
+    match gate
+        .check(user, authorization, request.method(), path)
+        .await
+    {
+        Ok(user) => {
+            tracing::debug!(user = %user.name, method = %request.method(), path, "kubelet API request");
+            handle(request, pods).await
+        }
+        Err(refusal) => {
+            if let crate::auth::Refusal::Unavailable { reason, .. } = &refusal {
+                tracing::warn!(%reason, path, "kubelet API: cannot authenticate or authorize a request");
+            }
+            full(refusal.status(), refusal.message())
+        }
+    }
 }
 
 async fn handle(request: Request<Incoming>, pods: &PodTable) -> Response<Body> {
-    if let Err(denied) = authorize(&request) {
-        return *denied;
-    }
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -198,6 +198,8 @@ impl Cluster {
 pub struct TestNode {
     child: Option<Child>,
     pub name: String,
+    /// The port of its kubelet API (on 127.0.0.1).
+    pub port: u16,
     pub state_dir: PathBuf,
     /// Its `--runtime-dir` (rendered volumes).
     pub runtime_dir: PathBuf,
@@ -221,8 +223,7 @@ impl TestNode {
             .unwrap()
             .local_addr()
             .unwrap()
-            .port()
-            .to_string();
+            .port();
         let mut args: Vec<OsString> = vec!["node".into(), "--kubeconfig".into(), kubeconfig.into()];
         for a in [
             "--node-name",
@@ -230,7 +231,7 @@ impl TestNode {
             "--address",
             "127.0.0.1",
             "--port",
-            &port,
+            &port.to_string(),
         ] {
             args.push(a.into());
         }
@@ -260,6 +261,7 @@ impl TestNode {
         let mut node = TestNode {
             child: None,
             name: name.to_owned(),
+            port,
             state_dir: state.path().to_owned(),
             log: state.path().join("node.log"),
             runtime_dir: runtime.path().join("run"),

@@ -96,6 +96,225 @@ fn kube_a_plain_pod_runs_and_kubectl_logs_shows_its_output() {
     assert!(stderr.contains("not supported for wasm pods"), "{stderr}");
 }
 
+/// `curl` against a node's kubelet API: the HTTP status (0 when no answer
+/// came, e.g. a refused handshake) and the body.
+fn curl(args: &[&str], url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("cannot run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn kube_the_kubelet_api_admits_only_authenticated_and_authorized_clients() {
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("guarded", &registry, &[]);
+    let ns = c.namespace("guarded");
+    // Two service accounts: one may read through the node's proxy
+    // subresource (as `kubectl logs` needs), the other may not.
+    let role = format!("{ns}-node-proxy-reader");
+    c.apply(
+        &ns,
+        &format!(
+            r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: log-reader}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: bystander}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {role}}}
+rules:
+- {{apiGroups: [""], resources: [nodes/proxy], verbs: [get]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {role}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
+subjects:
+- {{kind: ServiceAccount, name: log-reader, namespace: {ns}}}
+"#
+        ),
+    );
+    c.apply(
+        &ns,
+        &wasm_pod("hello", &node.name, &hello, &["confidential"], "Never"),
+    );
+    c.wait_phase(&ns, "hello", "Succeeded", LONG);
+    let reader = format!("system:serviceaccount:{ns}:log-reader");
+    wait_for("the role binding to take effect", LONG, || {
+        let out = c.kubectl_raw(
+            &[
+                "auth",
+                "can-i",
+                "get",
+                "nodes",
+                "--subresource=proxy",
+                "--as",
+                &reader,
+            ],
+            None,
+        );
+        out.status.success().then_some(())
+    });
+
+    // The API server reaches the node with its kubelet client certificate
+    // (group system:masters). (Its node proxy refuses loopback addresses,
+    // so /healthz is checked directly below.)
+    let logs = c.kubectl(&["logs", "-n", &ns, "hello"]);
+    assert!(logs.contains("arg: confidential"), "{logs}");
+
+    let base = format!("https://127.0.0.1:{}", node.port);
+    let logs_url = format!("{base}/containerLogs/{ns}/hello/main");
+    let pki = c.dir.join("pki");
+    let cert_args = |name: &str| {
+        [
+            "--cert".to_owned(),
+            pki.join(format!("{name}.crt")).display().to_string(),
+            "--key".to_owned(),
+            pki.join(format!("{name}.key")).display().to_string(),
+        ]
+    };
+    let with = |args: &[String], url: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&args, url)
+    };
+
+    // No credentials: 401, for the logs and for everything else.
+    for url in [&logs_url, &format!("{base}/healthz")] {
+        assert_eq!(curl(&[], url), (401, "Unauthorized".to_owned()), "{url}");
+    }
+    // A certificate from the cluster CA for a user with the right: the
+    // cluster admin (group system:masters).
+    let (code, body) = with(&cert_args("admin"), &logs_url);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("arg: confidential"), "{body}");
+    assert_eq!(
+        with(&cert_args("admin"), &format!("{base}/healthz")),
+        (200, "ok".to_owned())
+    );
+    // Another node's certificate: authenticated, not authorized (the Node
+    // authorizer gives a node no rights on another node).
+    c.node_kubeconfig("intruder");
+    assert_eq!(
+        with(&cert_args("node-intruder"), &logs_url),
+        (
+            403,
+            "Forbidden (user=system:node:intruder, verb=get, resource=nodes, subresource=proxy)"
+                .to_owned()
+        )
+    );
+    // A certificate claiming system:masters from a CA of its own: never
+    // admitted.
+    let forged = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/O=system:masters/CN=mallory",
+        ])
+        .arg("-keyout")
+        .arg(forged.path().join("forged.key"))
+        .arg("-out")
+        .arg(forged.path().join("forged.crt"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let forged_args = [
+        "--cert".to_owned(),
+        forged.path().join("forged.crt").display().to_string(),
+        "--key".to_owned(),
+        forged.path().join("forged.key").display().to_string(),
+    ];
+    let (code, body) = with(&forged_args, &logs_url);
+    assert!(
+        code == 0 || code == 401,
+        "a forged certificate got {code}: {body}"
+    );
+    assert!(!body.contains("confidential"), "{body}");
+
+    // Bearer tokens, checked with a TokenReview.
+    let token = |sa: &str| {
+        c.kubectl(&["create", "token", sa, "-n", &ns])
+            .trim()
+            .to_owned()
+    };
+    let bearer = |token: &str| vec!["-H".to_owned(), format!("Authorization: Bearer {token}")];
+    let reader_token = token("log-reader");
+    let (code, body) = with(&bearer(&reader_token), &logs_url);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("arg: confidential"), "{body}");
+    // The same user may read but not create: exec is POST.
+    let exec_url = format!("{base}/exec/{ns}/hello/main?command=ls");
+    let mut post = bearer(&reader_token);
+    post.extend(["-X".to_owned(), "POST".to_owned()]);
+    assert_eq!(
+        with(&post, &exec_url),
+        (
+            403,
+            format!("Forbidden (user={reader}, verb=create, resource=nodes, subresource=proxy)")
+        )
+    );
+    assert_eq!(
+        with(&bearer(&token("bystander")), &logs_url),
+        (
+            403,
+            format!(
+                "Forbidden (user=system:serviceaccount:{ns}:bystander, verb=get, resource=nodes, subresource=proxy)"
+            )
+        )
+    );
+    assert_eq!(
+        with(&bearer("not-a-token"), &logs_url),
+        (401, "Unauthorized".to_owned())
+    );
+    c.kubectl(&["delete", "clusterrolebinding,clusterrole", &role]);
+
+    // Settings that cannot work are refused at start, naming the problem.
+    let ran = crate::fixtures::run_sandlet(["node", "--authorization-mode", "RBAC"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("unknown authorization mode \"RBAC\""),
+        "{}",
+        ran.stderr
+    );
+    let state = tempfile::tempdir().unwrap();
+    let kubeconfig = c.node_kubeconfig("misconfigured");
+    let ran = crate::fixtures::run_sandlet([
+        "node".as_ref(),
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--node-name".as_ref(),
+        "misconfigured".as_ref(),
+        "--state-dir".as_ref(),
+        state.path().as_os_str(),
+        "--client-ca-file".as_ref(),
+        "/nonexistent/ca.crt".as_ref(),
+    ] as [&std::ffi::OsStr; 9]);
+    ran.assert_sandlet_error("cannot read client CA /nonexistent/ca.crt");
+    assert!(c.get("", "node", "misconfigured").is_none());
+}
+
 #[test]
 fn kube_logs_follow_until_the_container_ends() {
     let c = cluster();

@@ -102,6 +102,13 @@ struct NodeArgs {
     /// Key of --tls-cert-file (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+    /// Without --tls-cert-file: ask the cluster for a serving certificate
+    /// (a CertificateSigningRequest to kubernetes.io/kubelet-serving, to be
+    /// approved by an admin or an approver), serve it once signed, keep it
+    /// in <state dir>/pki and renew it; until then, serve a self-signed one.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    rotate_server_certificates: bool,
     /// CA certificates (PEM) that kubelet API client certificates must be
     /// signed by; the user is the certificate's CN, its groups the O values
     /// (default: the CA of the kubeconfig's cluster).
@@ -573,6 +580,7 @@ async fn node(args: NodeArgs) -> ExitCode {
         state_dir,
         runtime_dir: args.runtime_dir,
         tls: args.tls_cert_file.zip(args.tls_private_key_file),
+        rotate_server_certificates: args.rotate_server_certificates,
         client_ca: args.client_ca_file,
         auth: sandlet_kubelet::auth::AuthOptions {
             anonymous: args.anonymous_auth,

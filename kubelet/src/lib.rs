@@ -15,12 +15,14 @@
 //! - [`pods`]: the watch on this node's pods, one worker per pod.
 //! - [`auth`]: who may use the kubelet API (client certificates, token and
 //!   access reviews).
+//! - [`certs`]: the API's serving certificate, requested from the cluster.
 //! - [`server`]: the kubelet HTTPS API (`/healthz`, `/containerLogs`).
 //!
 //! This crate knows nothing of wasmtime: it turns pods into
 //! `sandlet_runtime::RunPlan`s and asks the runtime to run them.
 
 pub mod auth;
+pub mod certs;
 pub mod context;
 pub mod env;
 pub mod lifecycle;
@@ -77,6 +79,9 @@ pub struct NodeOptions {
     /// [`volumes::default_runtime_dir`].
     pub runtime_dir: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Without `tls`: ask the cluster for a serving certificate with a
+    /// CertificateSigningRequest (`--rotate-server-certificates`).
+    pub rotate_server_certificates: bool,
     /// `--client-ca-file`; `None`: the CA of the kubeconfig's cluster.
     pub client_ca: Option<PathBuf>,
     /// How the kubelet API authenticates and authorizes requests.
@@ -230,10 +235,34 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         options.max_pods,
         sandlet_runtime::engine::WASMTIME_VERSION,
     );
-    let cert = match &options.tls {
-        Some((cert, key)) => server::load_cert(cert, key)?,
-        None => server::self_signed(&identity.name, &identity.internal_ip())?,
+    // The serving certificate: the one given; else one the cluster issued
+    // earlier, or a self-signed one until the cluster issues one.
+    let pki = options.state_dir.join("pki");
+    let subject = certs::Subject {
+        node: identity.name.clone(),
+        ip: identity
+            .internal_ip()
+            .parse()
+            .map_err(|e| setup("the serving certificate")(format!("node address: {e}")))?,
     };
+    let (serving, stored) = match &options.tls {
+        Some((cert, key)) => (server::load_cert(cert, key)?.certified()?, None),
+        None => match options
+            .rotate_server_certificates
+            .then(|| certs::load_stored(&pki, &subject))
+            .flatten()
+        {
+            Some(stored) => {
+                let key = stored.key.clone();
+                (key, Some(stored))
+            }
+            None => (
+                server::self_signed(&identity.name, &identity.internal_ip())?.certified()?,
+                None,
+            ),
+        },
+    };
+    let serving = Arc::new(certs::ServingCerts::new(serving));
     let pods = Arc::new(PodTable::default());
     let since = Timestamp::now();
     let server_address = SocketAddr::new(options.address, options.port);
@@ -247,7 +276,12 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
             options.auth,
         ),
     };
-    let server = tokio::spawn(server::serve(server_address, cert, access, pods.clone()));
+    let server = tokio::spawn(server::serve(
+        server_address,
+        serving.clone(),
+        access,
+        pods.clone(),
+    ));
     let node_uid = node::register(&client, &identity, since).await?;
     tracing::info!(node = %identity.name, address = %server_address, "registered");
     let heartbeat = Heartbeat::new(client.clone(), identity.clone(), node_uid, since);
@@ -256,6 +290,8 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         .await
         .map_err(|e| setup("the node lease")(e.to_string()))?;
     let heartbeat = tokio::spawn(heartbeat.run());
+    let certificates = (options.tls.is_none() && options.rotate_server_certificates)
+        .then(|| tokio::spawn(certs::run(client.clone(), subject, pki, serving, stored)));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -287,5 +323,8 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         },
     };
     heartbeat.abort();
+    if let Some(certificates) = certificates {
+        certificates.abort();
+    }
     result
 }

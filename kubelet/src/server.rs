@@ -5,8 +5,9 @@
 //! This module owns the listener, TLS and routing. TLS verifies a client
 //! certificate against the client CA when one is presented; every request
 //! then passes [`crate::auth::Gate::check`] before routing, which answers
-//! 401/403 itself. Without `--tls-cert-file`, the node serves with a
-//! self-signed certificate for its name and address ([`self_signed`]).
+//! 401/403 itself. The serving certificate is read from [`ServingCerts`] on
+//! every handshake: `--tls-cert-file`, or one the cluster issued
+//! ([`crate::certs`]), or until then a self-signed one ([`self_signed`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Gate, User};
+use crate::certs::ServingCerts;
 use crate::context::PodTable;
 use crate::logs::{FOLLOW_POLL, LogOptions, LogReader, log_path};
 
@@ -53,6 +55,15 @@ pub enum ServerError {
 pub struct ServingCert {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
+}
+
+impl ServingCert {
+    /// The chain and key as rustls serves them (the key must match).
+    pub fn certified(self) -> Result<rustls::sign::CertifiedKey, ServerError> {
+        let provider = rustls::crypto::ring::default_provider();
+        rustls::sign::CertifiedKey::from_der(self.chain, self.key, &provider)
+            .map_err(|e| ServerError::Tls(e.to_string()))
+    }
 }
 
 /// Reads `--tls-cert-file` and `--tls-private-key-file`.
@@ -127,7 +138,7 @@ pub struct Access {
 /// Serves the kubelet API on `address` until the task is dropped.
 pub async fn serve(
     address: SocketAddr,
-    cert: ServingCert,
+    certs: Arc<ServingCerts>,
     access: Access,
     pods: Arc<PodTable>,
 ) -> Result<(), ServerError> {
@@ -153,9 +164,7 @@ pub async fn serve(
                 .map_err(|e| ServerError::Tls(format!("client CA: {e}")))?;
         builder.with_client_cert_verifier(verifier)
     };
-    let mut config = builder
-        .with_single_cert(cert.chain, cert.key)
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let mut config = builder.with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let gate = Arc::new(access.gate);

@@ -96,11 +96,17 @@ fn kube_a_plain_pod_runs_and_kubectl_logs_shows_its_output() {
     assert!(stderr.contains("not supported for wasm pods"), "{stderr}");
 }
 
-/// `curl` against a node's kubelet API: the HTTP status (0 when no answer
-/// came, e.g. a refused handshake) and the body.
+/// `curl -k` against a node's kubelet API: the HTTP status (0 when no
+/// answer came, e.g. a refused handshake) and the body.
 fn curl(args: &[&str], url: &str) -> (u16, String) {
+    curl_tls(&["-k"], args, url)
+}
+
+/// [`curl`] with `tls` instead of `-k` (e.g. `--cacert FILE`).
+fn curl_tls(tls: &[&str], args: &[&str], url: &str) -> (u16, String) {
     let out = std::process::Command::new("curl")
-        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(["-s", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(tls)
         .args(args)
         .arg(url)
         .output()
@@ -313,6 +319,71 @@ subjects:
     ] as [&std::ffi::OsStr; 9]);
     ran.assert_sandlet_error("cannot read client CA /nonexistent/ca.crt");
     assert!(c.get("", "node", "misconfigured").is_none());
+}
+
+#[test]
+fn kube_the_node_serves_a_certificate_the_cluster_issues_once_approved() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let mut node = TestNode::start("certified", &registry, &[]);
+    let user = format!("system:node:{}", node.name);
+    let csrs = || -> Vec<Value> {
+        let list: Value = serde_json::from_str(&c.kubectl(&["get", "csr", "-o", "json"])).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|csr| csr["spec"]["username"] == user.as_str())
+            .cloned()
+            .collect()
+    };
+    let csr = wait_for("the node's CertificateSigningRequest", LONG, || {
+        csrs().into_iter().next()
+    });
+    assert_eq!(csr["spec"]["signerName"], "kubernetes.io/kubelet-serving");
+    assert_eq!(
+        csr["spec"]["usages"],
+        serde_json::json!(["digital signature", "server auth"])
+    );
+    assert!(csr["status"]["certificate"].is_null(), "{csr}");
+    let name = csr["metadata"]["name"].as_str().unwrap();
+
+    // A client that checks the cluster CA (and the address 127.0.0.1).
+    let pki = c.dir.join("pki");
+    let ca = pki.join("ca.crt").display().to_string();
+    let cert = pki.join("admin.crt").display().to_string();
+    let key = pki.join("admin.key").display().to_string();
+    let healthz = format!("https://127.0.0.1:{}/healthz", node.port);
+    let verified = || {
+        curl_tls(
+            &["--cacert", &ca],
+            &["--cert", &cert, "--key", &key],
+            &healthz,
+        )
+    };
+    // Until the request is approved the node serves a self-signed
+    // certificate, which such a client refuses.
+    assert_eq!(verified().0, 0);
+    c.kubectl(&["certificate", "approve", name]);
+    wait_for("the issued certificate to be served", LONG, || {
+        (verified() == (200, "ok".to_owned())).then_some(())
+    });
+    let stored = node
+        .state_dir
+        .join("pki")
+        .join("kubelet-server-current.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // After a restart the stored certificate is served at once, and no new
+    // request is made.
+    node.kill();
+    node.start_again();
+    assert_eq!(verified(), (200, "ok".to_owned()));
+    assert_eq!(csrs().len(), 1);
 }
 
 #[test]

@@ -1,0 +1,454 @@
+//! The kubelet API's serving certificate when none is given
+//! (`--tls-cert-file`): self-signed at first, then issued by the cluster's
+//! `kubernetes.io/kubelet-serving` signer through a CertificateSigningRequest,
+//! kept under the state directory, and renewed before it expires, as the
+//! kubelet does with `serverTLSBootstrap`.
+//!
+//! This module owns the certificate in use ([`ServingCerts`], which the TLS
+//! layer asks on every handshake), the stored copy, and the request loop
+//! ([`run`]). Nothing approves the request here: as for the kubelet, a
+//! cluster admin (`kubectl certificate approve`) or an approver controller
+//! does; until then the node keeps serving what it has.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestSpec,
+};
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::wait::await_condition;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+/// The signer of kubelet serving certificates.
+pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
+/// The stored certificate and key (PEM), in the `pki` directory of the
+/// state directory (the kubelet's name for it).
+pub const STORED: &str = "kubelet-server-current.pem";
+/// How long one request waits to be approved and signed before a new one
+/// is made (the kubelet's 15 minutes).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// First wait after a failed request; doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(30);
+const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// The certificate the kubelet API serves with; replaced when a new one
+/// is issued, used by the next handshake.
+#[derive(Debug)]
+pub struct ServingCerts {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServingCerts {
+    pub fn new(key: CertifiedKey) -> Self {
+        ServingCerts {
+            current: RwLock::new(Arc::new(key)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.read().expect("serving cert lock").clone()
+    }
+
+    fn set(&self, key: CertifiedKey) {
+        *self.current.write().expect("serving cert lock") = Arc::new(key);
+    }
+}
+
+impl ResolvesServerCert for ServingCerts {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// What the certificate is for: the node's name and address.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub node: String,
+    pub ip: IpAddr,
+}
+
+/// An issued certificate with its key, and when to renew it.
+pub struct Issued {
+    pub key: CertifiedKey,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Issued {
+    /// When to ask for the next one: 80 % into its lifetime (the kubelet
+    /// picks between 70 % and 90 %).
+    pub fn renew_at(&self) -> i64 {
+        self.not_before + (self.not_after - self.not_before) * 4 / 5
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A certificate chain and key (PEM) as a serving certificate for
+/// `subject`: the key must match and the leaf must name the node's address
+/// and still be valid.
+pub fn parse(chain_pem: &[u8], key_pem: &[u8], subject: &Subject) -> Result<Issued, String> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let leaf = chain.first().ok_or("no certificate")?.clone();
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let key = CertifiedKey::from_der(chain, key, &provider).map_err(|e| e.to_string())?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&leaf).map_err(|e| format!("certificate: {e}"))?;
+    let validity = cert.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    if now_unix() >= not_after {
+        return Err("expired".to_owned());
+    }
+    let names_ip = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .is_some_and(|san| {
+            san.value.general_names.iter().any(|name| match name {
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => match subject.ip {
+                    IpAddr::V4(ip) => *bytes == ip.octets(),
+                    IpAddr::V6(ip) => *bytes == ip.octets(),
+                },
+                _ => false,
+            })
+        });
+    if !names_ip {
+        return Err(format!("does not name {}", subject.ip));
+    }
+    Ok(Issued {
+        key,
+        not_before,
+        not_after,
+    })
+}
+
+/// The stored certificate, if there is one still usable for `subject`.
+pub fn load_stored(pki: &Path, subject: &Subject) -> Option<Issued> {
+    let path = pki.join(STORED);
+    let pem = std::fs::read(&path).ok()?;
+    match parse(&pem, &pem, subject) {
+        Ok(issued) => Some(issued),
+        Err(reason) => {
+            tracing::info!(path = %path.display(), %reason, "not using the stored serving certificate");
+            None
+        }
+    }
+}
+
+/// Writes chain and key to `pki/STORED` (mode 0600, replaced atomically).
+fn store(pki: &Path, chain_pem: &str, key_pem: &str) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(pki)?;
+    let path = pki.join(STORED);
+    let temp = pki.join(format!("{STORED}.tmp"));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)?;
+    file.write_all(chain_pem.as_bytes())?;
+    if !chain_pem.ends_with('\n') {
+        file.write_all(b"\n")?;
+    }
+    file.write_all(key_pem.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temp, &path)?;
+    Ok(path)
+}
+
+/// The certificate a node asks for, as the kubelet-serving signer requires
+/// it: CN `system:node:<name>`, O `system:nodes`, the name and address as
+/// subject alternative names.
+fn params(subject: &Subject) -> Result<rcgen::CertificateParams, String> {
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("system:node:{}", subject.node),
+    );
+    params.subject_alt_names = vec![
+        rcgen::SanType::DnsName(
+            subject
+                .node
+                .clone()
+                .try_into()
+                .map_err(|e| format!("node name as a DNS name: {e}"))?,
+        ),
+        rcgen::SanType::IpAddress(subject.ip),
+    ];
+    Ok(params)
+}
+
+/// A new key and a PKCS#10 request for `subject` (PEM each).
+pub fn new_request(subject: &Subject) -> Result<(String, String), String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let request = params(subject)?
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .map_err(|e| e.to_string())?;
+    Ok((request, key.serialize_pem()))
+}
+
+/// Why one request did not give a certificate.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("{0}")]
+    Api(String),
+    #[error("CertificateSigningRequest {name} was {how}: {message}")]
+    Refused {
+        name: String,
+        how: String,
+        message: String,
+    },
+    #[error("CertificateSigningRequest {0} was not approved and signed within 15 minutes")]
+    TimedOut(String),
+    #[error("the issued certificate is not usable: {0}")]
+    Unusable(String),
+}
+
+/// Makes one request and waits for its certificate.
+async fn request(
+    client: &kube::Client,
+    subject: &Subject,
+) -> Result<(Issued, String, String), RequestError> {
+    let (csr_pem, key_pem) = new_request(subject).map_err(RequestError::Api)?;
+    let api = Api::<CertificateSigningRequest>::all(client.clone());
+    let csr = CertificateSigningRequest {
+        metadata: ObjectMeta {
+            generate_name: Some("csr-".to_owned()),
+            ..Default::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: ByteString(csr_pem.into_bytes()),
+            signer_name: SIGNER.to_owned(),
+            usages: Some(vec![
+                "digital signature".to_owned(),
+                "server auth".to_owned(),
+            ]),
+            ..Default::default()
+        },
+        status: None,
+    };
+    let created = api
+        .create(&PostParams::default(), &csr)
+        .await
+        .map_err(|e| RequestError::Api(format!("creating a CertificateSigningRequest: {e}")))?;
+    let name = created.metadata.name.unwrap_or_default();
+    tracing::info!(csr = %name, "asked for a serving certificate; it is used once approved and signed");
+    let done = |csr: Option<&CertificateSigningRequest>| {
+        csr.and_then(|c| c.status.as_ref()).is_some_and(|status| {
+            status.certificate.as_ref().is_some_and(|c| !c.0.is_empty())
+                || status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
+        })
+    };
+    let csr = match tokio::time::timeout(REQUEST_TIMEOUT, await_condition(api, &name, done)).await {
+        Err(_) => return Err(RequestError::TimedOut(name)),
+        Ok(Err(e)) => return Err(RequestError::Api(format!("watching {name}: {e}"))),
+        Ok(Ok(None)) => {
+            return Err(RequestError::Refused {
+                name,
+                how: "deleted".to_owned(),
+                message: "before it was signed".to_owned(),
+            });
+        }
+        Ok(Ok(Some(csr))) => csr,
+    };
+    let status = csr.status.unwrap_or_default();
+    if let Some(refused) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
+    {
+        return Err(RequestError::Refused {
+            name,
+            how: refused.type_.to_lowercase(),
+            message: refused.message.clone().unwrap_or_default(),
+        });
+    }
+    let chain_pem = String::from_utf8(status.certificate.unwrap_or_default().0)
+        .map_err(|_| RequestError::Unusable("not PEM".to_owned()))?;
+    let issued =
+        parse(chain_pem.as_bytes(), key_pem.as_bytes(), subject).map_err(RequestError::Unusable)?;
+    Ok((issued, chain_pem, key_pem))
+}
+
+/// Keeps `certs` issued by the cluster: asks for a certificate now (or,
+/// when `current` is a usable stored one, when it is due for renewal),
+/// serves it once signed, stores it in `pki`, and renews it; retries
+/// failures from 30 s, doubling to 15 min. Runs until dropped.
+pub async fn run(
+    client: kube::Client,
+    subject: Subject,
+    pki: PathBuf,
+    certs: Arc<ServingCerts>,
+    current: Option<Issued>,
+) {
+    let mut renew_at = current.as_ref().map(Issued::renew_at);
+    let mut retry = RETRY_FIRST;
+    loop {
+        if let Some(at) = renew_at {
+            let wait = (at - now_unix()).max(0) as u64;
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+        match request(&client, &subject).await {
+            Ok((issued, chain_pem, key_pem)) => {
+                if let Err(error) = store(&pki, &chain_pem, &key_pem) {
+                    tracing::warn!(%error, dir = %pki.display(), "cannot store the serving certificate; it is used, and requested again after a restart");
+                }
+                renew_at = Some(issued.renew_at());
+                tracing::info!(
+                    not_after = issued.not_after,
+                    "serving with a certificate issued by the cluster"
+                );
+                certs.set(issued.key);
+                retry = RETRY_FIRST;
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?retry, "no serving certificate from the cluster yet");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
+                // Try again now rather than at the old renewal time.
+                renew_at = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject() -> Subject {
+        Subject {
+            node: "station-a".to_owned(),
+            ip: "10.1.2.3".parse().unwrap(),
+        }
+    }
+
+    /// A certificate for `subject` and `key_pem`, valid until the start of
+    /// `until_year`, signed by a throwaway CA as the cluster's signer would;
+    /// the chain as PEM.
+    fn sign(key_pem: &str, until_year: i32) -> String {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let mut leaf = params(&subject()).unwrap();
+        leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(until_year, 1, 1);
+        let key = rcgen::KeyPair::from_pem(key_pem).unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        format!("{}{}", cert.pem(), ca_cert.pem())
+    }
+
+    #[test]
+    fn requests_name_the_node_and_its_address() {
+        use x509_parser::prelude::FromDer;
+        let (csr, key) = new_request(&subject()).unwrap();
+        assert!(key.contains("PRIVATE KEY"));
+        let der =
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes()).unwrap();
+        let (_, parsed) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+                .unwrap();
+        let info = &parsed.certification_request_info;
+        assert_eq!(
+            info.subject.to_string(),
+            "O=system:nodes, CN=system:node:station-a"
+        );
+        let names = format!(
+            "{:?}",
+            parsed.requested_extensions().unwrap().collect::<Vec<_>>()
+        );
+        assert!(
+            names.contains("station-a") && names.contains("[10, 1, 2, 3]"),
+            "{names}"
+        );
+    }
+
+    #[test]
+    fn issued_certificates_are_stored_and_reused_only_while_they_fit() {
+        let (_, key) = new_request(&subject()).unwrap();
+        let chain = sign(&key, 2099);
+        let issued = parse(chain.as_bytes(), key.as_bytes(), &subject()).unwrap();
+        assert!(issued.renew_at() > issued.not_before && issued.renew_at() < issued.not_after);
+        assert_eq!(issued.key.cert.len(), 2);
+
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let path = store(&pki, &chain, &key).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(load_stored(&pki, &subject()).is_some());
+        // Another address: not usable.
+        let moved = Subject {
+            ip: "10.9.9.9".parse().unwrap(),
+            ..subject()
+        };
+        assert!(load_stored(&pki, &moved).is_none());
+        // Another key: refused.
+        let (_, other_key) = new_request(&subject()).unwrap();
+        let err = parse(chain.as_bytes(), other_key.as_bytes(), &subject())
+            .err()
+            .unwrap();
+        assert!(err.contains("key"), "{err}");
+        // Expired: refused.
+        let old = sign(&key, 2021);
+        assert_eq!(
+            parse(old.as_bytes(), key.as_bytes(), &subject())
+                .err()
+                .as_deref(),
+            Some("expired")
+        );
+        // Garbage on disk is no certificate.
+        std::fs::write(&path, "not pem").unwrap();
+        assert!(load_stored(&pki, &subject()).is_none());
+    }
+
+    #[test]
+    fn the_served_certificate_is_swapped_in_place() {
+        let (_, key) = new_request(&subject()).unwrap();
+        let first = parse(sign(&key, 2099).as_bytes(), key.as_bytes(), &subject()).unwrap();
+        let first_leaf = first.key.cert[0].clone();
+        let certs = ServingCerts::new(first.key);
+        let second = parse(sign(&key, 2098).as_bytes(), key.as_bytes(), &subject()).unwrap();
+        certs.set(second.key);
+        assert_ne!(certs.current().cert[0], first_leaf);
+    }
+}

@@ -365,9 +365,11 @@ impl<R: Reviewer> Gate<R> {
         if let Some(user) = certificate_user {
             return Ok(user.clone());
         }
+        // "Bearer <token>", the scheme in any case, as the API server reads it.
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty());
         match token {
             Some(token) if self.options.token_review => {
@@ -574,6 +576,16 @@ mod tests {
         }
         assert_eq!(g.reviewer.token_reviews.load(Ordering::SeqCst), 2);
         assert_eq!(g.reviewer.access_reviews.load(Ordering::SeqCst), 1);
+        // The scheme's case does not matter; another scheme is no token.
+        assert!(
+            g.check(None, Some("bearer good"), &get(), LOGS)
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            g.check(None, Some("Basic Z29vZA=="), &get(), LOGS).await,
+            Err(Refusal::Unauthorized)
+        );
         // With token review off, a token is no credential at all.
         let off = gate(AuthOptions {
             token_review: false,

@@ -197,12 +197,21 @@ pub struct ContainerRun {
     pub running: bool,
 }
 
-/// One pod as the logs endpoint sees it.
+/// One pod as the kubelet API sees it.
 #[derive(Debug)]
 pub struct PodEntry {
     pub uid: String,
     pub dir: PathBuf,
     pub containers: Mutex<BTreeMap<String, ContainerRun>>,
+    /// What each running container uses, for `/metrics/resource`.
+    pub usage: Mutex<BTreeMap<String, Metered>>,
+}
+
+/// A running container's start and what it has used so far.
+#[derive(Debug, Clone)]
+pub struct Metered {
+    pub started_at: k8s_openapi::jiff::Timestamp,
+    pub usage: Arc<sandlet_runtime::Usage>,
 }
 
 /// The pods of this node by namespace and name.
@@ -247,6 +256,16 @@ impl PodTable {
             .cloned()
     }
 
+    /// Every pod: namespace, name and entry.
+    pub fn all(&self) -> Vec<(String, String, Arc<PodEntry>)> {
+        self.pods
+            .lock()
+            .expect("pod table poisoned")
+            .iter()
+            .map(|((namespace, name), entry)| (namespace.clone(), name.clone(), entry.clone()))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.pods.lock().expect("pod table poisoned").len()
     }
@@ -262,6 +281,41 @@ impl PodEntry {
             .lock()
             .expect("pod entry poisoned")
             .insert(container.to_owned(), run);
+    }
+
+    /// Starts metering `container`'s run; its usage is shown until
+    /// [`PodEntry::unmeter`].
+    pub fn meter(
+        &self,
+        container: &str,
+        started_at: k8s_openapi::jiff::Timestamp,
+    ) -> Arc<sandlet_runtime::Usage> {
+        let usage = Arc::new(sandlet_runtime::Usage::default());
+        self.usage.lock().expect("pod entry poisoned").insert(
+            container.to_owned(),
+            Metered {
+                started_at,
+                usage: usage.clone(),
+            },
+        );
+        usage
+    }
+
+    pub fn unmeter(&self, container: &str) {
+        self.usage
+            .lock()
+            .expect("pod entry poisoned")
+            .remove(container);
+    }
+
+    /// The running containers' usage.
+    pub fn metered(&self) -> Vec<(String, Metered)> {
+        self.usage
+            .lock()
+            .expect("pod entry poisoned")
+            .iter()
+            .map(|(name, metered)| (name.clone(), metered.clone()))
+            .collect()
     }
 
     pub fn container(&self, container: &str) -> Option<ContainerRun> {
@@ -288,6 +342,7 @@ mod tests {
                 uid: uid.to_owned(),
                 dir: PathBuf::from("/x"),
                 containers: Mutex::default(),
+                usage: Mutex::default(),
             })
         };
         table.insert("ns", "p", entry("old"));

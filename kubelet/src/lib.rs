@@ -13,10 +13,13 @@
 //! - [`context`]: what the workers and the API share, and the pod table.
 //! - [`lifecycle`]: one pod's life: where it is decided what runs.
 //! - [`pods`]: the watch on this node's pods, one worker per pod.
+//! - [`metrics`]: `/metrics/resource`, the resource metrics of running
+//!   containers and the node.
 //! - [`auth`]: who may use the kubelet API (client certificates, token and
 //!   access reviews).
 //! - [`certs`]: the API's serving certificate, requested from the cluster.
-//! - [`server`]: the kubelet HTTPS API (`/healthz`, `/containerLogs`).
+//! - [`server`]: the kubelet HTTPS API (`/healthz`, `/containerLogs`,
+//!   `/metrics/resource`).
 //!
 //! This crate knows nothing of wasmtime: it turns pods into
 //! `sandlet_runtime::RunPlan`s and asks the runtime to run them.
@@ -27,6 +30,7 @@ pub mod context;
 pub mod env;
 pub mod lifecycle;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod objects;
 pub mod plan;

@@ -163,6 +163,7 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
         uid: uid.clone(),
         dir: ctx.pod_dirs(&uid).disk,
         containers: Mutex::default(),
+        usage: Mutex::default(),
     });
     for c in state.init.iter().chain(state.containers.iter()) {
         entry.set(
@@ -542,10 +543,12 @@ impl Worker {
                 reported_ms = self.seen.elapsed().as_secs_f64() * 1e3,
                 "container started (times since the pod was first seen)"
             );
+            let usage = self.entry.meter(&container.name, started_at);
             let outcome = tokio::select! {
-                outcome = self.ctx.engine.run(&module, &run_plan, &sinks) => Some(outcome),
+                outcome = self.ctx.engine.run_metered(&module, &run_plan, &sinks, &usage) => Some(outcome),
                 _ = self.stop.cancelled() => None,
             };
+            self.entry.unmeter(&container.name);
             let finished_at = Timestamp::now();
             let mut terminated = match outcome {
                 Some(outcome) => terminated_of(outcome, started_at, finished_at),

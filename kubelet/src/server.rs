@@ -1,5 +1,6 @@
-//! The kubelet HTTPS API that the API server calls: `/healthz` and
-//! `/containerLogs` (so `kubectl logs` and `kubectl logs -f` work), and a
+//! The kubelet HTTPS API that the API server calls: `/healthz`,
+//! `/containerLogs` (so `kubectl logs` and `kubectl logs -f` work),
+//! `/metrics/resource` (for metrics-server), and a
 //! clear refusal for `exec`, `attach`, `portForward` and `run`.
 //!
 //! This module owns the listener, TLS and routing. TLS verifies a client
@@ -258,6 +259,18 @@ async fn handle(request: Request<Incoming>, pods: &PodTable) -> Response<Body> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method(), parts.as_slice()) {
         (&Method::GET, ["healthz"]) => full(StatusCode::OK, "ok"),
+        (&Method::GET, ["metrics", "resource"]) => {
+            let text = crate::metrics::render(
+                crate::metrics::NodeSample::of_this_process(),
+                &crate::metrics::containers(pods),
+                k8s_openapi::jiff::Timestamp::now().as_millisecond(),
+            );
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                .body(Full::new(Bytes::from(text)).boxed())
+                .expect("a valid response")
+        }
         (&Method::GET, ["containerLogs", namespace, pod, container]) => {
             container_logs(pods, namespace, pod, container, &query).await
         }

@@ -27,7 +27,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::algorithm::AlgorithmPre;
 use crate::digest::Digest;
-use crate::limits::{LimitExceeded, MAX_MEMORY_BYTES, MAX_TABLE_ELEMENTS};
+use crate::limits::{LimitExceeded, MAX_MEMORY_BYTES, MAX_TABLE_ELEMENTS, Usage};
 use crate::output::OutputSinks;
 use crate::plan::RunPlan;
 use crate::sandbox::{self, ComponentState, CoreState, RunState, SandboxError};
@@ -366,7 +366,9 @@ impl SandboxEngine {
         plan: &RunPlan,
         sinks: &OutputSinks,
     ) -> Result<(), RunError> {
-        self.execute(module, plan, sinks, Call::No).await.map(drop)
+        self.execute(module, plan, sinks, Call::No, &Arc::default())
+            .await
+            .map(drop)
     }
 
     /// Runs `module` in a new sandbox built from `plan`, writing its output
@@ -377,7 +379,29 @@ impl SandboxEngine {
         plan: &RunPlan,
         sinks: &OutputSinks,
     ) -> Result<RunOutcome, RunError> {
-        self.execute(module, plan, sinks, Call::Yes).await
+        self.run_metered(module, plan, sinks, &Arc::default()).await
+    }
+
+    /// [`SandboxEngine::run`], reporting what the run uses to `usage` while
+    /// it runs.
+    pub async fn run_metered(
+        &self,
+        module: &PreparedModule,
+        plan: &RunPlan,
+        sinks: &OutputSinks,
+        usage: &Arc<Usage>,
+    ) -> Result<RunOutcome, RunError> {
+        let run = std::pin::pin!(self.execute(module, plan, sinks, Call::Yes, usage));
+        // The guest runs inside these polls (epochs make it yield), so
+        // their sum is the time it ran.
+        let mut run = run;
+        std::future::poll_fn(|cx| {
+            let polled = Instant::now();
+            let poll = run.as_mut().poll(cx);
+            usage.add_cpu(polled.elapsed());
+            poll
+        })
+        .await
     }
 
     async fn execute(
@@ -386,14 +410,19 @@ impl SandboxEngine {
         plan: &RunPlan,
         sinks: &OutputSinks,
         call: Call,
+        usage: &Arc<Usage>,
     ) -> Result<RunOutcome, RunError> {
         let timeout = plan.limits.timeout;
         let deadline = Instant::now() + timeout;
         let run = async {
             let result = match &module.linked {
                 Linked::Command(pre) => {
-                    let mut store =
-                        self.store(sandbox::component_state(plan, sinks)?, deadline, timeout);
+                    let mut store = self.store(
+                        sandbox::component_state(plan, sinks)?,
+                        deadline,
+                        timeout,
+                        usage,
+                    );
                     async {
                         let command = pre.instantiate_async(&mut store).await?;
                         if call == Call::No {
@@ -405,8 +434,12 @@ impl SandboxEngine {
                     .await
                 }
                 Linked::Algorithm(pre) => {
-                    let mut store =
-                        self.store(sandbox::component_state(plan, sinks)?, deadline, timeout);
+                    let mut store = self.store(
+                        sandbox::component_state(plan, sinks)?,
+                        deadline,
+                        timeout,
+                        usage,
+                    );
                     async {
                         let algorithm = pre.instantiate_async(&mut store).await?;
                         if call == Call::No {
@@ -419,7 +452,7 @@ impl SandboxEngine {
                 }
                 Linked::CoreCommand(pre) => {
                     let mut store =
-                        self.store(sandbox::core_state(plan, sinks)?, deadline, timeout);
+                        self.store(sandbox::core_state(plan, sinks)?, deadline, timeout, usage);
                     async {
                         let instance = pre.instantiate_async(&mut store).await?;
                         if call == Call::No {
@@ -442,7 +475,14 @@ impl SandboxEngine {
     }
 
     /// A fresh store for one run, with its limiter and deadline.
-    fn store<T: RunState>(&self, state: T, deadline: Instant, timeout: Duration) -> Store<T> {
+    fn store<T: RunState>(
+        &self,
+        mut state: T,
+        deadline: Instant,
+        timeout: Duration,
+        usage: &Arc<Usage>,
+    ) -> Store<T> {
+        state.limiter().report_to(usage.clone());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
         set_deadline(&mut store, deadline, timeout);

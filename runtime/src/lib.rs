@@ -45,7 +45,7 @@ pub use engine::{
     Compiled, EngineOptions, ModuleError, ModuleKind, PreparedModule, RunError, RunOutcome,
     SandboxEngine,
 };
-pub use limits::{LimitExceeded, Limits};
+pub use limits::{LimitExceeded, Limits, Usage};
 pub use output::{MemorySink, OutputSink, OutputSinks};
 pub use plan::{DirAccess, PlanError, Preopen, RunPlan};
 pub use sandbox::SandboxError;

@@ -2,11 +2,13 @@
 //!
 //! This module owns the numbers (each default is a named constant with the
 //! reason for its value), the parsing of the sizes and durations that users
-//! write, and the [`ResourceLimiter`] that wasmtime consults whenever a guest
-//! grows a memory or table. It never decides *whether* a run may start; that
+//! write, the [`ResourceLimiter`] that wasmtime consults whenever a guest
+//! grows a memory or table, and the [`Usage`] a run reports while it runs. It never decides *whether* a run may start; that
 //! is the plan's job ([`crate::plan`]).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
@@ -200,6 +202,7 @@ pub struct RunLimiter {
     memory_limit: u64,
     /// Bytes currently held by each memory, summed on growth.
     memory_in_use: u64,
+    usage: Arc<Usage>,
 }
 
 impl RunLimiter {
@@ -207,7 +210,43 @@ impl RunLimiter {
         RunLimiter {
             memory_limit: limits.memory_bytes,
             memory_in_use: 0,
+            usage: Arc::default(),
         }
+    }
+
+    /// Reports the memory in use to `usage` from now on.
+    pub(crate) fn report_to(&mut self, usage: Arc<Usage>) {
+        usage
+            .memory_bytes
+            .store(self.memory_in_use, Ordering::Relaxed);
+        self.usage = usage;
+    }
+}
+
+/// What a run has used so far, readable while it runs (for metrics):
+/// the guest's linear memory (wasm memory never shrinks, so this is also
+/// its peak) and the time its thread spent running it.
+#[derive(Debug, Default)]
+pub struct Usage {
+    memory_bytes: AtomicU64,
+    cpu_nanos: AtomicU64,
+}
+
+impl Usage {
+    /// Bytes of linear memory the guest holds.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Time spent running the guest (and the host calls it made on its
+    /// thread); not the time it waited.
+    pub fn cpu(&self) -> Duration {
+        Duration::from_nanos(self.cpu_nanos.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn add_cpu(&self, spent: Duration) {
+        self.cpu_nanos
+            .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
     }
 }
 
@@ -227,6 +266,7 @@ impl ResourceLimiter for RunLimiter {
             }));
         }
         self.memory_in_use = total;
+        self.usage.memory_bytes.store(total, Ordering::Relaxed);
         Ok(true)
     }
 

@@ -294,6 +294,47 @@ subjects:
         with(&bearer("not-a-token"), &logs_url),
         (401, "Unauthorized".to_owned())
     );
+
+    // Resource metrics, as metrics-server scrapes them: nodes/metrics,
+    // which the log reader does not have.
+    let metrics_url = format!("{base}/metrics/resource");
+    assert_eq!(
+        with(&bearer(&reader_token), &metrics_url),
+        (
+            403,
+            format!("Forbidden (user={reader}, verb=get, resource=nodes, subresource=metrics)")
+        )
+    );
+    c.apply(
+        &ns,
+        &wasm_pod("sleeper", &node.name, &hello, &["--sleep", "600"], "Never"),
+    );
+    c.wait_phase(&ns, "sleeper", "Running", LONG);
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    let labels = format!("{{container=\"main\",namespace=\"{ns}\",pod=\"sleeper\"}}");
+    let text = wait_for("the sleeper's memory in the metrics", LONG, || {
+        let (code, text) = with(&cert_args("admin"), &metrics_url);
+        assert_eq!(code, 200, "{text}");
+        let series = format!("container_memory_working_set_bytes{labels}");
+        text.contains(&series).then_some(text)
+    });
+    assert!(
+        value(
+            &text,
+            &format!("container_memory_working_set_bytes{labels}")
+        ) >= 65536.0
+    );
+    assert!(value(&text, &format!("container_cpu_usage_seconds_total{labels}")) >= 0.0);
+    assert!(value(&text, "node_memory_working_set_bytes") > 0.0);
+    assert!(value(&text, "node_cpu_usage_seconds_total") > 0.0);
+    assert_eq!(value(&text, "resource_scrape_error"), 0.0);
+    // The finished pod is not listed; only running containers are.
+    assert!(!text.contains("pod=\"hello\""), "{text}");
     c.kubectl(&["delete", "clusterrolebinding,clusterrole", &role]);
 
     // Settings that cannot work are refused at start, naming the problem.

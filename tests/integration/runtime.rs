@@ -249,3 +249,68 @@ fn a_hundred_concurrent_starts_of_a_new_module_compile_it_once() {
             .all(|o| matches!(o, CacheOutcome::Compiled | CacheOutcome::InMemory))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reports_its_memory_and_cpu_time_while_it_runs() {
+    let engine = Arc::new(
+        SandboxEngine::new(EngineOptions {
+            max_concurrent_runs: 4,
+        })
+        .unwrap(),
+    );
+    let hello = engine.load_file(&guests().hello).unwrap();
+    let escape = engine.load_file(&guests().escape).unwrap();
+
+    // A guest that waits: its memory shows while it runs, and the waiting
+    // is not counted as CPU time.
+    let usage = Arc::new(sandlet_runtime::Usage::default());
+    let sleeping = {
+        let (engine, hello, usage) = (engine.clone(), hello.clone(), usage.clone());
+        tokio::spawn(async move {
+            let plan = RunPlan::builder("hello")
+                .args(["--sleep", "3"])
+                .build()
+                .unwrap();
+            engine
+                .run_metered(&hello, &plan, &OutputSinks::null(), &usage)
+                .await
+        })
+    };
+    let start = std::time::Instant::now();
+    while usage.memory_bytes() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no memory reported"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!sleeping.is_finished());
+    assert!(
+        usage.memory_bytes() >= 64 * 1024,
+        "{}",
+        usage.memory_bytes()
+    );
+    assert_eq!(sleeping.await.unwrap().unwrap(), RunOutcome::Exited(0));
+    assert!(usage.cpu() < Duration::from_secs(2), "{:?}", usage.cpu());
+
+    // A guest that computes until its time limit: most of that time is
+    // CPU time.
+    let busy = Arc::new(sandlet_runtime::Usage::default());
+    let plan = RunPlan::builder("escape")
+        .arg("loop")
+        .limits(Limits {
+            timeout: Duration::from_secs(1),
+            ..Limits::default()
+        })
+        .build()
+        .unwrap();
+    let outcome = engine
+        .run_metered(&escape, &plan, &OutputSinks::null(), &busy)
+        .await;
+    assert!(
+        matches!(outcome, Err(RunError::Limit(LimitExceeded::Timeout(_)))),
+        "{outcome:?}"
+    );
+    assert!(busy.cpu() >= Duration::from_millis(500), "{:?}", busy.cpu());
+    assert!(busy.memory_bytes() > 0);
+}

@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{
-    CertificateSigningRequest, CertificateSigningRequestSpec,
+    CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestSpec,
+    CertificateSigningRequestStatus,
 };
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::wait::await_condition;
@@ -233,6 +234,17 @@ enum RequestError {
     Unusable(String),
 }
 
+/// The condition that ended a request without a certificate, if any.
+fn refusal(
+    status: &CertificateSigningRequestStatus,
+) -> Option<&CertificateSigningRequestCondition> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
+}
+
 /// Makes one request and waits for its certificate.
 async fn request(
     client: &kube::Client,
@@ -265,11 +277,7 @@ async fn request(
     let done = |csr: Option<&CertificateSigningRequest>| {
         csr.and_then(|c| c.status.as_ref()).is_some_and(|status| {
             status.certificate.as_ref().is_some_and(|c| !c.0.is_empty())
-                || status
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
+                || refusal(status).is_some()
         })
     };
     let csr = match tokio::time::timeout(REQUEST_TIMEOUT, await_condition(api, &name, done)).await {
@@ -285,12 +293,7 @@ async fn request(
         Ok(Ok(Some(csr))) => csr,
     };
     let status = csr.status.unwrap_or_default();
-    if let Some(refused) = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
-    {
+    if let Some(refused) = refusal(&status) {
         return Err(RequestError::Refused {
             name,
             how: refused.type_.to_lowercase(),
@@ -304,8 +307,8 @@ async fn request(
     Ok((issued, chain_pem, key_pem))
 }
 
-/// Keeps `certs` issued by the cluster: asks for a certificate now (or,
-/// when `current` is a usable stored one, when it is due for renewal),
+/// Keeps `certs` issued by the cluster: asks for a certificate now (or at
+/// `renew_at`, unix seconds, when a usable stored one is served),
 /// serves it once signed, stores it in `pki`, and renews it; retries
 /// failures from 30 s, doubling to 15 min. Runs until dropped.
 pub async fn run(
@@ -313,9 +316,8 @@ pub async fn run(
     subject: Subject,
     pki: PathBuf,
     certs: Arc<ServingCerts>,
-    current: Option<Issued>,
+    mut renew_at: Option<i64>,
 ) {
-    let mut renew_at = current.as_ref().map(Issued::renew_at);
     let mut retry = RETRY_FIRST;
     loop {
         if let Some(at) = renew_at {

@@ -189,12 +189,20 @@ pub fn pod_reference(pod: &Pod) -> ObjectReference {
     }
 }
 
-/// One container as the logs endpoint sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One container as the kubelet API sees it.
+#[derive(Debug, Clone)]
 pub struct ContainerRun {
     /// The current (or last) run's restart count: its log file's number.
     pub restart_count: i32,
-    pub running: bool,
+    /// While the container runs: its start and what it has used so far.
+    pub running: Option<Metered>,
+}
+
+/// A running container's start and what it has used so far.
+#[derive(Debug, Clone)]
+pub struct Metered {
+    pub started_at: k8s_openapi::jiff::Timestamp,
+    pub usage: Arc<sandlet_runtime::Usage>,
 }
 
 /// One pod as the kubelet API sees it.
@@ -203,15 +211,6 @@ pub struct PodEntry {
     pub uid: String,
     pub dir: PathBuf,
     pub containers: Mutex<BTreeMap<String, ContainerRun>>,
-    /// What each running container uses, for `/metrics/resource`.
-    pub usage: Mutex<BTreeMap<String, Metered>>,
-}
-
-/// A running container's start and what it has used so far.
-#[derive(Debug, Clone)]
-pub struct Metered {
-    pub started_at: k8s_openapi::jiff::Timestamp,
-    pub usage: Arc<sandlet_runtime::Usage>,
 }
 
 /// The pods of this node by namespace and name.
@@ -283,38 +282,13 @@ impl PodEntry {
             .insert(container.to_owned(), run);
     }
 
-    /// Starts metering `container`'s run; its usage is shown until
-    /// [`PodEntry::unmeter`].
-    pub fn meter(
-        &self,
-        container: &str,
-        started_at: k8s_openapi::jiff::Timestamp,
-    ) -> Arc<sandlet_runtime::Usage> {
-        let usage = Arc::new(sandlet_runtime::Usage::default());
-        self.usage.lock().expect("pod entry poisoned").insert(
-            container.to_owned(),
-            Metered {
-                started_at,
-                usage: usage.clone(),
-            },
-        );
-        usage
-    }
-
-    pub fn unmeter(&self, container: &str) {
-        self.usage
-            .lock()
-            .expect("pod entry poisoned")
-            .remove(container);
-    }
-
-    /// The running containers' usage.
-    pub fn metered(&self) -> Vec<(String, Metered)> {
-        self.usage
+    /// The running containers with what they have used.
+    pub fn running(&self) -> Vec<(String, Metered)> {
+        self.containers
             .lock()
             .expect("pod entry poisoned")
             .iter()
-            .map(|(name, metered)| (name.clone(), metered.clone()))
+            .filter_map(|(name, run)| Some((name.clone(), run.running.clone()?)))
             .collect()
     }
 
@@ -323,7 +297,7 @@ impl PodEntry {
             .lock()
             .expect("pod entry poisoned")
             .get(container)
-            .copied()
+            .cloned()
     }
 }
 
@@ -342,7 +316,6 @@ mod tests {
                 uid: uid.to_owned(),
                 dir: PathBuf::from("/x"),
                 containers: Mutex::default(),
-                usage: Mutex::default(),
             })
         };
         table.insert("ns", "p", entry("old"));

@@ -249,7 +249,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
             .parse()
             .map_err(|e| setup("the serving certificate")(format!("node address: {e}")))?,
     };
-    let (serving, stored) = match &options.tls {
+    let (serving, renew_at) = match &options.tls {
         Some((cert, key)) => (server::load_cert(cert, key)?.certified()?, None),
         None => match options
             .rotate_server_certificates
@@ -257,8 +257,8 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
             .flatten()
         {
             Some(stored) => {
-                let key = stored.key.clone();
-                (key, Some(stored))
+                let renew_at = stored.renew_at();
+                (stored.key, Some(renew_at))
             }
             None => (
                 server::self_signed(&identity.name, &identity.internal_ip())?.certified()?,
@@ -295,7 +295,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         .map_err(|e| setup("the node lease")(e.to_string()))?;
     let heartbeat = tokio::spawn(heartbeat.run());
     let certificates = (options.tls.is_none() && options.rotate_server_certificates)
-        .then(|| tokio::spawn(certs::run(client.clone(), subject, pki, serving, stored)));
+        .then(|| tokio::spawn(certs::run(client.clone(), subject, pki, serving, renew_at)));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

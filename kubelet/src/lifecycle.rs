@@ -46,7 +46,7 @@ use sandlet_runtime::{DirAccess, ModuleKind, PreparedModule, RunError, RunOutcom
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{ContainerRun, NodeContext, PodEntry, pod_reference};
+use crate::context::{ContainerRun, Metered, NodeContext, PodEntry, pod_reference};
 use crate::env::{ConfigError, DownwardFacts, PodObjects, expand, referenced_objects, resolve_env};
 use crate::logs::{LogOptions, log_path, open_sinks, read_log};
 use crate::plan::{ContainerPlan, PodPlan, RestartPolicy};
@@ -163,14 +163,13 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
         uid: uid.clone(),
         dir: ctx.pod_dirs(&uid).disk,
         containers: Mutex::default(),
-        usage: Mutex::default(),
     });
     for c in state.init.iter().chain(state.containers.iter()) {
         entry.set(
             &c.name,
             ContainerRun {
                 restart_count: c.restart_count,
-                running: false,
+                running: None,
             },
         );
     }
@@ -512,11 +511,15 @@ impl Worker {
                 c.state = Run::Running { started_at };
                 c.restart_count
             });
+            let usage = Arc::new(sandlet_runtime::Usage::default());
             self.entry.set(
                 &container.name,
                 ContainerRun {
                     restart_count,
-                    running: true,
+                    running: Some(Metered {
+                        started_at,
+                        usage: usage.clone(),
+                    }),
                 },
             );
             if !init {
@@ -543,12 +546,10 @@ impl Worker {
                 reported_ms = self.seen.elapsed().as_secs_f64() * 1e3,
                 "container started (times since the pod was first seen)"
             );
-            let usage = self.entry.meter(&container.name, started_at);
             let outcome = tokio::select! {
                 outcome = self.ctx.engine.run_metered(&module, &run_plan, &sinks, &usage) => Some(outcome),
                 _ = self.stop.cancelled() => None,
             };
-            self.entry.unmeter(&container.name);
             let finished_at = Timestamp::now();
             let mut terminated = match outcome {
                 Some(outcome) => terminated_of(outcome, started_at, finished_at),
@@ -580,7 +581,7 @@ impl Worker {
                 &container.name,
                 ContainerRun {
                     restart_count,
-                    running: false,
+                    running: None,
                 },
             );
             if self.stop.is_cancelled()

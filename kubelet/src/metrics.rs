@@ -67,7 +67,7 @@ impl NodeSample {
 pub fn containers(pods: &PodTable) -> Vec<ContainerSample> {
     let mut samples = Vec::new();
     for (namespace, pod, entry) in pods.all() {
-        for (container, metered) in entry.metered() {
+        for (container, metered) in entry.running() {
             samples.push(ContainerSample {
                 namespace: namespace.clone(),
                 pod: pod.clone(),
@@ -92,80 +92,103 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// `{k="v",...}` for `pairs`.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// One metric family: its HELP and TYPE lines, then a line per sample
+/// (labels, value), stamped with `stamp` where given.
+fn family(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    samples: impl IntoIterator<Item = (String, String)>,
+    stamp: Option<i64>,
+) {
     let _ = writeln!(out, "# HELP {name} [STABLE] {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        match stamp {
+            Some(ms) => writeln!(out, "{name}{labels} {value} {ms}"),
+            None => writeln!(out, "{name}{labels} {value}"),
+        }
+        .expect("writing to a String");
+    }
 }
 
 /// The metrics in the Prometheus text format, each sample stamped with
 /// `now_ms` (milliseconds since the epoch), as the kubelet stamps them.
 pub fn render(node: NodeSample, containers: &[ContainerSample], now_ms: i64) -> String {
     let mut out = String::new();
+    let at = Some(now_ms);
+    let per_container = |value: fn(&ContainerSample) -> String| {
+        containers.iter().map(move |c| {
+            let labels = labels(&[
+                ("container", &c.container),
+                ("namespace", &c.namespace),
+                ("pod", &c.pod),
+            ]);
+            (labels, value(c))
+        })
+    };
     family(
         &mut out,
-        "container_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the container in core-seconds",
+        (
+            "container_cpu_usage_seconds_total",
+            "counter",
+            "Cumulative cpu time consumed by the container in core-seconds",
+        ),
+        per_container(|c| c.cpu_seconds.to_string()),
+        at,
     );
-    for c in containers {
-        let _ = writeln!(
-            out,
-            "container_cpu_usage_seconds_total{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {now_ms}",
-            label(&c.container),
-            label(&c.namespace),
-            label(&c.pod),
-            c.cpu_seconds
-        );
-    }
     family(
         &mut out,
-        "container_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the container in bytes",
+        (
+            "container_memory_working_set_bytes",
+            "gauge",
+            "Current working set of the container in bytes",
+        ),
+        per_container(|c| c.memory_bytes.to_string()),
+        at,
     );
-    for c in containers {
-        let _ = writeln!(
-            out,
-            "container_memory_working_set_bytes{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {now_ms}",
-            label(&c.container),
-            label(&c.namespace),
-            label(&c.pod),
-            c.memory_bytes
-        );
-    }
     family(
         &mut out,
-        "container_start_time_seconds",
-        "gauge",
-        "Start time of the container since unix epoch in seconds",
+        (
+            "container_start_time_seconds",
+            "gauge",
+            "Start time of the container since unix epoch in seconds",
+        ),
+        per_container(|c| c.start_seconds.to_string()),
+        at,
     );
-    for c in containers {
-        let _ = writeln!(
-            out,
-            "container_start_time_seconds{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {now_ms}",
-            label(&c.container),
-            label(&c.namespace),
-            label(&c.pod),
-            c.start_seconds
-        );
-    }
+    // The node's families only where its numbers could be read.
     if let Some(cpu) = node.cpu_seconds {
         family(
             &mut out,
-            "node_cpu_usage_seconds_total",
-            "counter",
-            "Cumulative cpu time consumed by the node in core-seconds",
+            (
+                "node_cpu_usage_seconds_total",
+                "counter",
+                "Cumulative cpu time consumed by the node in core-seconds",
+            ),
+            [(String::new(), cpu.to_string())],
+            at,
         );
-        let _ = writeln!(out, "node_cpu_usage_seconds_total {cpu} {now_ms}");
     }
     if let Some(memory) = node.memory_bytes {
         family(
             &mut out,
-            "node_memory_working_set_bytes",
-            "gauge",
-            "Current working set of the node in bytes",
+            (
+                "node_memory_working_set_bytes",
+                "gauge",
+                "Current working set of the node in bytes",
+            ),
+            [(String::new(), memory.to_string())],
+            at,
         );
-        let _ = writeln!(out, "node_memory_working_set_bytes {memory} {now_ms}");
     }
     // Pods: the sums of their running containers.
     let mut pods: BTreeMap<(&str, &str), (f64, u64)> = BTreeMap::new();
@@ -174,42 +197,45 @@ pub fn render(node: NodeSample, containers: &[ContainerSample], now_ms: i64) -> 
         sum.0 += c.cpu_seconds;
         sum.1 += c.memory_bytes;
     }
+    let per_pod = |value: fn(&(f64, u64)) -> String| {
+        pods.iter().map(move |((namespace, pod), sums)| {
+            (
+                labels(&[("namespace", namespace), ("pod", pod)]),
+                value(sums),
+            )
+        })
+    };
     family(
         &mut out,
-        "pod_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the pod in core-seconds",
+        (
+            "pod_cpu_usage_seconds_total",
+            "counter",
+            "Cumulative cpu time consumed by the pod in core-seconds",
+        ),
+        per_pod(|(cpu, _)| cpu.to_string()),
+        at,
     );
-    for ((namespace, pod), (cpu, _)) in &pods {
-        let _ = writeln!(
-            out,
-            "pod_cpu_usage_seconds_total{{namespace=\"{}\",pod=\"{}\"}} {cpu} {now_ms}",
-            label(namespace),
-            label(pod)
-        );
-    }
     family(
         &mut out,
-        "pod_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the pod in bytes",
-    );
-    for ((namespace, pod), (_, memory)) in &pods {
-        let _ = writeln!(
-            out,
-            "pod_memory_working_set_bytes{{namespace=\"{}\",pod=\"{}\"}} {memory} {now_ms}",
-            label(namespace),
-            label(pod)
-        );
-    }
-    family(
-        &mut out,
-        "resource_scrape_error",
-        "gauge",
-        "1 if there was an error while getting container metrics, 0 otherwise",
+        (
+            "pod_memory_working_set_bytes",
+            "gauge",
+            "Current working set of the pod in bytes",
+        ),
+        per_pod(|(_, memory)| memory.to_string()),
+        at,
     );
     let error = u8::from(node.cpu_seconds.is_none() || node.memory_bytes.is_none());
-    let _ = writeln!(out, "resource_scrape_error {error}");
+    family(
+        &mut out,
+        (
+            "resource_scrape_error",
+            "gauge",
+            "1 if there was an error while getting container metrics, 0 otherwise",
+        ),
+        [(String::new(), error.to_string())],
+        None,
+    );
     out
 }
 

@@ -367,7 +367,7 @@ async fn container_logs(
                 loop {
                     let still_running = entry
                         .container(&container)
-                        .is_some_and(|r| r.running && r.restart_count == restart_count);
+                        .is_some_and(|r| r.running.is_some() && r.restart_count == restart_count);
                     let bytes = reader.read_available().unwrap_or_default();
                     if !bytes.is_empty() {
                         return Some((

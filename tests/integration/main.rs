@@ -11,6 +11,7 @@ mod cluster;
 mod fixtures;
 mod kube;
 mod oci;
+mod oracle;
 mod postgres;
 mod queries;
 mod registry;

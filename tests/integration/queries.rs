@@ -211,17 +211,19 @@ fn window() -> Expect {
 }
 fn small_group(datasets: &str) -> Expect {
     Expect::Error(QueryError::Denied(format!(
-        "minGroupSize: every group of the result must summarise at least 5 rows of \
+        "minGroupSize: every group an aggregate makes must summarise at least 5 rows of \
          {datasets}, and a group of this query summarises fewer"
     )))
 }
 fn thin_value() -> Expect {
-    Expect::Error(QueryError::Denied(
+    thin_value_of("patients")
+}
+fn thin_value_of(datasets: &str) -> Expect {
+    Expect::Error(QueryError::Denied(format!(
         "minGroupSize: every aggregate value must be computed from at least 5 rows of \
-         patients, and a value of this query is computed from fewer (a FILTER or CASE that \
+         {datasets}, and a value of this query is computed from fewer (a FILTER or CASE that \
          selects few rows)"
-            .to_owned(),
-    ))
+    )))
 }
 fn few_rows() -> Expect {
     Expect::Error(QueryError::Denied(
@@ -229,6 +231,19 @@ fn few_rows() -> Expect {
          an aggregate of this query reads fewer"
             .to_owned(),
     ))
+}
+fn top_k(datasets: &str) -> Expect {
+    Expect::Error(QueryError::Denied(format!(
+        "aggregatesOnly: LIMIT and OFFSET may not choose individual rows of {datasets} \
+         (ORDER BY ... LIMIT picks rows by their values); aggregate first and limit the groups"
+    )))
+}
+fn uncounted_rows(datasets: &str) -> Expect {
+    Expect::Error(QueryError::Denied(format!(
+        "aggregatesOnly: which rows an aggregate of this query reads depends on individual \
+         rows of {datasets} that it cannot count (a row-level EXISTS, IN, INTERSECT, EXCEPT, \
+         semi-join or scalar subquery); aggregate those rows first (GROUP BY) or join them"
+    )))
 }
 fn too_many_rows() -> Expect {
     Expect::Error(QueryError::LimitExceeded(
@@ -268,6 +283,22 @@ fn cases() -> Vec<(&'static str, Expect)> {
         / (PATIENTS - 1) as f64)
         .sqrt();
     let labs_at = |site: &str| labs.iter().filter(|l| l.site == site).count() as i64;
+    let bmi_total: f64 = patients.iter().map(|p| p.bmi).sum();
+    // Sites other than 'west' by their number of patients, largest first.
+    let mut top_sites: Vec<Vec<Value>> = SITES
+        .iter()
+        .map(|&s| vec![text(s), int(count(&|p| p.site == s))])
+        .collect();
+    top_sites.sort_by(|a, b| match (&a[..], &b[..]) {
+        ([Value::Text(sa), Value::Int(na)], [Value::Text(sb), Value::Int(nb)]) => {
+            nb.cmp(na).then(sa.cmp(sb))
+        }
+        _ => std::cmp::Ordering::Equal,
+    });
+    let top_two = match (&top_sites[0][1], &top_sites[1][1]) {
+        (Value::Int(a), Value::Int(b)) => a + b,
+        _ => unreachable!("counts are integers"),
+    };
     let join_count = |sex: &str| {
         patients
             .iter()
@@ -399,18 +430,15 @@ fn cases() -> Vec<(&'static str, Expect)> {
         // --- Row-level values may not leave the query.
         ("SELECT age FROM patients", row_level("patients")),
         ("SELECT * FROM patients", row_level("patients")),
-        (
-            "SELECT patients.* FROM patients LIMIT 1",
-            row_level("patients"),
-        ),
-        ("SELECT age FROM patients LIMIT 1", row_level("patients")),
+        ("SELECT patients.* FROM patients LIMIT 1", top_k("patients")),
+        ("SELECT age FROM patients LIMIT 1", top_k("patients")),
         (
             "SELECT 1 FROM patients WHERE age = 40",
             row_level("patients"),
         ),
         (
             "SELECT age + 0 AS a FROM patients ORDER BY a DESC LIMIT 1",
-            row_level("patients"),
+            top_k("patients"),
         ),
         (
             "SELECT age FROM patients UNION ALL SELECT COUNT(*) FROM patients",
@@ -418,11 +446,11 @@ fn cases() -> Vec<(&'static str, Expect)> {
         ),
         (
             "SELECT (SELECT age FROM patients LIMIT 1)",
-            row_level("patients"),
+            top_k("patients"),
         ),
         (
             "SELECT COUNT(*), (SELECT age FROM patients LIMIT 1) FROM patients",
-            row_level("patients"),
+            top_k("patients"),
         ),
         (
             "SELECT a.n FROM (SELECT COUNT(*) AS n FROM patients) a JOIN patients p ON p.age > 70",
@@ -430,7 +458,7 @@ fn cases() -> Vec<(&'static str, Expect)> {
         ),
         (
             "SELECT sex, COUNT(*) FROM patients GROUP BY sex HAVING (SELECT age FROM patients LIMIT 1) > 30",
-            row_level("patients"),
+            top_k("patients"),
         ),
         (
             "WITH t AS (SELECT age FROM patients) SELECT * FROM t",
@@ -599,6 +627,248 @@ fn cases() -> Vec<(&'static str, Expect)> {
             "SELECT COUNT(*) FILTER (WHERE site = 'west') FROM patients",
             thin_value(),
         ),
+        // --- Aggregates that do not reach the output are guarded too: in
+        // WHERE, HAVING, join conditions, EXISTS / IN, CASE, at any depth,
+        // correlated or not, as subquery or CTE. ('west' has 3 patients,
+        // each age 4, labs with value > 18.5 are 4.)
+        (
+            "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(bmi) FROM patients WHERE site = 'west')",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE (SELECT AVG(bmi) FROM patients WHERE site = 'west') > 20",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE EXISTS (SELECT 1 FROM patients q WHERE q.site = 'west' GROUP BY q.site HAVING AVG(q.bmi) > 20)",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE sex IN (SELECT sex FROM patients WHERE site = 'west' GROUP BY sex HAVING AVG(bmi) > 20)",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients p JOIN (SELECT AVG(bmi) AS m FROM patients WHERE site = 'west') w ON p.bmi > w.m",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT AVG(bmi) AS m FROM patients WHERE site = 'west') w JOIN patients p ON p.bmi > w.m",
+            small_group("patients"),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex HAVING AVG(bmi) > (SELECT AVG(bmi) FROM patients WHERE site = 'west')",
+            small_group("patients"),
+        ),
+        (
+            "WITH w AS (SELECT AVG(bmi) AS m FROM patients WHERE site = 'west') SELECT COUNT(*) FROM patients WHERE bmi > (SELECT m FROM w)",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(bmi) FROM patients WHERE age > (SELECT AVG(age) FROM patients WHERE site = 'west'))",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients p WHERE p.bmi > (SELECT AVG(q.bmi) FROM patients q WHERE q.age = p.age)",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE CASE WHEN (SELECT AVG(bmi) FROM patients WHERE site = 'west') > 20 THEN true ELSE false END",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM labs l WHERE l.value > (SELECT AVG(bmi) FROM patients WHERE site = 'west')",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(value) FROM labs WHERE value > 18.5)",
+            small_group("labs"),
+        ),
+        (
+            "SELECT AVG(n) FROM (SELECT age, COUNT(*) AS n FROM patients GROUP BY age) t",
+            small_group("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT age, AVG(bmi) AS m FROM patients GROUP BY age) t WHERE m > 25",
+            small_group("patients"),
+        ),
+        // --- Row-level rows that choose which rows an aggregate reads, which
+        // it cannot count: semi-, anti- and mark joins on raw rows.
+        (
+            "SELECT COUNT(*) FROM patients WHERE EXISTS (SELECT 1 FROM patients q WHERE q.site = 'west' AND q.bmi > 20)",
+            uncounted_rows("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE NOT EXISTS (SELECT 1 FROM patients q WHERE q.site = 'west' AND q.bmi > 30)",
+            uncounted_rows("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE sex IN (SELECT sex FROM patients q WHERE q.site = 'west')",
+            uncounted_rows("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE age > 100 OR EXISTS (SELECT 1 FROM patients q WHERE q.site = 'west' AND q.bmi > 20)",
+            uncounted_rows("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients p WHERE EXISTS (SELECT 1 FROM labs l WHERE l.site = p.site AND l.value > 18.5)",
+            uncounted_rows("labs"),
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT sex FROM patients INTERSECT SELECT sex FROM patients WHERE site = 'west') t",
+            uncounted_rows("patients"),
+        ),
+        // --- Choosing individual rows by their values before an aggregate:
+        // top-k, DISTINCT ON, row numbers, a LIMIT inside IN.
+        (
+            "SELECT SUM(bmi) FROM (SELECT bmi FROM patients ORDER BY bmi DESC LIMIT 11) t",
+            top_k("patients"),
+        ),
+        (
+            "SELECT AVG(bmi) FROM (SELECT bmi FROM patients ORDER BY bmi LIMIT 10 OFFSET 1) t",
+            top_k("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE bmi IN (SELECT bmi FROM patients ORDER BY bmi DESC LIMIT 1)",
+            top_k("patients"),
+        ),
+        (
+            "WITH top AS (SELECT bmi, age FROM patients ORDER BY bmi DESC LIMIT 20) SELECT COUNT(*), SUM(bmi) FROM top",
+            top_k("patients"),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients p JOIN (SELECT age FROM patients ORDER BY bmi DESC LIMIT 1) t ON p.age = t.age",
+            top_k("patients"),
+        ),
+        (
+            "SELECT SUM(value) FROM (SELECT value FROM labs ORDER BY value DESC LIMIT 11) t",
+            top_k("labs"),
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT ON (sex) sex, bmi FROM patients ORDER BY sex, bmi DESC) t",
+            Expect::Error(QueryError::Denied(
+                "aggregatesOnly: DISTINCT ON may not read rows of patients".to_owned(),
+            )),
+        ),
+        (
+            "SELECT SUM(bmi) FROM (SELECT bmi, ROW_NUMBER() OVER (ORDER BY bmi DESC) AS r FROM patients) t WHERE r <= 11",
+            window(),
+        ),
+        // --- CASE / COALESCE that choose between a row's value and a
+        // constant count only the rows that take the value.
+        (
+            "SELECT SUM(CASE WHEN site = 'west' THEN bmi ELSE 0 END) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT AVG(CASE WHEN site = 'west' THEN bmi ELSE 0.0 END) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT SUM(CASE WHEN site <> 'west' THEN 0 ELSE bmi END) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT SUM(CASE site WHEN 'west' THEN bmi ELSE 1 END) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT SUM(CASE WHEN sex = 'f' THEN CASE WHEN site = 'west' THEN bmi ELSE 0 END ELSE 0 END) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT SUM(COALESCE(CASE WHEN site = 'west' THEN bmi END, 0)) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT STDDEV(CAST(CASE WHEN site = 'west' THEN bmi ELSE 0 END AS DOUBLE)) FROM patients",
+            thin_value(),
+        ),
+        (
+            "SELECT SUM(CASE WHEN a.site = 'west' THEN a.bmi ELSE 0 END) FROM patients a JOIN labs l ON l.kind = 'hb'",
+            thin_value_of("patients and labs"),
+        ),
+        // --- What thresholds do not stop (README): the attacker's exact gain,
+        // pinned so that any change is noticed. Person 0 is the only
+        // 20-year-old in 'west'.
+        // Arithmetic that zeroes every other row: person 0's bmi.
+        (
+            "SELECT SUM(bmi * CASE WHEN site = 'west' AND age = 20 THEN 1 ELSE 0 END) FROM patients",
+            Expect::Rows(vec![vec![float(patients[0].bmi)]]),
+        ),
+        // A complement FILTER beside the whole: the difference is person 0's bmi.
+        (
+            "SELECT SUM(bmi), SUM(bmi) FILTER (WHERE NOT (site = 'west' AND age = 20)) FROM patients",
+            Expect::Rows(vec![vec![
+                float(bmi_total),
+                float(bmi_total - patients[0].bmi),
+            ]]),
+        ),
+        // A join that repeats one row: the sum minus the plain sum is its bmi.
+        (
+            "SELECT SUM(p.bmi) FROM patients p JOIN (VALUES (1), (2)) v(k) ON v.k = 1 OR (p.site = 'west' AND p.age = 20)",
+            Expect::Rows(vec![vec![float(bmi_total + patients[0].bmi)]]),
+        ),
+        // Differencing two allowed queries.
+        (
+            "SELECT SUM(bmi) FROM patients WHERE NOT (site = 'west' AND age = 20)",
+            Expect::Rows(vec![vec![float(bmi_total - patients[0].bmi)]]),
+        ),
+        (
+            "SELECT SUM(bmi) FROM patients",
+            Expect::Rows(vec![vec![float(bmi_total)]]),
+        ),
+        // --- Legitimate analyses with subqueries and sorts.
+        (
+            "SELECT AVG(m) FROM (SELECT sex, AVG(bmi) AS m FROM patients GROUP BY sex) t",
+            Expect::Rows(vec![vec![float(
+                (bmi_mean(&|p| p.sex == "f") + bmi_mean(&|p| p.sex == "m")) / 2.0,
+            )]]),
+        ),
+        (
+            "WITH s AS (SELECT sex, AVG(bmi) AS m FROM patients GROUP BY sex) SELECT COUNT(*), AVG(m) FROM s",
+            Expect::Rows(vec![vec![
+                int(2),
+                float((bmi_mean(&|p| p.sex == "f") + bmi_mean(&|p| p.sex == "m")) / 2.0),
+            ]]),
+        ),
+        (
+            "SELECT site, COUNT(*) AS n FROM patients WHERE site <> 'west' GROUP BY site ORDER BY n DESC, site LIMIT 1",
+            Expect::Rows(vec![top_sites[0].clone()]),
+        ),
+        (
+            "SELECT SUM(n) FROM (SELECT site, COUNT(*) AS n FROM patients WHERE site <> 'west' GROUP BY site ORDER BY n DESC, site LIMIT 2) t",
+            Expect::Rows(vec![vec![int(top_two)]]),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(bmi) FROM patients WHERE sex = 'm')",
+            Expect::Rows(vec![vec![int(count(&|p| {
+                p.bmi > bmi_mean(&|q| q.sex == "m")
+            }))]]),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients p WHERE p.bmi > (SELECT AVG(q.bmi) FROM patients q WHERE q.sex = p.sex)",
+            Expect::Rows(vec![vec![int(count(&|p| {
+                p.bmi > bmi_mean(&|q| q.sex == p.sex)
+            }))]]),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE sex IN (SELECT sex FROM patients GROUP BY sex HAVING COUNT(*) > 100)",
+            Expect::Rows(vec![vec![int(count(&|p| p.sex == "f"))]]),
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE EXISTS (SELECT 1 FROM patients q GROUP BY q.sex HAVING COUNT(*) > 100)",
+            Expect::Rows(vec![vec![int(PATIENTS as i64)]]),
+        ),
+        (
+            "SELECT SUM(CASE WHEN sex = 'f' THEN bmi ELSE 0 END) FROM patients",
+            Expect::Rows(vec![vec![float(
+                patients
+                    .iter()
+                    .filter(|p| p.sex == "f")
+                    .map(|p| p.bmi)
+                    .sum(),
+            )]]),
+        ),
         // --- Limits.
         (
             "SELECT age % 30 AS a, COUNT(*) FROM patients GROUP BY age % 30",
@@ -691,8 +961,8 @@ fn cases() -> Vec<(&'static str, Expect)> {
             ]),
         ),
         (
-            "SELECT AVG(n) FROM (SELECT age, COUNT(*) AS n FROM patients GROUP BY age) t",
-            Expect::Rows(vec![vec![float(4.0)]]),
+            "SELECT AVG(n) FROM (SELECT outcome, COUNT(*) AS n FROM patients GROUP BY outcome) t",
+            Expect::Rows(vec![vec![float(PATIENTS as f64 / 2.0)]]),
         ),
         (
             "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(bmi) FROM patients)",
@@ -1078,7 +1348,7 @@ fn sandlet_query_prints_csv_or_one_line_naming_the_refusal() {
     for (args, line) in [
         (
             vec!["SELECT site, COUNT(*) FROM patients GROUP BY site"],
-            "denied: minGroupSize: every group of the result must summarise at least 5 rows of patients, and a group of this query summarises fewer",
+            "denied: minGroupSize: every group an aggregate makes must summarise at least 5 rows of patients, and a group of this query summarises fewer",
         ),
         (
             vec!["--grant", "labs", "SELECT COUNT(*) FROM patients"],

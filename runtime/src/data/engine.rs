@@ -221,6 +221,7 @@ impl Session {
         let plan = state
             .statement_to_plan(statement)
             .await
+            .and_then(|plan| policy::decorrelate(plan, &state))
             .map_err(planning_error)?;
         timings.plan = started.elapsed();
 

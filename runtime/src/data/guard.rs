@@ -1,20 +1,28 @@
 //! The disclosure guard: the plan node that checks, while a query runs, that
-//! every group an aggregate returns summarises enough rows.
+//! every group an aggregate makes summarises enough rows.
 //!
 //! The policy checker ([`super::policy`]) puts a [`GuardNode`] directly above
-//! each aggregate whose groups reach the query's output, after adding to
-//! that aggregate a `COUNT(*)` (rows per group) and, for each aggregate value,
-//! a `COUNT` of the rows that actually feed it (so that `FILTER` clauses and
-//! `CASE ... END` arguments that single out a few rows are counted as what
-//! they are). [`GuardExec`] reads all of the aggregate's groups before
-//! letting any through, and fails the query with a [`PolicyViolation`] when
-//! any group, or any aggregate value, summarises fewer than `minGroupSize`
-//! rows, or when the aggregate read fewer than `minRows` rows in all (zero
-//! groups included). Nothing is answered partially.
+//! every aggregate that reads dataset rows, wherever it stands in the plan,
+//! after adding to that aggregate what the guard counts:
+//!
+//! - in a plan with one scan and nothing that repeats rows (*plain counts*):
+//!   a `COUNT(*)` per group and, for each aggregate value, a `COUNT` of the
+//!   rows that actually feed it (so `FILTER` clauses and `CASE` arguments
+//!   that single out a few rows are counted as what they are);
+//! - otherwise, per dataset scan, the capped row-id sets of each group and
+//!   of each value ([`super::rowset`]), which count distinct source rows
+//!   however joins, unions and nested aggregates repeat or merge them.
+//!
+//! [`GuardExec`] reads all of the aggregate's groups before letting any
+//! through, and fails the query with a [`PolicyViolation`] when any group,
+//! or any aggregate value, summarises fewer than `minGroupSize` rows, or
+//! when the aggregate read fewer than `minRows` rows in all (zero groups
+//! included). Nothing is answered partially.
 //!
 //! Being an extension node, the guard is opaque to DataFusion's optimizers:
 //! no filter, limit or projection is pushed through it, so it always sees
-//! every group its aggregate makes.
+//! every group its aggregate makes. It must never let a batch out before
+//! every batch was checked.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -22,7 +30,7 @@ use std::sync::Arc;
 
 use std::collections::HashSet;
 
-use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, Int64Array, ListArray, RecordBatch};
 use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchemaRef, internal_err};
@@ -60,13 +68,18 @@ pub(crate) struct GuardSpec {
     pub group_rows: usize,
     /// Columns holding, for each aggregate value, the rows that fed it.
     pub value_rows: Vec<usize>,
+    /// Whether the plain counts (`group_rows`, `value_rows`) are checked:
+    /// only where they count distinct source rows, in plans without row
+    /// ids. With row ids the sets decide.
+    pub plain_counts: bool,
     pub min_group_size: u64,
     pub min_rows: u64,
     /// The datasets whose policies set the thresholds, for messages.
     pub datasets: String,
     /// Row sets (`sandlet_rowset`) of distinct source rows per dataset scan:
-    /// each must be empty or reach `min_group_size`, and a group set's union
-    /// over all groups must be empty or reach `min_rows`.
+    /// a group's set must be empty or reach `min_group_size`, its union
+    /// over all groups must reach `min_rows`, and a value's set must reach
+    /// `min_group_size` unless its group has no rows of that scan at all.
     pub sets: Vec<SetCheck>,
 }
 
@@ -74,10 +87,19 @@ pub(crate) struct GuardSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
 pub(crate) struct SetCheck {
     pub column: usize,
-    /// A value's rows (`true`) or the group's (`false`).
-    pub value: bool,
+    pub kind: SetKind,
     pub min_group_size: u64,
     pub min_rows: u64,
+}
+
+/// Whose rows a row set holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub(crate) enum SetKind {
+    /// A group's rows of one scan.
+    Group,
+    /// The rows of one scan that feed an aggregate value; `group` is the
+    /// column of the group's set of the same scan, when the plan has one.
+    Value { group: Option<usize> },
 }
 
 impl GuardSpec {
@@ -85,7 +107,7 @@ impl GuardSpec {
         violation(
             "minGroupSize",
             format!(
-                "every group of the result must summarise at least {} rows of {}, \
+                "every group an aggregate makes must summarise at least {} rows of {}, \
                  and a group of this query summarises fewer",
                 self.min_group_size, self.datasets
             ),
@@ -118,24 +140,43 @@ impl GuardSpec {
     /// Checks the row sets of one batch of groups, adding each group set's
     /// ids to `seen` (by position in `sets`).
     fn check_sets(&self, batch: &RecordBatch, seen: &mut [HashSet<u64>]) -> Result<()> {
+        let lists_of = |column: usize| match batch.column(column).as_list_opt::<i32>() {
+            Some(lists) => Ok(lists),
+            None => internal_err!("guard column {column} is not a row set"),
+        };
+        let len = |lists: &ListArray, row: usize| {
+            if lists.is_null(row) {
+                0
+            } else {
+                lists.value_length(row) as u64
+            }
+        };
         for (check, seen) in self.sets.iter().zip(seen.iter_mut()) {
-            let Some(lists) = batch.column(check.column).as_list_opt::<i32>() else {
-                return internal_err!("guard column {} is not a row set", check.column);
+            let lists = lists_of(check.column)?;
+            let group = match check.kind {
+                SetKind::Value {
+                    group: Some(column),
+                } => Some(lists_of(column)?),
+                _ => None,
             };
             for row in 0..lists.len() {
-                let len = if lists.is_null(row) {
-                    0
-                } else {
-                    lists.value_length(row) as u64
-                };
-                if len > 0 && len < check.min_group_size {
-                    return Err(if check.value {
-                        self.value_too_thin()
-                    } else {
-                        self.group_too_small()
-                    });
+                let n = len(lists, row);
+                if n >= check.min_group_size {
+                    // Enough.
+                } else if let SetKind::Value { .. } = check.kind {
+                    // A value of none of its group's rows of this scan is
+                    // fine only when the group has none either.
+                    let group_empty = group.is_some_and(|g| len(g, row) == 0);
+                    if n > 0 || !group_empty {
+                        return Err(self.value_too_thin());
+                    }
+                } else if n > 0 {
+                    return Err(self.group_too_small());
                 }
-                if !check.value && (seen.len() as u64) < check.min_rows && !lists.is_null(row) {
+                if check.kind == SetKind::Group
+                    && (seen.len() as u64) < check.min_rows
+                    && !lists.is_null(row)
+                {
                     let ids = lists.value(row);
                     seen.extend(ids.as_primitive::<UInt64Type>().iter().flatten());
                 }
@@ -144,18 +185,23 @@ impl GuardSpec {
         Ok(())
     }
 
-    /// After the last batch: every scan's distinct rows, over all groups.
+    /// After the last batch: every scan's distinct rows, over all groups,
+    /// reach `min_rows` (none at all is too few: "nobody" is an answer).
     fn check_totals(&self, seen: &[HashSet<u64>]) -> Result<()> {
         for (check, seen) in self.sets.iter().zip(seen) {
-            if !check.value && !seen.is_empty() && (seen.len() as u64) < check.min_rows {
+            if check.kind == SetKind::Group && (seen.len() as u64) < check.min_rows {
                 return Err(self.too_few_rows());
             }
         }
         Ok(())
     }
 
-    /// Checks one batch of groups; returns the rows they summarise.
+    /// Checks the plain counts of one batch of groups; returns the rows
+    /// they summarise.
     fn check(&self, batch: &RecordBatch) -> Result<u64> {
+        if !self.plain_counts {
+            return Ok(0);
+        }
         let mut total: u64 = 0;
         for value in counts(batch, self.group_rows)?.iter() {
             let value = value.unwrap_or(0).max(0) as u64;
@@ -358,7 +404,7 @@ impl ExecutionPlan for GuardExec {
                 reservation.try_grow(batch.get_array_memory_size())?;
                 batches.push(batch);
             }
-            if total < spec.min_rows {
+            if spec.plain_counts && total < spec.min_rows {
                 return Err(spec.too_few_rows());
             }
             spec.check_totals(&seen)?;
@@ -432,4 +478,163 @@ pub(crate) fn find_in_chain<T: std::error::Error + 'static>(error: &DataFusionEr
         current = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, ListArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, UInt64Type};
+
+    /// One batch whose columns are row sets, one list per group.
+    fn sets(columns: &[Vec<Vec<u64>>]) -> RecordBatch {
+        let fields: Vec<Field> = (0..columns.len())
+            .map(|i| Field::new(format!("s{i}"), super::super::rowset::set_type(), true))
+            .collect();
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .map(|groups| {
+                Arc::new(ListArray::from_iter_primitive::<UInt64Type, _, _>(
+                    groups
+                        .iter()
+                        .map(|ids| Some(ids.iter().copied().map(Some).collect::<Vec<_>>())),
+                )) as ArrayRef
+            })
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+    }
+
+    fn spec(kinds: &[SetKind]) -> GuardSpec {
+        GuardSpec {
+            group_rows: 0,
+            value_rows: Vec::new(),
+            plain_counts: false,
+            min_group_size: 3,
+            min_rows: 4,
+            datasets: "t".into(),
+            sets: kinds
+                .iter()
+                .enumerate()
+                .map(|(column, &kind)| SetCheck {
+                    column,
+                    kind,
+                    min_group_size: 3,
+                    min_rows: 4,
+                })
+                .collect(),
+        }
+    }
+
+    /// The rule of the violation, or `None` when the sets pass.
+    fn verdict(spec: &GuardSpec, batches: &[RecordBatch]) -> Option<&'static str> {
+        let mut seen = vec![HashSet::new(); spec.sets.len()];
+        let result = batches
+            .iter()
+            .try_for_each(|b| spec.check_sets(b, &mut seen))
+            .and_then(|()| spec.check_totals(&seen));
+        result.err().map(|e| {
+            find_in_chain::<PolicyViolation>(&e)
+                .expect("a violation")
+                .rule
+        })
+    }
+
+    #[test]
+    fn a_group_set_is_empty_or_large_enough_and_the_total_reaches_min_rows() {
+        let group = spec(&[SetKind::Group]);
+        assert_eq!(
+            verdict(&group, &[sets(&[vec![vec![1, 2, 3], vec![4, 5, 6]]])]),
+            None
+        );
+        // One group of two.
+        assert_eq!(
+            verdict(&group, &[sets(&[vec![vec![1, 2, 3], vec![4, 5]]])]),
+            Some("minGroupSize")
+        );
+        // A group with none of this scan's rows (an outer join's padding).
+        assert_eq!(
+            verdict(&group, &[sets(&[vec![vec![1, 2, 3, 4], vec![]]])]),
+            None
+        );
+        // Three distinct rows over two groups that share them: too few.
+        assert_eq!(
+            verdict(&group, &[sets(&[vec![vec![1, 2, 3], vec![3, 2, 1]]])]),
+            Some("minRows")
+        );
+        // The same rows split over batches count once.
+        assert_eq!(
+            verdict(
+                &group,
+                &[sets(&[vec![vec![1, 2, 3]]]), sets(&[vec![vec![1, 2, 3]]])]
+            ),
+            Some("minRows")
+        );
+        // No rows at all is too few: "nobody" is an answer.
+        assert_eq!(verdict(&group, &[sets(&[vec![vec![]]])]), Some("minRows"));
+        assert_eq!(verdict(&group, &[]), Some("minRows"));
+    }
+
+    #[test]
+    fn a_value_may_read_none_of_a_scans_rows_only_when_its_group_has_none() {
+        let value = spec(&[SetKind::Group, SetKind::Value { group: Some(0) }]);
+        let both = |group: Vec<Vec<u64>>, value_sets: Vec<Vec<u64>>| {
+            verdict(&value, &[sets(&[group, value_sets])])
+        };
+        assert_eq!(both(vec![vec![1, 2, 3, 4]], vec![vec![1, 2, 3]]), None);
+        assert_eq!(
+            both(vec![vec![1, 2, 3, 4]], vec![vec![1]]),
+            Some("minGroupSize")
+        );
+        // A FILTER that matches nobody in a group that has rows: zero is an
+        // answer about those rows.
+        assert_eq!(
+            both(vec![vec![1, 2, 3, 4]], vec![vec![]]),
+            Some("minGroupSize")
+        );
+        // A group without rows of this scan has no values of it either.
+        assert_eq!(
+            both(vec![vec![1, 2, 3, 4], vec![]], vec![vec![1, 2, 3], vec![]]),
+            None
+        );
+        // Without a group set of the same scan, an empty value is too thin.
+        let alone = spec(&[SetKind::Group, SetKind::Value { group: None }]);
+        assert_eq!(
+            verdict(&alone, &[sets(&[vec![vec![1, 2, 3, 4]], vec![vec![]]])]),
+            Some("minGroupSize")
+        );
+    }
+
+    #[test]
+    fn plain_counts_are_checked_only_when_asked() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![5, 2])),
+                Arc::new(Int64Array::from(vec![5, 2])),
+            ],
+        )
+        .unwrap();
+        let mut spec = spec(&[]);
+        spec.value_rows = vec![1];
+        assert_eq!(spec.check(&batch).unwrap(), 0);
+        spec.plain_counts = true;
+        let error = spec.check(&batch).unwrap_err();
+        assert_eq!(
+            find_in_chain::<PolicyViolation>(&error).unwrap().rule,
+            "minGroupSize"
+        );
+        let big = RecordBatch::try_new(
+            batch.schema(),
+            vec![
+                Arc::new(Int64Array::from(vec![5, 4])),
+                Arc::new(Int64Array::from(vec![3, 3])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(spec.check(&big).unwrap(), 9);
+    }
 }

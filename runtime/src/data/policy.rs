@@ -2,28 +2,39 @@
 //! guards that make the thresholds hold while they do.
 //!
 //! The checker walks the plan that DataFusion made from the guest's SQL
-//! (never the SQL text) and follows, for every relation in it, which
-//! datasets' individual rows it still carries:
+//! (never the SQL text), after [`decorrelate`] has turned subquery
+//! expressions (`EXISTS`, `IN`, scalar subqueries) into the joins they mean,
+//! and follows, for every relation in it, which datasets' individual rows
+//! it still carries:
 //!
 //! - `rows`: datasets whose individual rows decide which rows this relation
 //!   has (a scan, and everything that filters, joins or sorts one);
 //! - `cols[i]`: datasets whose row-level values flow into column `i`.
 //!
-//! An aggregate whose groups reach the query's output unaggregated (a
-//! *terminal* aggregate) ends both: its rows are groups and its columns are
-//! group keys and aggregates. Each such aggregate gets a [`GuardNode`] that
-//! checks `minGroupSize` and `minRows` while the query runs. Aggregates
-//! deeper down (whose groups feed another aggregate) are row-level
-//! intermediate results: allowed, and summarised by the aggregate above
-//! them, which is guarded.
+//! **Every aggregate over dataset rows is guarded, wherever it stands**: in
+//! the output, in a subquery in `FROM`, in what was a `WHERE`, `HAVING` or
+//! join condition's subquery. It gets a [`GuardNode`] that checks
+//! `minGroupSize` and `minRows` while the query runs, and above the guard
+//! its groups and values are no longer row-level. When the plan can repeat
+//! rows or nests aggregates, every scan carries row ids and the guards count
+//! distinct source rows ([`super::rowset`]); an aggregate passes its groups'
+//! row sets on, so the one above counts the people behind its values, not
+//! its groups. Rows that decide what an aggregate reads must be counted by
+//! it: a semi-join on row-level values (whose rows the aggregate never sees)
+//! is refused.
 //!
 //! Under `aggregatesOnly`, the query is refused when its output still carries
 //! rows or values of such a dataset, when any aggregate over its rows is not
 //! disclosure-safe (only COUNT, COUNT DISTINCT, SUM, AVG, VAR and STDDEV
-//! are), and when a window function reads its rows. Whatever the policy,
-//! only scans of granted datasets (as [`DatasetTable`]s, which show only
-//! allowed columns) and plain query operators may appear: no DDL, DML,
-//! `COPY`, `EXPLAIN`, recursive queries or extension nodes.
+//! are), when a window function, `DISTINCT ON` or a `LIMIT`/`OFFSET` (top-k)
+//! chooses among its rows. Whatever the policy, only scans of granted
+//! datasets (as [`DatasetTable`]s, which show only allowed columns) and plain
+//! query operators may appear: no DDL, DML, `COPY`, `EXPLAIN`, recursive
+//! queries or extension nodes.
+//!
+//! It must never pass a plan in which a dataset's rows reach an aggregate,
+//! a limit or the output by a path it did not follow: unknown plan nodes are
+//! refused, not waved through.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -36,14 +47,21 @@ use datafusion::common::{Column, DFSchema, DataFusionError, TableReference};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::logical_expr::expr::{
-    AggregateFunction, AggregateFunctionParams, Exists, InSubquery, SetComparison,
+    AggregateFunction, AggregateFunctionParams, Case, Exists, InSubquery, SetComparison,
 };
 use datafusion::logical_expr::{
     Aggregate, AggregateUDF, Distinct, Expr, LogicalPlan, Projection, Subquery, TableScanBuilder,
     Union, lit,
 };
 
-use super::guard::{GuardNode, GuardSpec, SetCheck};
+use datafusion::execution::SessionState;
+use datafusion::optimizer::decorrelate_lateral_join::DecorrelateLateralJoin;
+use datafusion::optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery;
+use datafusion::optimizer::rewrite_set_comparison::RewriteSetComparison;
+use datafusion::optimizer::scalar_subquery_to_join::ScalarSubqueryToJoin;
+use datafusion::optimizer::{Optimizer, OptimizerContext, OptimizerRule};
+
+use super::guard::{GuardNode, GuardSpec, SetCheck, SetKind};
 use super::rowset::{RID_PREFIX, RowIdTable, RowSet, is_rid};
 use super::table::DatasetTable;
 use super::{DisclosurePolicy, QueryError};
@@ -98,6 +116,36 @@ pub(crate) struct Checked {
     pub max_result_rows: u64,
 }
 
+/// Rewrites subquery expressions into joins, as DataFusion's optimizer
+/// would later: `EXISTS`/`IN`/`ANY`/`ALL` into semi-, anti- and mark joins,
+/// correlated scalar subqueries into left joins. The checker then sees every
+/// row such a subquery reads as a row of a join, whose ids it can carry to
+/// the aggregate above. What stays a subquery expression (an uncorrelated
+/// scalar subquery, which DataFusion runs once, or a shape the rules cannot
+/// rewrite) is checked where it stands: its aggregates are guarded, and a
+/// row-level value it yields may not decide or feed an aggregate.
+pub(crate) fn decorrelate(
+    plan: LogicalPlan,
+    state: &SessionState,
+) -> datafusion::error::Result<LogicalPlan> {
+    let mut options = state.config_options().as_ref().clone();
+    // A shape a rule cannot rewrite stays a subquery expression, which the
+    // checker handles too; it is not an error of the guest's.
+    options.optimizer.skip_failed_rules = true;
+    let options = Arc::new(options);
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, &options, |_, _| {})?;
+    let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
+        Arc::new(RewriteSetComparison::new()),
+        Arc::new(DecorrelatePredicateSubquery::new()),
+        Arc::new(ScalarSubqueryToJoin::new()),
+        Arc::new(DecorrelateLateralJoin::new()),
+    ];
+    let context = OptimizerContext::new_with_config_options(options);
+    Optimizer::with_rules(rules).optimize(plan, &context, |_, _| {})
+}
+
 /// Checks `plan` against the policies of `tables` (the run's grants, by
 /// index) and returns it with guards added.
 pub(crate) fn check(
@@ -109,7 +157,7 @@ pub(crate) fn check(
         instances: RefCell::new(Vec::new()),
         row_ids: may_repeat_rows(plan),
     };
-    let (plan, taint) = checker.plan(plan, true, &Sources::new())?;
+    let (plan, taint) = checker.plan(plan, &Sources::new())?;
     let plan = without_row_ids(plan)?;
     let leaked: Sources = taint
         .everything()
@@ -203,14 +251,11 @@ impl Checker<'_> {
         }
     }
 
-    /// Checks one plan node and everything below it. `terminal`: whether
-    /// this relation's rows reach the query's output without passing
-    /// through another aggregate. `outer`: what a correlated subquery's
-    /// outer references may carry.
+    /// Checks one plan node and everything below it. `outer`: what a
+    /// correlated subquery's outer references may carry.
     fn plan(
         &self,
         plan: &LogicalPlan,
-        terminal: bool,
         outer: &Sources,
     ) -> Result<(LogicalPlan, Taint), QueryError> {
         match plan {
@@ -231,6 +276,9 @@ impl Checker<'_> {
                     instances.len() - 1
                 };
                 let one: Sources = [instance].into();
+                if scan.fetch.is_some() && self.protected(&one) {
+                    return Err(picks_rows_denied(&self.protected_names(&one)));
+                }
                 if !self.row_ids {
                     let taint = Taint {
                         rows: one.clone(),
@@ -277,7 +325,7 @@ impl Checker<'_> {
                 let mut exprs = Vec::new();
                 for row in &values.values {
                     for (i, expr) in row.iter().enumerate() {
-                        let checked = self.expr(expr, &[], terminal, outer)?;
+                        let checked = self.expr(expr, &[], outer)?;
                         taint.rows.extend(&checked.taint);
                         if let Some(col) = taint.cols.get_mut(i) {
                             col.extend(&checked.taint);
@@ -290,7 +338,7 @@ impl Checker<'_> {
                 Ok((plan, taint))
             }
             LogicalPlan::Projection(projection) => {
-                let (input, input_taint) = self.plan(&projection.input, terminal, outer)?;
+                let (input, input_taint) = self.plan(&projection.input, outer)?;
                 let scope = [(input.schema().as_ref(), &input_taint)];
                 let mut taint = Taint {
                     rows: input_taint.rows.clone(),
@@ -299,7 +347,7 @@ impl Checker<'_> {
                 };
                 let mut exprs = Vec::with_capacity(projection.expr.len());
                 for expr in &projection.expr {
-                    let checked = self.expr(expr, &scope, terminal, outer)?;
+                    let checked = self.expr(expr, &scope, outer)?;
                     taint.cols.push(checked.taint);
                     taint.all.extend(&checked.reads);
                     exprs.push(checked.expr);
@@ -329,12 +377,17 @@ impl Checker<'_> {
                         plan.display()
                     ))));
                 };
-                let (input, input_taint) = self.plan(child, terminal, outer)?;
+                let (input, input_taint) = self.plan(child, outer)?;
+                if picks_rows(plan) && self.protected(&input_taint.everything()) {
+                    return Err(picks_rows_denied(
+                        &self.protected_names(&input_taint.everything()),
+                    ));
+                }
                 let mut taint = input_taint.clone();
                 let scope = [(input.schema().as_ref(), &input_taint)];
                 let mut exprs = Vec::new();
                 for expr in plan.expressions() {
-                    let checked = self.expr(&expr, &scope, terminal, outer)?;
+                    let checked = self.expr(&expr, &scope, outer)?;
                     taint.rows.extend(&checked.taint);
                     taint.all.extend(&checked.reads);
                     exprs.push(checked.expr);
@@ -343,8 +396,8 @@ impl Checker<'_> {
                 Ok((plan, taint))
             }
             LogicalPlan::Join(join) => {
-                let (left, left_taint) = self.plan(&join.left, terminal, outer)?;
-                let (right, right_taint) = self.plan(&join.right, terminal, outer)?;
+                let (left, left_taint) = self.plan(&join.left, outer)?;
+                let (right, right_taint) = self.plan(&join.right, outer)?;
                 let mut rows = left_taint.rows.clone();
                 rows.extend(&right_taint.rows);
                 let mut all = left_taint.all.clone();
@@ -356,7 +409,7 @@ impl Checker<'_> {
                         (right.schema().as_ref(), &right_taint),
                     ];
                     for expr in plan.expressions() {
-                        let checked = self.expr(&expr, &scope, terminal, outer)?;
+                        let checked = self.expr(&expr, &scope, outer)?;
                         rows.extend(&checked.taint);
                         all.extend(&checked.reads);
                         exprs.push(checked.expr);
@@ -396,7 +449,7 @@ impl Checker<'_> {
                 };
                 let mut checked = Vec::with_capacity(union.inputs.len());
                 for input in &union.inputs {
-                    checked.push(self.plan(input, terminal, outer)?);
+                    checked.push(self.plan(input, outer)?);
                 }
                 // Every branch gets every branch's row-id columns, in one
                 // order, typed nulls where it has none.
@@ -463,7 +516,7 @@ impl Checker<'_> {
                 });
                 Ok((plan, taint))
             }
-            LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate, terminal, outer),
+            LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate, outer),
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 // DISTINCT is a GROUP BY of every column, and is guarded as one.
                 let group = input
@@ -474,10 +527,10 @@ impl Checker<'_> {
                     .collect();
                 let aggregate =
                     Aggregate::try_new(Arc::clone(input), group, Vec::new()).map_err(invalid)?;
-                self.aggregate(&aggregate, terminal, outer)
+                self.aggregate(&aggregate, outer)
             }
             LogicalPlan::Window(window) => {
-                let (input, input_taint) = self.plan(&window.input, terminal, outer)?;
+                let (input, input_taint) = self.plan(&window.input, outer)?;
                 if self.protected(&input_taint.everything()) {
                     return Err(denied(format!(
                         "aggregatesOnly: window functions may not read rows of {}",
@@ -488,7 +541,7 @@ impl Checker<'_> {
                 let mut taint = input_taint.clone();
                 let mut exprs = Vec::new();
                 for expr in &window.window_expr {
-                    let checked = self.expr(expr, &scope, terminal, outer)?;
+                    let checked = self.expr(expr, &scope, outer)?;
                     taint.cols.push(checked.taint);
                     taint.all.extend(&checked.reads);
                     exprs.push(checked.expr);
@@ -502,7 +555,7 @@ impl Checker<'_> {
                     LogicalPlan::Distinct(Distinct::On(on)) => ("DISTINCT ON", &on.input),
                     _ => unreachable!(),
                 };
-                let (input, input_taint) = self.plan(child, terminal, outer)?;
+                let (input, input_taint) = self.plan(child, outer)?;
                 if self.protected(&input_taint.everything()) {
                     return Err(denied(format!(
                         "aggregatesOnly: {kind} may not read rows of {}",
@@ -537,15 +590,19 @@ impl Checker<'_> {
         }
     }
 
-    /// An aggregate: its functions are checked, and when it is terminal it
-    /// is guarded.
+    /// An aggregate over dataset rows: its functions are checked and it is
+    /// guarded, wherever it stands in the plan (the query's output, a
+    /// subquery in `FROM`, `WHERE`, a join or `HAVING`). Above the guard its
+    /// groups and values summarise enough rows and are no longer row-level.
+    /// In a plan with row ids it passes its groups' row sets on under the
+    /// row-id column names, so that an aggregate above it counts the source
+    /// rows behind its values, not its groups.
     fn aggregate(
         &self,
         aggregate: &Aggregate,
-        terminal: bool,
         outer: &Sources,
     ) -> Result<(LogicalPlan, Taint), QueryError> {
-        let (input, input_taint) = self.plan(&aggregate.input, false, outer)?;
+        let (input, input_taint) = self.plan(&aggregate.input, outer)?;
         let mut reads = input_taint.all.clone();
         let scope = [(input.schema().as_ref(), &input_taint)];
         // The scans whose row ids reach this aggregate.
@@ -557,25 +614,39 @@ impl Checker<'_> {
             })
             .collect();
 
-        // Subqueries in keys and arguments are guarded where they stand:
-        // their values are not counted by this aggregate's row ids.
         let mut group_taint = Sources::new();
         let mut group = Vec::with_capacity(aggregate.group_expr.len());
         for expr in &aggregate.group_expr {
-            let checked = self.expr(expr, &scope, true, outer)?;
+            let checked = self.expr(expr, &scope, outer)?;
             group_taint.extend(&checked.taint);
             reads.extend(&checked.reads);
             group.push(checked.expr);
         }
+        if self.row_ids {
+            // Rows that decide which rows this aggregate reads, or how it
+            // groups them, must be among the rows it counts.
+            let mut deciding = input_taint.rows.clone();
+            deciding.extend(&group_taint);
+            let uncounted = self.uncounted(&deciding, &rids);
+            if !uncounted.is_empty() {
+                return Err(denied(format!(
+                    "aggregatesOnly: which rows an aggregate of this query reads depends on \
+                     individual rows of {} that it cannot count (a row-level EXISTS, IN, \
+                     INTERSECT, EXCEPT, semi-join or scalar subquery); aggregate those rows \
+                     first (GROUP BY) or join them",
+                    self.names(&uncounted)
+                )));
+            }
+        }
 
         let mut aggr = Vec::with_capacity(aggregate.aggr_expr.len());
-        let mut value_taints = Vec::with_capacity(aggregate.aggr_expr.len());
         // For each aggregate value that does not read every row of its
-        // group: how to count the rows it does read, in all and per scan.
+        // group: how to count the rows it does read, in all (a plan without
+        // row ids) or per scan (with them).
         let mut value_counts = Vec::new();
         let mut value_sets: Vec<(Expr, usize)> = Vec::new();
         for expr in &aggregate.aggr_expr {
-            let checked = self.expr(expr, &scope, true, outer)?;
+            let checked = self.expr(expr, &scope, outer)?;
             reads.extend(&checked.reads);
             let Some(function) = aggregate_function(&checked.expr) else {
                 return Err(invalid(DataFusionError::Plan(format!(
@@ -588,86 +659,80 @@ impl Checker<'_> {
             if self.protected(&read) {
                 check_safe(function, &self.protected_names(&read))?;
             }
-            let uncounted: Sources = checked
-                .taint
-                .iter()
-                .copied()
-                .filter(|i| !rids.iter().any(|(_, r)| r == i))
-                .collect();
-            if self.row_ids && self.protected(&uncounted) {
-                return Err(denied(format!(
-                    "aggregatesOnly: an aggregate of this query reads row-level values that a \
-                     subquery takes from {}; aggregate them in a subquery or CTE and join it",
-                    self.protected_names(&uncounted)
-                )));
-            }
-            if let Some(count) = value_count(function) {
-                value_counts.push(count);
-                let filter = contributing(function);
-                for (column, instance) in &rids {
-                    if !checked.taint.contains(instance) {
-                        continue;
-                    }
-                    // AVG, VAR and COUNT of one column share one set.
-                    let set = self.rowset(column, *instance, filter.clone());
-                    if !value_sets.iter().any(|(e, _)| *e == set) {
-                        value_sets.push((set, *instance));
-                    }
+            if self.row_ids {
+                let uncounted = self.uncounted(&checked.taint, &rids);
+                if !uncounted.is_empty() {
+                    return Err(denied(format!(
+                        "aggregatesOnly: an aggregate of this query reads row-level values \
+                         that a subquery takes from {}; aggregate them in a subquery or CTE \
+                         and join it",
+                        self.names(&uncounted)
+                    )));
                 }
             }
-            value_taints.push(read);
+            if let Some(condition) = contributing(function) {
+                if self.row_ids {
+                    for (column, instance) in &rids {
+                        if !checked.taint.contains(instance) {
+                            continue;
+                        }
+                        // AVG, VAR and COUNT of one column share one set.
+                        let set = self.rowset(column, *instance, Some(condition.clone()));
+                        if !value_sets.iter().any(|(e, _)| *e == set) {
+                            value_sets.push((set, *instance));
+                        }
+                    }
+                } else {
+                    value_counts.push(count_where(condition));
+                }
+            }
             aggr.push(checked.expr);
         }
 
-        if terminal && !reads.is_empty() {
-            let mut sets: Vec<(Expr, SetCheck)> = Vec::new();
-            for (column, instance) in &rids {
-                sets.push((
-                    self.rowset(column, *instance, None),
-                    self.set_check(*instance, false),
-                ));
-            }
-            for (expr, instance) in value_sets {
-                sets.push((expr, self.set_check(instance, true)));
-            }
-            let guarded = self.guard(input, group, aggr, value_counts, sets, &reads)?;
+        if reads.is_empty() {
+            // Over constants only (VALUES): nothing to guard.
+            let plan = LogicalPlan::Aggregate(
+                Aggregate::try_new(Arc::new(input), group, aggr).map_err(invalid)?,
+            );
+            let width = plan.schema().fields().len();
             let taint = Taint {
-                rows: Sources::new(),
-                cols: vec![Sources::new(); guarded.schema().fields().len()],
-                all: reads,
+                cols: vec![Sources::new(); width],
+                ..Taint::default()
             };
-            return Ok((guarded, taint));
+            return Ok((plan, taint));
         }
 
-        // An intermediate aggregate: its groups and values are still
-        // row-level as far as the output is concerned, and it passes on the
-        // row sets of its groups under the row-id column names.
-        let values = aggr.len();
+        let mut sets: Vec<(Expr, SetCheck)> = Vec::new();
         for (column, instance) in &rids {
-            aggr.push(self.rowset(column, *instance, None).alias(&column.name));
+            sets.push((
+                self.rowset(column, *instance, None),
+                self.set_check(*instance, SetKind::Group),
+            ));
         }
-        let plan = LogicalPlan::Aggregate(
-            Aggregate::try_new(Arc::new(input), group, aggr).map_err(invalid)?,
-        );
-        let width = plan.schema().fields().len();
-        let mut rows = input_taint.rows.clone();
-        rows.extend(&group_taint);
-        let keys = width - values - rids.len();
-        let mut cols = vec![rows.clone(); keys];
-        for value in value_taints {
-            let mut col = value;
-            col.extend(&rows);
-            cols.push(col);
+        for (expr, instance) in value_sets {
+            // A value may read none of its group's rows of a scan only when
+            // the group has none of them either.
+            let group = rids.iter().position(|(_, r)| *r == instance);
+            sets.push((expr, self.set_check(instance, SetKind::Value { group })));
         }
-        cols.extend(rids.iter().map(|_| Sources::new()));
-        Ok((
-            plan,
-            Taint {
-                rows,
-                cols,
-                all: reads,
-            },
-        ))
+        let pass_on: Vec<String> = rids.iter().map(|(c, _)| c.name.clone()).collect();
+        let guarded = self.guard(input, group, aggr, value_counts, sets, &reads, &pass_on)?;
+        let taint = Taint {
+            rows: Sources::new(),
+            cols: vec![Sources::new(); guarded.schema().fields().len()],
+            all: reads,
+        };
+        Ok((guarded, taint))
+    }
+
+    /// The datasets among `sources` that protect their rows
+    /// (`aggregatesOnly`) and whose row ids do not reach an aggregate.
+    fn uncounted(&self, sources: &Sources, rids: &[(Column, usize)]) -> Sources {
+        sources
+            .iter()
+            .copied()
+            .filter(|i| self.policy(*i).aggregates_only && !rids.iter().any(|(_, r)| r == i))
+            .collect()
     }
 
     /// `sandlet_rowset(rid)` for one scan, capped at what its policy needs.
@@ -686,18 +751,22 @@ impl Checker<'_> {
         ))
     }
 
-    fn set_check(&self, instance: usize, value: bool) -> SetCheck {
+    /// The check of one row set of scan `instance`.
+    fn set_check(&self, instance: usize, kind: SetKind) -> SetCheck {
         let policy = self.policy(instance);
         SetCheck {
             column: 0,
-            value,
+            kind,
             min_group_size: policy.min_group_size,
             min_rows: policy.min_rows,
         }
     }
 
-    /// Rebuilds a terminal aggregate with its guard counts and row sets,
-    /// puts the guard above it and projects them away again.
+    /// Rebuilds an aggregate with its guard counts and row sets, puts the
+    /// guard above it and projects them away again, except the group row
+    /// sets named in `pass_on` (in the order of the group sets in `sets`),
+    /// which an aggregate above counts.
+    #[allow(clippy::too_many_arguments)]
     fn guard(
         &self,
         input: LogicalPlan,
@@ -706,6 +775,7 @@ impl Checker<'_> {
         value_counts: Vec<Expr>,
         sets: Vec<(Expr, SetCheck)>,
         reads: &Sources,
+        pass_on: &[String],
     ) -> Result<LogicalPlan, QueryError> {
         aggr.push(
             Expr::AggregateFunction(AggregateFunction::new_udf(
@@ -731,26 +801,43 @@ impl Checker<'_> {
         let counted = Aggregate::try_new(Arc::new(input), group, aggr).map_err(invalid)?;
         let width = counted.schema.fields().len();
         let group_rows = width - set_count - values - 1;
+        let first_set = width - set_count;
         for (i, check) in checks.iter_mut().enumerate() {
-            check.column = width - set_count + i;
+            check.column = first_set + i;
+            // Group sets come first: a value's group set moves with them.
+            if let SetKind::Value { group: Some(g) } = &mut check.kind {
+                *g += first_set;
+            }
         }
         let policies: Vec<&DisclosurePolicy> = reads.iter().map(|&i| self.policy(i)).collect();
         let spec = GuardSpec {
             group_rows,
             value_rows: (group_rows + 1..group_rows + 1 + values).collect(),
+            // With row ids the sets count source rows; plain counts would
+            // count the rows of a subquery's groups instead.
+            plain_counts: !self.row_ids,
             min_group_size: policies.iter().map(|p| p.min_group_size).max().unwrap_or(0),
             min_rows: policies.iter().map(|p| p.min_rows).max().unwrap_or(0),
             datasets: self.names(reads),
             sets: checks,
         };
         let guarded = GuardNode::plan(LogicalPlan::Aggregate(counted), spec);
-        // The aggregate as written: every column before the guard's own.
-        let columns = guarded
+        // The aggregate as written: every column before the guard's own,
+        // then the row sets it passes on.
+        let fields: Vec<(Option<TableReference>, String)> = guarded
             .schema()
             .iter()
-            .take(group_rows)
-            .map(|(qualifier, field)| Expr::Column(Column::new(qualifier.cloned(), field.name())))
+            .map(|(qualifier, field)| (qualifier.cloned(), field.name().clone()))
             .collect();
+        let mut columns: Vec<Expr> = fields
+            .iter()
+            .take(group_rows)
+            .map(|(qualifier, name)| Expr::Column(Column::new(qualifier.clone(), name)))
+            .collect();
+        for (i, name) in pass_on.iter().enumerate() {
+            let (qualifier, set) = &fields[first_set + i];
+            columns.push(Expr::Column(Column::new(qualifier.clone(), set)).alias(name));
+        }
         Projection::try_new(columns, Arc::new(guarded))
             .map(LogicalPlan::Projection)
             .map_err(invalid)
@@ -762,7 +849,6 @@ impl Checker<'_> {
         &self,
         expr: &Expr,
         scope: &Scope<'_>,
-        terminal: bool,
         outer: &Sources,
     ) -> Result<Checked1, QueryError> {
         let mut taint = Sources::new();
@@ -777,7 +863,7 @@ impl Checker<'_> {
                         taint: &mut Sources,
                         reads: &mut Sources|
          -> Result<Subquery, QueryError> {
-            let (plan, t) = self.plan(&sq.subquery, terminal, &inner_outer)?;
+            let (plan, t) = self.plan(&sq.subquery, &inner_outer)?;
             // A subquery answers with its own columns only.
             let plan = without_row_ids(plan)?;
             taint.extend(t.everything());
@@ -853,35 +939,45 @@ impl Checker<'_> {
 
 /// Whether any operator in the query can repeat a source row or pad a group
 /// with rows from elsewhere: joins, unions, grouping sets, unnesting and
-/// subquery expressions (whose one value repeats on every row). Without
-/// them, the rows an aggregate reads are distinct rows of its one scan, and
-/// the guard's row counts are exact without row ids.
+/// subquery expressions (whose one value repeats on every row), or whether
+/// one aggregate reads another's groups (and so would count groups, not
+/// rows). Without them, the rows an aggregate reads are distinct rows of
+/// its one scan, and the guard's row counts are exact without row ids.
 fn may_repeat_rows(plan: &LogicalPlan) -> bool {
     let mut repeats = false;
+    let mut aggregates = 0;
     let _ = plan.apply_with_subqueries(|node| {
-        let found = match node {
-            LogicalPlan::Join(_)
-            | LogicalPlan::Union(_)
-            | LogicalPlan::Unnest(_)
-            | LogicalPlan::RecursiveQuery(_)
-            | LogicalPlan::Subquery(_) => true,
-            LogicalPlan::Aggregate(aggregate) => aggregate
-                .group_expr
-                .iter()
-                .any(|e| matches!(e, Expr::GroupingSet(_))),
-            _ => false,
-        } || node.expressions().iter().any(|e| {
-            e.exists(|e| {
-                Ok(matches!(
-                    e,
-                    Expr::ScalarSubquery(_)
-                        | Expr::Exists(_)
-                        | Expr::InSubquery(_)
-                        | Expr::SetComparison(_)
-                ))
-            })
-            .unwrap_or(true)
-        });
+        if matches!(
+            node,
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(Distinct::All(_))
+        ) {
+            aggregates += 1;
+        }
+        let found = aggregates > 1
+            || match node {
+                LogicalPlan::Join(_)
+                | LogicalPlan::Union(_)
+                | LogicalPlan::Unnest(_)
+                | LogicalPlan::RecursiveQuery(_)
+                | LogicalPlan::Subquery(_) => true,
+                LogicalPlan::Aggregate(aggregate) => aggregate
+                    .group_expr
+                    .iter()
+                    .any(|e| matches!(e, Expr::GroupingSet(_))),
+                _ => false,
+            }
+            || node.expressions().iter().any(|e| {
+                e.exists(|e| {
+                    Ok(matches!(
+                        e,
+                        Expr::ScalarSubquery(_)
+                            | Expr::Exists(_)
+                            | Expr::InSubquery(_)
+                            | Expr::SetComparison(_)
+                    ))
+                })
+                .unwrap_or(true)
+            });
         repeats |= found;
         Ok(if found {
             TreeNodeRecursion::Stop
@@ -890,6 +986,24 @@ fn may_repeat_rows(plan: &LogicalPlan) -> bool {
         })
     });
     repeats
+}
+
+/// Whether a node keeps only some of its input's rows by their position:
+/// a `LIMIT`/`OFFSET`, or a sort that keeps its first rows. Over row-level
+/// data that is a choice of individual rows by their values (top-k).
+fn picks_rows(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Limit(_) => true,
+        LogicalPlan::Sort(sort) => sort.fetch.is_some(),
+        _ => false,
+    }
+}
+
+fn picks_rows_denied(datasets: &str) -> QueryError {
+    denied(format!(
+        "aggregatesOnly: LIMIT and OFFSET may not choose individual rows of {datasets} \
+         (ORDER BY ... LIMIT picks rows by their values); aggregate first and limit the groups"
+    ))
 }
 
 /// The row-id (and row-set) columns of a schema.
@@ -917,8 +1031,14 @@ fn without_row_ids(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
         .map_err(invalid)
 }
 
-/// Which rows feed an aggregate value: its arguments are not null, and its
-/// `FILTER` holds. `None` when that is every row.
+/// Which rows feed an aggregate value: its arguments are not null, its
+/// `FILTER` holds, and an argument that chooses between a row's value and a
+/// constant (`CASE`, `COALESCE`) takes the row's value. `None` when that is
+/// every row.
+///
+/// The last rule is why `SUM(CASE WHEN <one person> THEN bmi ELSE 0 END)`
+/// counts as a value of one row: the zeros it adds are not people. `COUNT`
+/// is exempt, since counting a constant for a row counts the row.
 fn contributing(function: &AggregateFunction) -> Option<Expr> {
     let params = &function.params;
     let mut conditions: Vec<Expr> = params
@@ -927,10 +1047,84 @@ fn contributing(function: &AggregateFunction) -> Option<Expr> {
         .filter(|arg| !matches!(arg, Expr::Literal(..)))
         .map(|arg| arg.clone().is_not_null())
         .collect();
+    if function.func.name() != "count" {
+        conditions.extend(params.args.iter().filter_map(takes_row_value));
+    }
     if let Some(filter) = &params.filter {
         conditions.push(filter.as_ref().clone());
     }
     conditions.into_iter().reduce(Expr::and)
+}
+
+/// For an expression that chooses, row by row, between a value read from
+/// the row and a constant: the condition under which it takes the row's
+/// value. `None` when it always does (or is of another form: arithmetic
+/// that zeroes rows is not recognised, see the README).
+fn takes_row_value(expr: &Expr) -> Option<Expr> {
+    match expr {
+        Expr::Alias(alias) => takes_row_value(&alias.expr),
+        Expr::Cast(cast) => takes_row_value(&cast.expr),
+        Expr::TryCast(cast) => takes_row_value(&cast.expr),
+        Expr::Negative(inner) => takes_row_value(inner),
+        Expr::Case(case) => {
+            // Each branch becomes whether it takes a row's value.
+            let branch = |e: Option<&Expr>| -> Expr {
+                match e {
+                    None => lit(false),
+                    Some(e) if is_constant(e) => lit(false),
+                    Some(e) => takes_row_value(e).unwrap_or_else(|| lit(true)),
+                }
+            };
+            let when_then: Vec<(Box<Expr>, Box<Expr>)> = case
+                .when_then_expr
+                .iter()
+                .map(|(when, then)| (when.clone(), Box::new(branch(Some(then)))))
+                .collect();
+            let otherwise = branch(case.else_expr.as_deref());
+            let always = when_then
+                .iter()
+                .map(|(_, then)| then.as_ref())
+                .chain([&otherwise])
+                .all(|e| *e == lit(true));
+            if always {
+                return None;
+            }
+            // A row whose condition is null takes no branch's value either.
+            Some(
+                Expr::Case(Case {
+                    expr: case.expr.clone(),
+                    when_then_expr: when_then,
+                    else_expr: Some(Box::new(otherwise)),
+                })
+                .is_true(),
+            )
+        }
+        Expr::ScalarFunction(call) if matches!(call.func.name(), "coalesce" | "nvl" | "ifnull") => {
+            let (first, rest) = call.args.split_first()?;
+            (!is_constant(first) && rest.iter().all(is_constant))
+                .then(|| first.clone().is_not_null())
+        }
+        _ => None,
+    }
+}
+
+/// Whether an expression reads nothing of the row: no columns, no outer
+/// references, no subqueries. (A volatile function such as `random()` is a
+/// constant here: it tells nothing about the row.)
+fn is_constant(expr: &Expr) -> bool {
+    !expr
+        .exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::Column(_)
+                    | Expr::OuterReferenceColumn(..)
+                    | Expr::ScalarSubquery(_)
+                    | Expr::Exists(_)
+                    | Expr::InSubquery(_)
+                    | Expr::SetComparison(_)
+            ))
+        })
+        .unwrap_or(true)
 }
 
 /// What a column reference carries: the matching input column's taint, or,
@@ -986,31 +1180,16 @@ fn check_safe(function: &AggregateFunction, datasets: &str) -> Result<(), QueryE
     Ok(())
 }
 
-/// `COUNT` of the rows that feed an aggregate value, when that can be fewer
-/// than its group's rows: its arguments are not all constants, or it has a
-/// `FILTER`.
-fn value_count(function: &AggregateFunction) -> Option<Expr> {
-    let params = &function.params;
-    let constant = params
-        .args
-        .iter()
-        .all(|arg| matches!(arg, Expr::Literal(value, _) if !value.is_null()));
-    if constant && params.filter.is_none() {
-        return None;
-    }
-    let args = if constant {
-        vec![lit(1i64)]
-    } else {
-        params.args.clone()
-    };
-    Some(Expr::AggregateFunction(AggregateFunction::new_udf(
+/// `COUNT(*) FILTER (WHERE condition)`: the rows that feed a value.
+fn count_where(condition: Expr) -> Expr {
+    Expr::AggregateFunction(AggregateFunction::new_udf(
         count_udaf(),
-        args,
+        vec![lit(1i64)],
         false,
-        params.filter.clone(),
+        Some(Box::new(condition)),
         Vec::new(),
         None,
-    )))
+    ))
 }
 
 fn statement_kind(plan: &LogicalPlan) -> &'static str {
@@ -1022,5 +1201,253 @@ fn statement_kind(plan: &LogicalPlan) -> &'static str {
         LogicalPlan::DescribeTable(_) => "DESCRIBE",
         LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => "EXPLAIN",
         _ => "this plan",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DatasetConfig, SourceConfig};
+    use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    /// `t`: 40 people, `g` in a, b (20 each), `k` 0..7 (5 each), `x` = i,
+    /// `y` = i / 2.
+    fn people() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Utf8, false),
+            Field::new("k", DataType::Int64, false),
+            Field::new("x", DataType::Int64, false),
+            Field::new("y", DataType::Float64, false),
+        ]));
+        let n = 40;
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| if i % 2 == 0 { "a" } else { "b" }),
+                )),
+                Arc::new(Int64Array::from_iter_values((0..n).map(|i| i % 8))),
+                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| i as f64 / 2.0),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// A session with `t` granted under the default (strict) policy.
+    fn session() -> (SessionContext, Vec<Arc<DatasetTable>>) {
+        let ctx = SessionContext::new();
+        let batch = people();
+        let memory = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        let config = Arc::new(DatasetConfig {
+            name: "t".into(),
+            source: SourceConfig::Csv("unused.csv".into()),
+            policy: DisclosurePolicy::default(),
+        });
+        let table = Arc::new(DatasetTable::over(Arc::new(memory), config, 0).unwrap());
+        ctx.register_table("t", Arc::clone(&table) as _).unwrap();
+        (ctx, vec![table])
+    }
+
+    async fn checked(sql: &str) -> Result<Checked, QueryError> {
+        let (ctx, tables) = session();
+        let state = ctx.state();
+        let plan = state.create_logical_plan(sql).await.map_err(invalid)?;
+        let plan = decorrelate(plan, &state).map_err(invalid)?;
+        check(&plan, &tables)
+    }
+
+    /// Aggregates in the checked plan: (all, directly under a guard).
+    fn aggregates(plan: &LogicalPlan) -> (usize, usize) {
+        let (mut all, mut guarded) = (0, 0);
+        plan.apply_with_subqueries(|node| {
+            match node {
+                LogicalPlan::Aggregate(_) => all += 1,
+                LogicalPlan::Extension(e) if e.node.name() == "SandletGuard" => {
+                    if matches!(e.node.inputs()[..], [LogicalPlan::Aggregate(_)]) {
+                        guarded += 1;
+                    }
+                }
+                _ => {}
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        (all, guarded)
+    }
+
+    fn scans_row_ids(plan: &LogicalPlan) -> bool {
+        plan.exists(|node| {
+            Ok(matches!(node, LogicalPlan::TableScan(scan)
+                if scan.projected_schema.fields().iter().any(|f| is_rid(f.name()))))
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_aggregate_over_rows_is_guarded_wherever_it_stands() {
+        for (sql, aggregates_over_rows) in [
+            ("SELECT COUNT(*) FROM t", 1),
+            ("SELECT g, AVG(y) FROM t GROUP BY g", 1),
+            (
+                "SELECT AVG(m) FROM (SELECT g, AVG(y) AS m FROM t GROUP BY g) s",
+                2,
+            ),
+            ("SELECT COUNT(*) FROM t WHERE x > (SELECT AVG(x) FROM t)", 2),
+            (
+                "SELECT COUNT(*) FROM t a WHERE a.x > (SELECT AVG(b.x) FROM t b WHERE b.g = a.g)",
+                2,
+            ),
+            (
+                "SELECT COUNT(*) FROM t WHERE g IN (SELECT g FROM t GROUP BY g HAVING COUNT(*) > 3)",
+                2,
+            ),
+            (
+                "SELECT COUNT(*) FROM t WHERE EXISTS (SELECT 1 FROM t q GROUP BY q.g HAVING AVG(q.y) > 1)",
+                2,
+            ),
+            (
+                "SELECT g, COUNT(*) FROM t GROUP BY g HAVING AVG(y) > (SELECT AVG(y) FROM t)",
+                2,
+            ),
+            (
+                "SELECT COUNT(*) FROM t JOIN (SELECT AVG(x) AS m FROM t) s ON t.x > s.m",
+                2,
+            ),
+            ("SELECT COUNT(*) FROM (SELECT DISTINCT g FROM t) s", 2),
+        ] {
+            let plan = checked(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .plan;
+            assert_eq!(
+                aggregates(&plan),
+                (aggregates_over_rows, aggregates_over_rows),
+                "{sql}:\n{}",
+                plan.display_indent()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn row_ids_only_where_rows_can_repeat_or_aggregates_nest() {
+        for (sql, row_ids) in [
+            ("SELECT g, COUNT(*) FROM t WHERE x > 3 GROUP BY g", false),
+            (
+                "SELECT AVG(m) FROM (SELECT g, AVG(y) AS m FROM t GROUP BY g) s",
+                true,
+            ),
+            ("SELECT COUNT(*) FROM t a JOIN t b ON a.k = b.k", true),
+            (
+                "SELECT COUNT(*) FROM t WHERE x > (SELECT AVG(x) FROM t)",
+                true,
+            ),
+        ] {
+            let plan = checked(sql).await.unwrap().plan;
+            assert_eq!(scans_row_ids(&plan), row_ids, "{sql}");
+            // Whatever the plan carries inside, the answer has no row ids.
+            assert!(row_id_columns(plan.schema()).is_empty(), "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limit_may_cut_groups_but_not_rows() {
+        for sql in [
+            "SELECT SUM(x) FROM (SELECT x FROM t ORDER BY x DESC LIMIT 11) s",
+            "SELECT COUNT(*) FROM (SELECT x FROM t LIMIT 10 OFFSET 3) s",
+            "SELECT COUNT(*) FROM t WHERE x IN (SELECT x FROM t ORDER BY y LIMIT 1)",
+        ] {
+            let error = checked(sql).await.unwrap_err();
+            assert!(
+                matches!(&error, QueryError::Denied(m) if m.starts_with("aggregatesOnly: LIMIT")),
+                "{sql}: {error}"
+            );
+        }
+        for sql in [
+            "SELECT g, COUNT(*) AS n FROM t GROUP BY g ORDER BY n DESC LIMIT 1",
+            "SELECT SUM(n) FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k ORDER BY n LIMIT 2) s",
+        ] {
+            checked(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_that_choose_an_aggregates_rows_must_be_counted_by_it() {
+        for sql in [
+            "SELECT COUNT(*) FROM t WHERE EXISTS (SELECT 1 FROM t q WHERE q.x = 7)",
+            "SELECT COUNT(*) FROM t WHERE k NOT IN (SELECT k FROM t q WHERE q.x < 2)",
+            "SELECT COUNT(*) FROM (SELECT g FROM t EXCEPT SELECT g FROM t WHERE x = 1) s",
+        ] {
+            let error = checked(sql).await.unwrap_err();
+            assert!(
+                matches!(&error, QueryError::Denied(m)
+                    if m.starts_with("aggregatesOnly: which rows an aggregate")),
+                "{sql}: {error}"
+            );
+        }
+    }
+
+    fn condition_of(sql_arg: &str) -> Option<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (ctx, _) = session();
+        let plan = rt
+            .block_on(
+                ctx.state()
+                    .create_logical_plan(&format!("SELECT SUM({sql_arg}) FROM t")),
+            )
+            .unwrap();
+        let mut found = None;
+        plan.apply(|node| {
+            if let LogicalPlan::Aggregate(aggregate) = node
+                && let Some(function) = aggregate_function(&aggregate.aggr_expr[0])
+            {
+                found = Some(contributing(function).map(|e| e.to_string()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        found.expect("an aggregate")
+    }
+
+    #[test]
+    fn a_value_chosen_against_a_constant_counts_only_the_rows_that_take_it() {
+        // Every row feeds a plain column (no condition beyond non-null).
+        assert_eq!(condition_of("y").as_deref(), Some("t.y IS NOT NULL"));
+        // ELSE 0: only the rows that take y.
+        let case = condition_of("CASE WHEN x = 3 THEN y ELSE 0 END").unwrap();
+        assert!(
+            case.contains("THEN Boolean(true) ELSE Boolean(false) END IS TRUE"),
+            "{case}"
+        );
+        // The constant first: the rows that do not take it.
+        let case = condition_of("CASE WHEN x <> 3 THEN 0 ELSE y END").unwrap();
+        assert!(
+            case.contains("THEN Boolean(false) ELSE Boolean(true) END IS TRUE"),
+            "{case}"
+        );
+        // Every branch reads the row: no extra condition.
+        let case = condition_of("CASE WHEN x = 3 THEN y ELSE y * 2 END").unwrap();
+        assert!(!case.contains("IS TRUE"), "{case}");
+        // COALESCE with a constant fallback: the rows where the first is set.
+        let coalesce = condition_of("COALESCE(CASE WHEN x = 3 THEN y END, 0)").unwrap();
+        assert!(coalesce.contains("IS NOT NULL"), "{coalesce}");
+        assert!(coalesce.matches("IS NOT NULL").count() >= 2, "{coalesce}");
+    }
+
+    #[test]
+    fn constants_read_nothing_of_the_row() {
+        assert!(is_constant(&lit(0)));
+        assert!(is_constant(&lit(1).alias("one")));
+        assert!(!is_constant(&Expr::Column(Column::from_name("x"))));
+        assert!(!is_constant(
+            &(Expr::Column(Column::from_name("x")) + lit(0))
+        ));
     }
 }

@@ -446,3 +446,95 @@ impl GroupsAccumulator for SetsAccumulator {
             + self.sets.iter().map(|s| s.capacity() * 8).sum::<usize>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(values: &[u64]) -> ArrayRef {
+        Arc::new(UInt64Array::from(values.to_vec()))
+    }
+
+    fn lists(sets: &[Vec<u64>]) -> ArrayRef {
+        to_list(sets)
+    }
+
+    fn sets_of(array: &ArrayRef) -> Vec<Vec<u64>> {
+        let lists = array.as_list::<i32>();
+        (0..lists.len())
+            .map(|row| {
+                let mut ids: Vec<u64> = lists
+                    .value(row)
+                    .as_primitive::<UInt64Type>()
+                    .iter()
+                    .flatten()
+                    .collect();
+                ids.sort_unstable();
+                ids
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_set_keeps_distinct_ids_up_to_its_cap() {
+        let mut set = SetAccumulator {
+            set: Vec::new(),
+            cap: 3,
+        };
+        set.update_batch(&[ids(&[7, 7, 8])]).unwrap();
+        assert_eq!(set.set, vec![7, 8]);
+        set.update_batch(&[ids(&[8, 9, 10, 11])]).unwrap();
+        assert_eq!(set.set, vec![7, 8, 9], "capped at 3");
+        // Merging partial states (lists) is a union, capped the same way.
+        let mut other = SetAccumulator {
+            set: Vec::new(),
+            cap: 3,
+        };
+        other
+            .merge_batch(&[lists(&[vec![1, 2], vec![2, 3]])])
+            .unwrap();
+        assert_eq!(other.set, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn whether_a_union_reaches_the_cap_is_decided_exactly_by_capped_parts() {
+        // Parts below the cap keep every id, so their union is exact; a
+        // part at the cap makes the union reach it too.
+        let cap = 4;
+        let parts = [vec![1, 2], vec![2, 3], vec![3, 1]];
+        let mut union = SetAccumulator {
+            set: Vec::new(),
+            cap,
+        };
+        union.merge_batch(&[lists(&parts)]).unwrap();
+        assert_eq!(union.set.len(), 3, "three distinct ids, below the cap");
+        union.merge_batch(&[lists(&[vec![9, 8, 7, 6]])]).unwrap();
+        assert_eq!(union.set.len(), cap);
+    }
+
+    #[test]
+    fn groups_gather_their_own_ids_and_honour_the_filter() {
+        let mut groups = SetsAccumulator {
+            sets: Vec::new(),
+            cap: 2,
+        };
+        let filter = BooleanArray::from(vec![Some(true), Some(false), None, Some(true)]);
+        groups
+            .update_batch(&[ids(&[1, 2, 3, 4])], &[0, 0, 1, 1], Some(&filter), 2)
+            .unwrap();
+        assert_eq!(groups.sets, vec![vec![1], vec![4]]);
+        groups
+            .merge_batch(&[lists(&[vec![5, 6, 7], vec![4]])], &[1, 0], 2)
+            .unwrap();
+        assert_eq!(groups.sets, vec![vec![1, 4], vec![4, 5]]);
+        let emitted = groups.evaluate(EmitTo::All).unwrap();
+        assert_eq!(sets_of(&emitted), vec![vec![1, 4], vec![4, 5]]);
+        let state = groups
+            .convert_to_state(
+                &[ids(&[1, 2])],
+                Some(&BooleanArray::from(vec![false, true])),
+            )
+            .unwrap();
+        assert_eq!(sets_of(&state[0]), vec![vec![], vec![2]]);
+    }
+}

@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sandlet_runtime::admission::AllowList;
-use sandlet_runtime::data::{DataAccess, DataConfig, GrantedDatasets, NoDatasets};
+use sandlet_runtime::data::{
+    AuditLog, AuditTrail, Caller, DataAccess, DataConfig, GrantedDatasets, NoDatasets,
+};
 use sandlet_runtime::limits::{self, Limits};
 use sandlet_runtime::oci::{Credentials, Registry, RegistryOptions};
 use sandlet_runtime::output::{HostStderr, HostStdout};
+use sandlet_runtime::plan::RunPlanBuilder;
 use sandlet_runtime::precompiled::PrecompileCache;
 use sandlet_runtime::store::ModuleStore;
 use sandlet_runtime::{
@@ -56,6 +59,39 @@ enum Command {
     /// Run one data query under the datasets' policies, as a guest's would
     /// run (for data admins); prints the result as CSV.
     Query(QueryArgs),
+    /// Read the data-access audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the log's hash chain: prints the number of records and the last
+    /// record's hash and exits 0, or names the first broken record and exits
+    /// 1.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the log's records as a table.
+    Show(AuditShowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditShowArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Only records at or after T: an RFC 3339 time
+    /// (2026-12-02T10:00:00Z) or an age (30s, 10m, 2h, 1d).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Only queries from pods of this namespace.
+    #[arg(long, value_name = "N")]
+    namespace: Option<String>,
+    /// Only this decision: answered, not-granted, denied, invalid,
+    /// limit-exceeded, or refused (every one but answered).
+    #[arg(long, value_name = "D")]
+    decision: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +107,9 @@ struct QueryArgs {
     /// log (SANDLET_LOG=warn shows them), as guests are told.
     #[arg(value_name = "SQL")]
     sql: String,
+    /// The audit log is <state dir>/audit.
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -255,6 +294,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => runtime.block_on(pull(args)),
         Command::Node(args) => runtime.block_on(node(*args)),
         Command::Query(args) => runtime.block_on(query(args)),
+        Command::Audit(command) => audit(command),
     }
 }
 
@@ -278,8 +318,12 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    let mut plan = match plan_of(&args, config.as_ref()) {
-        Ok(plan) => plan,
+    let granted = match grants_of(&args, config.as_ref()) {
+        Ok(granted) => granted,
+        Err(reason) => return fail(reason),
+    };
+    let builder = match plan_of(&args) {
+        Ok(builder) => builder,
         Err(reason) => return fail(reason),
     };
     let engine = match SandboxEngine::new(EngineOptions {
@@ -295,6 +339,25 @@ async fn run(args: RunArgs) -> ExitCode {
     let module = match load_module(&engine, &args, &allow).await {
         Ok(module) => module,
         Err(reason) => return fail(reason),
+    };
+    // Every query of the run goes on the record, as the module's.
+    let data: Arc<dyn DataAccess> = match granted {
+        None => Arc::new(NoDatasets),
+        Some(granted) => {
+            let caller = Caller {
+                via: "run".to_owned(),
+                module_digest: Some(module.digest().to_string()),
+                ..Caller::default()
+            };
+            match audit_trail(&args.store, caller) {
+                Ok(trail) => Arc::new(granted.audited(trail)),
+                Err(reason) => return fail(reason),
+            }
+        }
+    };
+    let mut plan = match builder.data(data).build() {
+        Ok(plan) => plan,
+        Err(e) => return fail(e),
     };
     // Raw files of granted datasets that allow them, for commands only:
     // algorithms read data through queries.
@@ -355,8 +418,23 @@ fn add_raw_files(
     Ok(staging)
 }
 
-/// Validates the flags into a run plan; the error is the one-line reason.
-fn plan_of(args: &RunArgs, config: Option<&DataConfig>) -> Result<RunPlan, String> {
+/// The datasets `--grant` names, checked against `--config`.
+fn grants_of(
+    args: &RunArgs,
+    config: Option<&DataConfig>,
+) -> Result<Option<GrantedDatasets>, String> {
+    match (config, args.grants.is_empty()) {
+        (_, true) => Ok(None),
+        (None, false) => Err("--grant needs --config to say where the datasets are".to_owned()),
+        (Some(config), false) => GrantedDatasets::new(config, &args.grants)
+            .map(Some)
+            .map_err(|e| format!("--grant: {e}")),
+    }
+}
+
+/// Validates the flags into a run plan, all but its data; the error is the
+/// one-line reason.
+fn plan_of(args: &RunArgs) -> Result<RunPlanBuilder, String> {
     let name = std::path::Path::new(&args.module)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -376,27 +454,38 @@ fn plan_of(args: &RunArgs, config: Option<&DataConfig>) -> Result<RunPlan, Strin
             Err(e) => return Err(format!("--output-limit: {e}")),
         };
     }
-    let data: Arc<dyn DataAccess> = match (config, args.grants.is_empty()) {
-        (None, true) => Arc::new(NoDatasets),
-        (None, false) => {
-            return Err("--grant needs --config to say where the datasets are".to_owned());
-        }
-        (Some(config), _) => Arc::new(
-            GrantedDatasets::new(config, &args.grants).map_err(|e| format!("--grant: {e}"))?,
-        ),
-    };
     let mut builder = RunPlan::builder(name)
         .args(args.args.iter().cloned())
         .input(args.input.clone())
-        .limits(limits)
-        .data(data);
+        .limits(limits);
     for env in &args.envs {
         builder = builder.env_spec(env).map_err(|e| e.to_string())?;
     }
     for dir in &args.dirs {
         builder = builder.dir_spec(dir).map_err(|e| e.to_string())?;
     }
-    builder.build().map_err(|e| e.to_string())
+    Ok(builder)
+}
+
+/// The audit trail of this host's queries: `<state dir>/audit`, on the
+/// record as `caller`.
+fn audit_trail(store: &StoreArgs, caller: Caller) -> Result<AuditTrail, String> {
+    let dir = state_dir_of(store)?.join("audit");
+    let log = AuditLog::open(&dir).map_err(|e| {
+        format!("the data-access audit log cannot be opened, so no query may run: {e}")
+    })?;
+    if log.torn_bytes_removed_on_open() > 0 {
+        tracing::warn!(
+            bytes = log.torn_bytes_removed_on_open(),
+            "the audit log ended in a torn record (never acknowledged); it was cut away"
+        );
+    }
+    Ok(AuditTrail {
+        log: Arc::new(log),
+        station: host_name().unwrap_or_else(|| "localhost".to_owned()),
+        caller,
+        counters: None,
+    })
 }
 
 /// A module file, or, when no file of that name exists, an OCI reference
@@ -630,6 +719,21 @@ async fn query(args: QueryArgs) -> ExitCode {
         Ok(data) => data,
         Err(e) => return fail(format!("--grant: {e}")),
     };
+    // No record, no answer: a log that cannot be opened refuses the query.
+    let caller = Caller {
+        via: "query".to_owned(),
+        ..Caller::default()
+    };
+    let data = match audit_trail(&args.store, caller) {
+        Ok(trail) => data.audited(trail),
+        Err(reason) => {
+            eprintln!(
+                "{}",
+                sandlet_runtime::data::QueryError::Denied(format!("audit: {reason}"))
+            );
+            return ExitCode::from(1);
+        }
+    };
     match data.query(&args.sql).await {
         Ok(table) => {
             use std::io::Write;
@@ -653,6 +757,68 @@ async fn query(args: QueryArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `sandlet audit verify|show`.
+fn audit(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify { store } => {
+            let dir = match state_dir_of(&store) {
+                Ok(dir) => dir.join("audit"),
+                Err(reason) => return fail(reason),
+            };
+            match sandlet_audit::verify(&dir) {
+                Ok(verified) => {
+                    println!(
+                        "{} records, chain intact; last hash {}",
+                        verified.records, verified.last_hash
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(broken) => {
+                    eprintln!("audit log broken at {broken}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        AuditCommand::Show(args) => {
+            let filter = match audit_filter(&args) {
+                Ok(filter) => filter,
+                Err(reason) => return fail(reason),
+            };
+            let dir = match state_dir_of(&args.store) {
+                Ok(dir) => dir.join("audit"),
+                Err(reason) => return fail(reason),
+            };
+            match sandlet_audit::read(&dir, &filter) {
+                Ok(records) => {
+                    print!("{}", sandlet_audit::render_table(&records));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn audit_filter(args: &AuditShowArgs) -> Result<sandlet_audit::Filter, String> {
+    let since = args
+        .since
+        .as_deref()
+        .map(sandlet_audit::parse_since)
+        .transpose()
+        .map_err(|e| format!("--since: {e}"))?;
+    let decision = args
+        .decision
+        .as_deref()
+        .map(str::parse::<sandlet_audit::DecisionFilter>)
+        .transpose()
+        .map_err(|e| format!("--decision: {e}"))?;
+    Ok(sandlet_audit::Filter {
+        since,
+        namespace: args.namespace.clone(),
+        decision,
+    })
 }
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a

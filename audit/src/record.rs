@@ -33,7 +33,7 @@ pub struct Caller {
 }
 
 /// What became of a query: answered, or one of the refusal cases of the WIT `error` variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decision {
     /// The query was answered.

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use sandlet_runtime::SandboxEngine;
-use sandlet_runtime::data::DataConfig;
+use sandlet_runtime::data::{AuditLog, DataConfig, QueryCounters};
 use sandlet_runtime::precompiled::PrecompileCache;
 use sandlet_runtime::pull::ImagePuller;
 use sandlet_runtime::store::ModuleStore;
@@ -31,6 +31,11 @@ pub struct NodeContext {
     pub store: Arc<ModuleStore>,
     pub compiled: Arc<PrecompileCache>,
     pub data: Option<Arc<DataConfig>>,
+    /// `<state dir>/audit`: every data query of every pod, on the record
+    /// before it is answered.
+    pub audit: Arc<AuditLog>,
+    /// Data queries answered and refused, for `/metrics`.
+    pub queries: Arc<QueryCounters>,
     /// `<state dir>/pods`: one directory per pod UID (logs, emptyDirs).
     pub pods_dir: PathBuf,
     /// `<runtime dir>/pods`: one directory per pod UID (rendered volumes:

@@ -50,7 +50,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Recorder, Reporter};
-use sandlet_runtime::data::DataConfig;
+use sandlet_runtime::data::{AuditLog, DataConfig, QueryCounters};
 use sandlet_runtime::oci::{Registry, RegistryOptions};
 use sandlet_runtime::precompiled::PrecompileCache;
 use sandlet_runtime::pull::ImagePuller;
@@ -267,6 +267,16 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         },
     };
     let serving = Arc::new(certs::ServingCerts::new(serving));
+    let audit = AuditLog::open(&options.state_dir.join("audit"))
+        .map_err(|e| setup("the data-access audit log")(e.to_string()))?;
+    if audit.torn_bytes_removed_on_open() > 0 {
+        tracing::warn!(
+            bytes = audit.torn_bytes_removed_on_open(),
+            "the audit log ended in a torn record (never acknowledged); it was cut away"
+        );
+    }
+    let audit = Arc::new(audit);
+    let queries = Arc::new(QueryCounters::default());
     let pods = Arc::new(PodTable::default());
     let since = Timestamp::now();
     let server_address = SocketAddr::new(options.address, options.port);
@@ -284,7 +294,10 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         server_address,
         serving.clone(),
         access,
-        pods.clone(),
+        Arc::new(server::Served {
+            pods: pods.clone(),
+            queries: queries.clone(),
+        }),
     ));
     let node_uid = node::register(&client, &identity, since).await?;
     tracing::info!(node = %identity.name, address = %server_address, "registered");
@@ -312,6 +325,8 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         store,
         compiled,
         data: options.data.map(Arc::new),
+        audit,
+        queries,
         pods_dir: options.state_dir.join("pods"),
         volumes_dir: runtime_dir.join("pods"),
         events: context::event_queue(recorder, options.event_rate),

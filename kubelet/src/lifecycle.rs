@@ -37,7 +37,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
-use sandlet_runtime::data::{DataAccess, GrantedDatasets, NoDatasets, raw_file_preopens};
+use sandlet_runtime::data::{
+    AuditTrail, Caller, DataAccess, GrantedDatasets, NoDatasets, raw_file_preopens,
+};
 use sandlet_runtime::limits::{LimitExceeded, Limits};
 use sandlet_runtime::oci::Credentials;
 use sandlet_runtime::pull::WaitingReason;
@@ -908,7 +910,8 @@ impl Worker {
         let data: Arc<dyn DataAccess> = match (&self.ctx.data, plan.datasets.is_empty()) {
             (Some(config), false) => Arc::new(
                 GrantedDatasets::new(config, &plan.datasets)
-                    .map_err(|e| ConfigError(e.to_string()))?,
+                    .map_err(|e| ConfigError(e.to_string()))?
+                    .audited(self.audit_trail(plan, module)),
             ),
             _ => Arc::new(NoDatasets),
         };
@@ -920,6 +923,23 @@ impl Worker {
         let sinks = open_sinks(&log_path(&pod_dir, &container.name, restart_count))
             .map_err(|e| ConfigError(format!("cannot create the container log: {e}")))?;
         Ok((run_plan, sinks))
+    }
+
+    /// Whose queries a container's are, for the audit log.
+    fn audit_trail(&self, plan: &PodPlan, module: &PreparedModule) -> AuditTrail {
+        AuditTrail {
+            log: Arc::clone(&self.ctx.audit),
+            station: self.ctx.identity.name.clone(),
+            caller: Caller {
+                via: "node".to_owned(),
+                namespace: Some(self.namespace.clone()),
+                pod: Some(self.name.clone()),
+                pod_uid: Some(self.uid.clone()),
+                service_account: Some(plan.service_account.clone()),
+                module_digest: Some(module.digest().to_string()),
+            },
+            counters: Some(Arc::clone(&self.ctx.queries)),
+        }
     }
 
     async fn fetch_objects(&self) -> Result<PodObjects, ConfigError> {

@@ -1,6 +1,8 @@
 //! `/metrics/resource`: the kubelet's resource metrics (Prometheus text),
 //! which metrics-server scrapes from every node for `kubectl top` and the
-//! HorizontalPodAutoscaler.
+//! HorizontalPodAutoscaler; and `/metrics`, the node's own counters (data
+//! queries by decision and rule, for a data protection officer's
+//! dashboard beside the audit log).
 //!
 //! This module owns the rendering and the node's own numbers. A container's
 //! CPU is the time the runtime spent running its guest, and its working set
@@ -239,6 +241,32 @@ pub fn render(node: NodeSample, containers: &[ContainerSample], now_ms: i64) -> 
     out
 }
 
+/// `/metrics`: `sandlet_data_queries_total` by decision (`answered`,
+/// `denied`, ...) and the rule that refused (`minGroupSize`, `audit`, ...;
+/// empty when none is named).
+pub fn render_queries(counts: &[(sandlet_runtime::data::Decision, Option<String>, u64)]) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        (
+            "sandlet_data_queries_total",
+            "counter",
+            "Data queries since the node started, by decision and the policy rule that refused them",
+        ),
+        counts.iter().map(|(decision, rule, n)| {
+            (
+                labels(&[
+                    ("decision", decision.as_str()),
+                    ("rule", rule.as_deref().unwrap_or("")),
+                ]),
+                n.to_string(),
+            )
+        }),
+        None,
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +344,28 @@ mod tests {
         let node = NodeSample::of_this_process();
         assert!(node.cpu_seconds.is_some_and(|c| c >= 0.0), "{node:?}");
         assert!(node.memory_bytes.is_some_and(|m| m > 0), "{node:?}");
+    }
+
+    #[test]
+    fn query_counters_render_by_decision_and_rule() {
+        use sandlet_runtime::data::Decision;
+        let text = render_queries(&[
+            (Decision::Answered, None, 3),
+            (Decision::Denied, Some("minGroupSize".to_owned()), 2),
+        ]);
+        assert!(
+            text.contains("# TYPE sandlet_data_queries_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sandlet_data_queries_total{decision=\"answered\",rule=\"\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sandlet_data_queries_total{decision=\"denied\",rule=\"minGroupSize\"} 2\n"
+            ),
+            "{text}"
+        );
     }
 }

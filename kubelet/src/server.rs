@@ -1,6 +1,7 @@
 //! The kubelet HTTPS API that the API server calls: `/healthz`,
 //! `/containerLogs` (so `kubectl logs` and `kubectl logs -f` work),
-//! `/metrics/resource` (for metrics-server), and a
+//! `/metrics/resource` (for metrics-server), `/metrics` (the node's own
+//! counters: data queries answered and refused, by rule), and a
 //! clear refusal for `exec`, `attach`, `portForward` and `run`.
 //!
 //! This module owns the listener, TLS and routing. TLS verifies a client
@@ -30,6 +31,7 @@ use crate::auth::{Gate, User};
 use crate::certs::ServingCerts;
 use crate::context::PodTable;
 use crate::logs::{FOLLOW_POLL, LogOptions, LogReader, log_path};
+use sandlet_runtime::data::QueryCounters;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -136,12 +138,18 @@ pub struct Access {
     pub gate: Gate,
 }
 
+/// What the API's handlers read: the node's pods and its query counters.
+pub struct Served {
+    pub pods: Arc<PodTable>,
+    pub queries: Arc<QueryCounters>,
+}
+
 /// Serves the kubelet API on `address` until the task is dropped.
 pub async fn serve(
     address: SocketAddr,
     certs: Arc<ServingCerts>,
     access: Access,
-    pods: Arc<PodTable>,
+    served: Arc<Served>,
 ) -> Result<(), ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -182,7 +190,7 @@ pub async fn serve(
             }
         };
         let acceptor = acceptor.clone();
-        let pods = pods.clone();
+        let served = served.clone();
         let gate = gate.clone();
         tokio::spawn(async move {
             let tls = match acceptor.accept(tcp).await {
@@ -201,10 +209,10 @@ pub async fn serve(
                 .and_then(|leaf| User::from_certificate(leaf))
                 .map(Arc::new);
             let service = hyper::service::service_fn(move |request| {
-                let pods = pods.clone();
+                let served = served.clone();
                 let gate = gate.clone();
                 let user = user.clone();
-                async move { Ok::<_, Infallible>(admit(request, user.as_deref(), &gate, &pods).await) }
+                async move { Ok::<_, Infallible>(admit(request, user.as_deref(), &gate, &served).await) }
             });
             if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
@@ -214,6 +222,15 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// A Prometheus text exposition.
+fn metrics(text: String) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+        .body(Full::new(Bytes::from(text)).boxed())
+        .expect("a valid response")
 }
 
 fn full(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
@@ -229,7 +246,7 @@ async fn admit(
     request: Request<Incoming>,
     user: Option<&User>,
     gate: &Gate,
-    pods: &PodTable,
+    served: &Served,
 ) -> Response<Body> {
     let authorization = request
         .headers()
@@ -242,7 +259,7 @@ async fn admit(
     {
         Ok(user) => {
             tracing::debug!(user = %user.name, method = %request.method(), path, "kubelet API request");
-            handle(request, pods).await
+            handle(request, served).await
         }
         Err(refusal) => {
             if let crate::auth::Refusal::Unavailable { reason, .. } = &refusal {
@@ -253,23 +270,20 @@ async fn admit(
     }
 }
 
-async fn handle(request: Request<Incoming>, pods: &PodTable) -> Response<Body> {
+async fn handle(request: Request<Incoming>, served: &Served) -> Response<Body> {
+    let pods = served.pods.as_ref();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method(), parts.as_slice()) {
         (&Method::GET, ["healthz"]) => full(StatusCode::OK, "ok"),
-        (&Method::GET, ["metrics", "resource"]) => {
-            let text = crate::metrics::render(
-                crate::metrics::NodeSample::of_this_process(),
-                &crate::metrics::containers(pods),
-                k8s_openapi::jiff::Timestamp::now().as_millisecond(),
-            );
-            Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                .body(Full::new(Bytes::from(text)).boxed())
-                .expect("a valid response")
+        (&Method::GET, ["metrics", "resource"]) => metrics(crate::metrics::render(
+            crate::metrics::NodeSample::of_this_process(),
+            &crate::metrics::containers(pods),
+            k8s_openapi::jiff::Timestamp::now().as_millisecond(),
+        )),
+        (&Method::GET, ["metrics"]) => {
+            metrics(crate::metrics::render_queries(&served.queries.snapshot()))
         }
         (&Method::GET, ["containerLogs", namespace, pod, container]) => {
             container_logs(pods, namespace, pod, container, &query).await

@@ -85,10 +85,18 @@ pub fn guests() -> &'static Guests {
 }
 
 /// The `sandlet` binary under test, with an empty environment so that
-/// nothing of the test's own environment leaks in by accident.
+/// nothing of the test's own environment leaks in by accident, but for
+/// `SANDLET_STATE_DIR`: a state directory under the target dir that every
+/// test shares (where `run` and `query` keep their audit log unless a test
+/// passes `--state-dir`; many processes append to it at once, as on a
+/// station).
 pub fn sandlet() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sandlet"));
     command.env_clear();
+    command.env(
+        "SANDLET_STATE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandlet-state"),
+    );
     command
 }
 

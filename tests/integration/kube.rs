@@ -1085,6 +1085,7 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
     let input = r#"{"dataset": "patients", "column": "bmi"}"#;
     c.apply(&ns, &algorithm_pod("partial", input));
     let pod = c.wait_phase(&ns, "partial", "Succeeded", LONG);
+    let partial_uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
     let message = container_status(&pod)["state"]["terminated"]["message"]
         .as_str()
         .unwrap()
@@ -1140,6 +1141,77 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
         .unwrap()
         .to_owned();
     assert!(message.starts_with("denied: minGroupSize: "), "{message}");
+
+    // Every query of these pods is on the node's audit record, as theirs,
+    // and the chain verifies.
+    let verified = crate::fixtures::run_sandlet([
+        "audit",
+        "verify",
+        "--state-dir",
+        node.state_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(verified.code, Some(0), "{verified:#?}");
+    let records: Vec<Value> = std::fs::read_to_string(node.state_dir.join("audit/audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        verified
+            .stdout
+            .starts_with(&format!("{} records", records.len())),
+        "{}",
+        verified.stdout
+    );
+    let of = |pod: &str| {
+        records
+            .iter()
+            .find(|r| r["pod"] == pod)
+            .unwrap_or_else(|| panic!("no record of {pod}: {records:#?}"))
+    };
+    let partial = of("partial");
+    assert_eq!(partial["via"], "node");
+    assert_eq!(partial["station"], node.name.as_str());
+    assert_eq!(partial["namespace"], ns.as_str());
+    assert_eq!(partial["pod_uid"], partial_uid.as_str());
+    assert_eq!(partial["service_account"], "default");
+    assert_eq!(partial["decision"], "answered");
+    assert_eq!(partial["datasets"], serde_json::json!(["patients"]));
+    assert!(
+        partial["module_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(of("hidden")["decision"], "not-granted");
+    assert_eq!(of("by-bmi")["decision"], "denied");
+    assert_eq!(of("by-bmi")["rule"], "minGroupSize");
+    // The node's counters, on /metrics (nodes/metrics, as the kubelet's).
+    let pki = c.dir.join("pki");
+    let (code, text) = curl(
+        &[
+            "--cert",
+            pki.join("admin.crt").to_str().unwrap(),
+            "--key",
+            pki.join("admin.key").to_str().unwrap(),
+        ],
+        &format!("https://127.0.0.1:{}/metrics", node.port),
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("sandlet_data_queries_total{decision=\"denied\",rule=\"minGroupSize\"} 1\n"),
+        "{text}"
+    );
+    let answered = records
+        .iter()
+        .filter(|r| r["decision"] == "answered")
+        .count();
+    assert!(
+        text.contains(&format!(
+            "sandlet_data_queries_total{{decision=\"answered\",rule=\"\"}} {answered}\n"
+        )),
+        "{text}"
+    );
 
     // A hostPath volume may not reach around the policy to the files.
     let peek = format!(

@@ -6,6 +6,7 @@
 //! plane started once per process by `scripts/cluster` (`cluster.rs`).
 
 mod algorithms;
+mod audit;
 mod cli;
 mod cluster;
 mod fixtures;

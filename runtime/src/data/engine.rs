@@ -28,6 +28,9 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures_util::FutureExt;
 
+use sha2::{Digest as _, Sha256};
+
+use super::audit::AuditTrail;
 use super::guard::{GuardedQueryPlanner, PolicyViolation, find_in_chain};
 use super::policy;
 use super::postgres::SourceTimeout;
@@ -53,6 +56,8 @@ pub enum GrantError {
 pub struct GrantedDatasets {
     datasets: Vec<Arc<DatasetConfig>>,
     session: Arc<tokio::sync::OnceCell<Session>>,
+    /// Where every query is recorded before it is answered.
+    audit: Option<AuditTrail>,
 }
 
 /// How long each step of one query took; for benchmarks.
@@ -83,7 +88,15 @@ impl GrantedDatasets {
         Ok(GrantedDatasets {
             datasets,
             session: Default::default(),
+            audit: None,
         })
+    }
+
+    /// Records every query of this run in `trail` before answering it; a
+    /// query whose record cannot be written is refused.
+    pub fn audited(mut self, trail: AuditTrail) -> Self {
+        self.audit = Some(trail);
+        self
     }
 
     /// Names of the granted datasets, in grant order.
@@ -106,9 +119,30 @@ impl GrantedDatasets {
             .await
     }
 
-    /// Runs one query and reports how long each step took.
+    /// Runs one query and reports how long each step took. With an audit
+    /// trail, the query is on the record before its outcome is returned.
     #[doc(hidden)]
     pub async fn query_timed(&self, sql: &str) -> Result<(Table, QueryTimings), QueryError> {
+        let started = Instant::now();
+        let mut fingerprint = None;
+        let result = self.run_query(sql, &mut fingerprint).await;
+        let Some(trail) = &self.audit else {
+            return result;
+        };
+        let rows = result
+            .as_ref()
+            .map_or(0, |(table, _)| table.rows.len() as u64);
+        let datasets = self.names().map(str::to_owned).collect();
+        trail
+            .record(sql, datasets, fingerprint, rows, started.elapsed(), result)
+            .await
+    }
+
+    async fn run_query(
+        &self,
+        sql: &str,
+        fingerprint: &mut Option<String>,
+    ) -> Result<(Table, QueryTimings), QueryError> {
         if self.datasets.is_empty() {
             return Err(QueryError::NotGranted(
                 "no dataset is granted to this run".to_owned(),
@@ -117,7 +151,7 @@ impl GrantedDatasets {
         let timeout = self.timeout();
         let run = async {
             let session = self.session().await?;
-            session.query(sql).await
+            session.query(sql, fingerprint).await
         };
         // A malformed file can make a reader panic (the parquet crate does
         // on some corrupt footers): that ends this query, not the run.
@@ -205,7 +239,13 @@ impl Session {
         })
     }
 
-    async fn query(&self, sql: &str) -> Result<(Table, QueryTimings), QueryError> {
+    /// Runs one query; `fingerprint` gets the SHA-256 of the checked plan
+    /// once there is one.
+    async fn query(
+        &self,
+        sql: &str,
+        fingerprint: &mut Option<String>,
+    ) -> Result<(Table, QueryTimings), QueryError> {
         let mut timings = QueryTimings::default();
         let started = Instant::now();
         let state = self.ctx.state();
@@ -227,6 +267,10 @@ impl Session {
 
         let started = Instant::now();
         let checked = policy::check(&plan, &self.tables)?;
+        *fingerprint = Some(format!(
+            "{:x}",
+            Sha256::digest(checked.plan.display_indent().to_string())
+        ));
         let max_rows = usize::try_from(checked.max_result_rows).unwrap_or(usize::MAX);
         let plan = limited(checked.plan, max_rows)?;
         timings.policy = started.elapsed();

@@ -12,6 +12,7 @@
 //! this trait (see the README's "Data queries" section for what is enforced
 //! today).
 
+mod audit;
 mod config;
 mod engine;
 mod files;
@@ -22,9 +23,11 @@ mod raw;
 mod rowset;
 mod table;
 
+pub use audit::{AuditTrail, QueryCounters};
 pub use config::{ConfigError, DataConfig, DatasetConfig, DisclosurePolicy, SourceConfig};
 pub use engine::{GrantError, GrantedDatasets, QueryTimings};
 pub use raw::{RAW_FILES_ROOT, RawFilesError, exposed_dataset, raw_file_preopens};
+pub use sandlet_audit::{AuditLog, Caller, Decision};
 
 use std::fmt;
 

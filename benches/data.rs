@@ -6,7 +6,13 @@
 //! - a grouped mean (count, mean, variance of `bmi` by `sex`) computed by the
 //!   `column-stats` algorithm through `data.query` from inside a guest,
 //!   against the same SQL in DataFusion directly;
-//! - the same statistics in pandas, reading the same CSV.
+//! - the same statistics in pandas, reading the same CSV;
+//! - the same guest with its queries on the audit record, against without
+//!   (issue 12: at most 10 % more);
+//! - a query with a scalar subquery (a guard on each aggregate, row ids)
+//!   through the policy engine against DataFusion directly;
+//! - the policy engine against its oracle (`SANDLET_ORACLE_CASES`, default
+//!   2,000 random queries; the test runs 150).
 //!
 //! `cargo bench --bench data` (results in BENCHMARKS.md). Environment:
 //! `SANDLET_BENCH_ROWS` (default 10,000,000), `SANDLET_BENCH_RUNS` (timed
@@ -21,12 +27,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::{CsvReadOptions, SessionContext};
-use sandlet_runtime::data::{DataConfig, GrantedDatasets, QueryTimings};
+use sandlet_data::{AuditLog, AuditTrail, Caller, GrantedDatasets, QueryTimings};
+use sandlet_kubelet::station::StationConfig;
 use sandlet_runtime::{EngineOptions, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
 
 #[allow(dead_code)]
 #[path = "../tests/integration/fixtures.rs"]
 mod fixtures;
+
+#[allow(dead_code)]
+#[path = "../tests/integration/oracle.rs"]
+mod oracle;
 
 const GROUPED: &str = "SELECT \"sex\", COUNT(\"bmi\"), AVG(\"bmi\"), VAR_SAMP(\"bmi\") \
                        FROM \"patients\" GROUP BY \"sex\" ORDER BY \"sex\"";
@@ -153,7 +164,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let config = DataConfig::load(&config_path).unwrap();
+    let config = StationConfig::load(&config_path).unwrap().data;
     let grant = || GrantedDatasets::new(&config, &["patients".to_owned()]).unwrap();
 
     // 1. DataFusion directly, table registered once.
@@ -227,6 +238,100 @@ fn main() {
         }
         (median(times), result)
     });
+    // 3b. The same guest run with every query on the audit record, against
+    //     the same without, in alternate runs (issue 12: at most +10 %).
+    let audit_dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(&audit_dir.path().join("audit")).unwrap());
+    let trail = AuditTrail {
+        log: Arc::clone(&log),
+        station: "bench".to_owned(),
+        caller: Caller {
+            via: "run".to_owned(),
+            module_digest: Some(module.digest().to_string()),
+            ..Caller::default()
+        },
+        counters: None,
+    };
+    let (audit_off, audit_on) = rt.block_on(async {
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for i in 0..=runs {
+            for audited in [false, true] {
+                let data = if audited {
+                    grant().audited(trail.clone())
+                } else {
+                    grant()
+                };
+                let plan = RunPlan::builder("column-stats")
+                    .input(input)
+                    .data(Arc::new(data))
+                    .build()
+                    .unwrap();
+                let started = Instant::now();
+                let outcome = engine
+                    .run(&module, &plan, &OutputSinks::null())
+                    .await
+                    .unwrap();
+                assert!(
+                    matches!(outcome, RunOutcome::Returned(Ok(_))),
+                    "{outcome:?}"
+                );
+                if i > 0 {
+                    if audited { &mut on } else { &mut off }.push(started.elapsed());
+                }
+            }
+        }
+        (median(off), median(on))
+    });
+    let records = sandlet_audit::verify(log.dir()).unwrap().records;
+
+    // 3c. A query with a scalar subquery: the policy engine (a guard on the
+    //     subquery's aggregate too, row ids for the outer one) against
+    //     DataFusion directly, alternating.
+    const SUBQUERY: &str =
+        "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(bmi) FROM patients)";
+    let (sub_direct, sub_guarded) = rt.block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_csv("patients", csv.to_str().unwrap(), CsvReadOptions::new())
+            .await
+            .unwrap();
+        let (mut direct, mut guarded) = (Vec::new(), Vec::new());
+        for i in 0..=runs {
+            let started = Instant::now();
+            let want = ctx.sql(SUBQUERY).await.unwrap().collect().await.unwrap();
+            let t_direct = started.elapsed();
+            let started = Instant::now();
+            let (got, _) = data.query_timed(SUBQUERY).await.unwrap();
+            let t_guarded = started.elapsed();
+            let want = want[0]
+                .column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .unwrap()
+                .value(0);
+            assert_eq!(got.rows[0][0], sandlet_data::Value::Int(want));
+            if i > 0 {
+                direct.push(t_direct);
+                guarded.push(t_guarded);
+            }
+        }
+        (median(direct), median(guarded))
+    });
+
+    // 3d. The policy engine against its oracle, more cases than the test.
+    let cases: usize = std::env::var("SANDLET_ORACLE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let started = Instant::now();
+    let oracle = rt.block_on(oracle::run(2026, cases));
+    let oracle_time = started.elapsed();
+    assert!(
+        oracle.failures.is_empty(),
+        "the oracle found {} failures:\n{}",
+        oracle.failures.len(),
+        oracle.failures.join("\n")
+    );
+
     let guest_json: serde_json::Value = serde_json::from_str(&guest_result).unwrap();
     let guest_mean_f = guest_json["groups"][0]["mean"].as_f64().unwrap();
 
@@ -317,6 +422,28 @@ fn main() {
         "  pandas {pandas_version} read_csv + groupby       {}  ({:.2}x the guest)",
         secs(pandas),
         pandas.as_secs_f64() / guest.as_secs_f64()
+    );
+    println!(
+        "  column-stats guest, audit off / on       {} / {}  (+{:.1} %; {records} records, chain verified)",
+        secs(audit_off),
+        secs(audit_on),
+        (audit_on.as_secs_f64() / audit_off.as_secs_f64() - 1.0) * 100.0
+    );
+    println!("a scalar subquery (COUNT of bmi above the mean):");
+    println!(
+        "  DataFusion directly                      {}",
+        secs(sub_direct)
+    );
+    println!(
+        "  data.query, host side (policy engine)    {}  ({:.2}x direct)",
+        secs(sub_guarded),
+        sub_guarded.as_secs_f64() / sub_direct.as_secs_f64()
+    );
+    println!(
+        "oracle: {cases} random queries over random tables in {}: {} answered (each equal to DataFusion's and backed by enough rows), {} denied, 0 failures",
+        secs(oracle_time),
+        oracle.answered,
+        oracle.denied
     );
     println!("policy checks per query (median of 3; SQL-to-plan time beside it):");
     for (name, policy, plan) in policy {

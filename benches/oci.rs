@@ -12,10 +12,10 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
-use sandlet_runtime::admission::AllowList;
-use sandlet_runtime::oci::{Credentials, Registry, RegistryOptions};
+use sandlet_registry::admission::AllowList;
+use sandlet_registry::oci::{Credentials, Registry, RegistryOptions};
+use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::precompiled::PrecompileCache;
-use sandlet_runtime::store::ModuleStore;
 use sandlet_runtime::{Digest, EngineOptions, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
 
 #[allow(dead_code)]

@@ -1,4 +1,5 @@
-//! The `sandlet` binary: a thin command line over `sandlet-runtime` and
+//! The `sandlet` binary: a thin command line over `sandlet-runtime`,
+//! `sandlet-registry`, `sandlet-data`, `sandlet-audit` and
 //! `sandlet-kubelet`.
 //!
 //! It owns argument parsing, turning flags into a validated run plan, and the
@@ -10,16 +11,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use sandlet_runtime::admission::AllowList;
-use sandlet_runtime::data::{
+use sandlet_data::{
     AuditLog, AuditTrail, Caller, DataAccess, DataConfig, GrantedDatasets, NoDatasets,
 };
+use sandlet_kubelet::station::StationConfig;
+use sandlet_registry::admission::AllowList;
+use sandlet_registry::oci::{Credentials, Registry, RegistryOptions};
+use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::limits::{self, Limits};
-use sandlet_runtime::oci::{Credentials, Registry, RegistryOptions};
 use sandlet_runtime::output::{HostStderr, HostStdout};
-use sandlet_runtime::plan::RunPlanBuilder;
+use sandlet_runtime::plan::{DirAccess, Preopen, RunPlanBuilder};
 use sandlet_runtime::precompiled::PrecompileCache;
-use sandlet_runtime::store::ModuleStore;
 use sandlet_runtime::{
     EngineOptions, ModuleKind, OutputSinks, PreparedModule, RunOutcome, RunPlan, SandboxEngine,
 };
@@ -314,11 +316,11 @@ fn fail(reason: impl std::fmt::Display) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    let config = match args.config.as_deref().map(DataConfig::load).transpose() {
+    let config = match args.config.as_deref().map(StationConfig::load).transpose() {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    let granted = match grants_of(&args, config.as_ref()) {
+    let granted = match grants_of(&args, config.as_ref().map(|c| &c.data)) {
         Ok(granted) => granted,
         Err(reason) => return fail(reason),
     };
@@ -362,11 +364,12 @@ async fn run(args: RunArgs) -> ExitCode {
     // Raw files of granted datasets that allow them, for commands only:
     // algorithms read data through queries.
     let _staging = match (module.kind(), &config) {
-        (ModuleKind::Command, Some(config)) => match add_raw_files(&mut plan, config, &args.grants)
-        {
-            Ok(staging) => Some(staging),
-            Err(reason) => return fail(reason),
-        },
+        (ModuleKind::Command, Some(config)) => {
+            match add_raw_files(&mut plan, &config.data, &args.grants) {
+                Ok(staging) => Some(staging),
+                Err(reason) => return fail(reason),
+            }
+        }
         _ => None,
     };
     // An algorithm's stdout carries only its result, so whatever the guest
@@ -404,9 +407,14 @@ fn add_raw_files(
         .prefix("sandlet-raw-")
         .tempdir()
         .map_err(|e| format!("cannot create a staging directory for raw files: {e}"))?;
-    for preopen in sandlet_runtime::data::raw_file_preopens(config, grants, staging.path())
-        .map_err(|e| e.to_string())?
+    for mount in
+        sandlet_data::raw_file_mounts(config, grants, staging.path()).map_err(|e| e.to_string())?
     {
+        let preopen = Preopen {
+            host: mount.host,
+            guest: mount.guest,
+            access: DirAccess::ReadOnly,
+        };
         if plan.preopens.iter().any(|p| p.guest == preopen.guest) {
             return Err(format!(
                 "--dir: {} is where dataset files are mounted",
@@ -575,7 +583,7 @@ async fn pull_into(
     reference: &str,
     store: &ModuleStore,
     allow: &AllowList,
-) -> Result<sandlet_runtime::oci::PulledModule, String> {
+) -> Result<sandlet_registry::oci::PulledModule, String> {
     let (registry, credentials) = registry_of(args)?;
     registry
         .pull(reference, &credentials, store, allow)
@@ -643,8 +651,8 @@ async fn pull(args: PullArgs) -> ExitCode {
 }
 
 async fn node(args: NodeArgs) -> ExitCode {
-    let data = match args.config.as_deref().map(DataConfig::load).transpose() {
-        Ok(data) => data,
+    let station = match args.config.as_deref().map(StationConfig::load).transpose() {
+        Ok(station) => station,
         Err(e) => return fail(e),
     };
     let restart_backoff = match limits::parse_timeout(&args.restart_backoff) {
@@ -662,7 +670,7 @@ async fn node(args: NodeArgs) -> ExitCode {
     let options = sandlet_kubelet::NodeOptions {
         kubeconfig: args.kubeconfig,
         node_name,
-        data,
+        station,
         address: args.address,
         port: args.port,
         max_pods: args.max_pods,
@@ -706,8 +714,8 @@ async fn node(args: NodeArgs) -> ExitCode {
 /// `sandlet query`: exit 0 with CSV on stdout, 1 with the refusal on
 /// stderr, 2 when the configuration or a grant is wrong.
 async fn query(args: QueryArgs) -> ExitCode {
-    let config = match DataConfig::load(&args.config) {
-        Ok(config) => config,
+    let config = match StationConfig::load(&args.config) {
+        Ok(station) => station.data,
         Err(e) => return fail(e),
     };
     let grants = if args.grants.is_empty() {
@@ -729,7 +737,7 @@ async fn query(args: QueryArgs) -> ExitCode {
         Err(reason) => {
             eprintln!(
                 "{}",
-                sandlet_runtime::data::QueryError::Denied(format!("audit: {reason}"))
+                sandlet_data::QueryError::Denied(format!("audit: {reason}"))
             );
             return ExitCode::from(1);
         }

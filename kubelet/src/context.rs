@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
+use sandlet_data::{AuditLog, DataConfig, QueryCounters};
+use sandlet_registry::pull::ImagePuller;
+use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::SandboxEngine;
-use sandlet_runtime::data::{AuditLog, DataConfig, QueryCounters};
 use sandlet_runtime::precompiled::PrecompileCache;
-use sandlet_runtime::pull::ImagePuller;
-use sandlet_runtime::store::ModuleStore;
 
 use crate::node::NodeIdentity;
 use crate::objects::ObjectReader;

@@ -1,8 +1,11 @@
 //! sandlet's virtual kubelet: registers a Kubernetes Node and runs the pods
-//! bound to it as WebAssembly guests through `sandlet-runtime`.
+//! bound to it as WebAssembly guests through `sandlet-runtime`, with modules
+//! from `sandlet-registry` and data from `sandlet-data`, composed here.
 //!
 //! Layers, bottom up (no module imports one above it):
 //!
+//! - [`station`]: the station file, composing the data crate's datasets and
+//!   the registry crate's module allow-list (no IO beyond reading it).
 //! - [`status`]: the pod state this node reports, and its `PodStatus` (no IO).
 //! - [`plan`]: admission, a pod as written checked into a [`plan::PodPlan`] (no IO).
 //! - [`env`]: env vars, envFrom and the downward API (no IO).
@@ -14,12 +17,12 @@
 //! - [`lifecycle`]: one pod's life: where it is decided what runs.
 //! - [`pods`]: the watch on this node's pods, one worker per pod.
 //! - [`metrics`]: `/metrics/resource`, the resource metrics of running
-//!   containers and the node.
+//!   containers and the node; `/metrics`, the node's query counters.
 //! - [`auth`]: who may use the kubelet API (client certificates, token and
 //!   access reviews).
 //! - [`certs`]: the API's serving certificate, requested from the cluster.
 //! - [`server`]: the kubelet HTTPS API (`/healthz`, `/containerLogs`,
-//!   `/metrics/resource`).
+//!   `/metrics/resource`, `/metrics`).
 //!
 //! This crate knows nothing of wasmtime: it turns pods into
 //! `sandlet_runtime::RunPlan`s and asks the runtime to run them.
@@ -36,6 +39,7 @@ pub mod objects;
 pub mod plan;
 pub mod pods;
 pub mod server;
+pub mod station;
 pub mod status;
 pub mod volumes;
 
@@ -50,11 +54,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Recorder, Reporter};
-use sandlet_runtime::data::{AuditLog, DataConfig, QueryCounters};
-use sandlet_runtime::oci::{Registry, RegistryOptions};
+use sandlet_data::{AuditLog, QueryCounters};
+use sandlet_registry::oci::{Registry, RegistryOptions};
+use sandlet_registry::pull::ImagePuller;
+use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::precompiled::PrecompileCache;
-use sandlet_runtime::pull::ImagePuller;
-use sandlet_runtime::store::ModuleStore;
 use sandlet_runtime::{EngineOptions, SandboxEngine};
 
 use crate::context::{NodeContext, PodTable};
@@ -74,7 +78,8 @@ pub const DEFAULT_STORE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 pub struct NodeOptions {
     pub kubeconfig: Option<PathBuf>,
     pub node_name: String,
-    pub data: Option<DataConfig>,
+    /// The station file: datasets, policies and the module allow-list.
+    pub station: Option<station::StationConfig>,
     pub address: IpAddr,
     pub port: u16,
     pub max_pods: u32,
@@ -224,9 +229,9 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
             .map_err(|e| setup("the registry client")(e.to_string()))?,
     );
     let allow = options
-        .data
+        .station
         .as_ref()
-        .map(|d| d.modules.clone())
+        .map(|s| s.modules.clone())
         .unwrap_or_default();
     let puller = Arc::new(
         ImagePuller::new(registry, store.clone(), allow, &options.state_dir)
@@ -324,7 +329,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         puller,
         store,
         compiled,
-        data: options.data.map(Arc::new),
+        data: options.station.map(|s| Arc::new(s.data)),
         audit,
         queries,
         pods_dir: options.state_dir.join("pods"),

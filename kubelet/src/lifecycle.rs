@@ -37,13 +37,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
-use sandlet_runtime::data::{
-    AuditTrail, Caller, DataAccess, GrantedDatasets, NoDatasets, raw_file_preopens,
-};
+use sandlet_data::{AuditTrail, Caller, DataAccess, GrantedDatasets, NoDatasets, raw_file_mounts};
+use sandlet_registry::oci::Credentials;
+use sandlet_registry::pull::WaitingReason;
+use sandlet_registry::store::Pin;
 use sandlet_runtime::limits::{LimitExceeded, Limits};
-use sandlet_runtime::oci::Credentials;
-use sandlet_runtime::pull::WaitingReason;
-use sandlet_runtime::store::Pin;
 use sandlet_runtime::{DirAccess, ModuleKind, PreparedModule, RunError, RunOutcome, RunPlan};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -873,10 +871,10 @@ impl Worker {
                 builder = builder.args(args);
                 // Raw files of granted datasets that allow them.
                 if let Some(config) = &self.ctx.data {
-                    let raw = raw_file_preopens(config, &plan.datasets, &pod_dir.join("raw"))
+                    let raw = raw_file_mounts(config, &plan.datasets, &pod_dir.join("raw"))
                         .map_err(|e| ConfigError(e.to_string()))?;
-                    for preopen in raw {
-                        builder = builder.dir(preopen.host, preopen.guest, preopen.access);
+                    for mount in raw {
+                        builder = builder.dir(mount.host, mount.guest, DirAccess::ReadOnly);
                     }
                 }
             }

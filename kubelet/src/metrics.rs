@@ -244,7 +244,7 @@ pub fn render(node: NodeSample, containers: &[ContainerSample], now_ms: i64) -> 
 /// `/metrics`: `sandlet_data_queries_total` by decision (`answered`,
 /// `denied`, ...) and the rule that refused (`minGroupSize`, `audit`, ...;
 /// empty when none is named).
-pub fn render_queries(counts: &[(sandlet_runtime::data::Decision, Option<String>, u64)]) -> String {
+pub fn render_queries(counts: &[(sandlet_data::Decision, Option<String>, u64)]) -> String {
     let mut out = String::new();
     family(
         &mut out,
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn query_counters_render_by_decision_and_rule() {
-        use sandlet_runtime::data::Decision;
+        use sandlet_data::Decision;
         let text = render_queries(&[
             (Decision::Answered, None, 3),
             (Decision::Denied, Some("minGroupSize".to_owned()), 2),

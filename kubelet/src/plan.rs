@@ -12,9 +12,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume};
-use sandlet_runtime::data::DataConfig;
+use sandlet_data::DataConfig;
+use sandlet_registry::pull::PullPolicy;
 use sandlet_runtime::limits;
-use sandlet_runtime::pull::PullPolicy;
 
 /// The annotation with which a pod asks for datasets (CONTRACT.md section 5).
 pub const DATASETS_ANNOTATION: &str = "sandlet.dev/datasets";
@@ -488,12 +488,13 @@ mod tests {
 
     #[test]
     fn datasets_are_granted_only_to_allowed_namespaces() {
-        let config = DataConfig::parse(
+        let config = crate::station::StationConfig::parse(
             "datasets:\n  - name: patients\n    source: { csv: p.csv }\n    policy:\n      allowedNamespaces: [research]\n",
             std::path::Path::new("station.yaml"),
             std::path::Path::new("/srv"),
         )
-        .unwrap();
+        .unwrap()
+        .data;
         let mut p = basic(serde_json::json!({}));
         p.metadata.annotations =
             Some([(DATASETS_ANNOTATION.to_owned(), "patients".to_owned())].into());

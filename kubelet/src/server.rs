@@ -31,7 +31,7 @@ use crate::auth::{Gate, User};
 use crate::certs::ServingCerts;
 use crate::context::PodTable;
 use crate::logs::{FOLLOW_POLL, LogOptions, LogReader, log_path};
-use sandlet_runtime::data::QueryCounters;
+use sandlet_data::QueryCounters;
 
 type Body = BoxBody<Bytes, Infallible>;
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
-use sandlet_runtime::data::{DataConfig, exposed_dataset};
+use sandlet_data::{DataConfig, exposed_dataset};
 
 use crate::env::{ConfigError, DownwardFacts, ObjectKind, PodObjects, field_value, resource_value};
 
@@ -565,12 +565,13 @@ mod tests {
         std::fs::write(station.path().join("srv/p.csv"), "a\n1\n").unwrap();
         std::os::unix::fs::symlink(station.path().join("srv"), station.path().join("link"))
             .unwrap();
-        let config = DataConfig::parse(
+        let config = crate::station::StationConfig::parse(
             "datasets:\n  - name: patients\n    source: { csv: srv/p.csv }\n",
             Path::new("station.yaml"),
             station.path(),
         )
-        .unwrap();
+        .unwrap()
+        .data;
         for host in [station.path().to_owned(), station.path().join("link")] {
             let p = pod(serde_json::json!([{ "name": "h", "hostPath": { "path": host } }]));
             let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();

@@ -1,11 +1,11 @@
 //! Host side of the `sandlet:algorithm` WIT world (`wit/algorithm.wit`).
 //!
 //! Owns the generated bindings and the `data` interface's host functions,
-//! which forward to the run's [`DataAccess`](crate::data::DataAccess) and
+//! which forward to the run's [`DataAccess`](sandlet_core::data::DataAccess) and
 //! convert between its types and the WIT types. No policy is decided here.
 
-use crate::data;
 use crate::sandbox::ComponentState;
+use sandlet_core::data;
 
 wasmtime::component::bindgen!({
     path: "../wit",

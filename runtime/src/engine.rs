@@ -26,11 +26,11 @@ use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::algorithm::AlgorithmPre;
-use crate::digest::Digest;
 use crate::limits::{LimitExceeded, MAX_MEMORY_BYTES, MAX_TABLE_ELEMENTS, Usage};
 use crate::output::OutputSinks;
 use crate::plan::RunPlan;
 use crate::sandbox::{self, ComponentState, CoreState, RunState, SandboxError};
+use sandlet_core::Digest;
 
 /// How often the epoch advances. It is both the precision of timeouts and
 /// the longest a guest computes before yielding its thread to other runs:

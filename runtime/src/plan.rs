@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::data::{DataAccess, NoDatasets};
 use crate::limits::Limits;
+use sandlet_core::data::{DataAccess, NoDatasets};
 
 /// Whether a preopened directory may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::Digest;
 use crate::engine::{ModuleError, PreparedModule, SandboxEngine};
+use sandlet_core::Digest;
 
 /// How a module was obtained from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl PrecompileCache {
         // Temporary files of writes that never finished.
         for entry in std::fs::read_dir(&dir).map_err(|e| cache_error(&dir, e))? {
             let entry = entry.map_err(|e| cache_error(&dir, e))?;
-            if crate::store::is_partial(&entry.file_name().to_string_lossy()) {
+            if sandlet_core::state_file::is_partial(&entry.file_name().to_string_lossy()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -203,7 +203,8 @@ impl PrecompileCache {
     fn store_artifact(&self, digest: &Digest, artifact: &[u8]) -> Result<(), ModuleError> {
         let name = format!("{}.{}.cwasm", digest.hex(), Digest::of(artifact).hex());
         let path = self.dir.join(name);
-        crate::store::write_atomically(&path, artifact).map_err(|e| cache_error(&path, e))
+        sandlet_core::state_file::write_atomically(&path, artifact)
+            .map_err(|e| cache_error(&path, e))
     }
 }
 

@@ -14,10 +14,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::data::DataAccess;
 use crate::limits::RunLimiter;
 use crate::output::{GuestOutput, OutputBudget, OutputSinks};
 use crate::plan::{DirAccess, RunPlan};
+use sandlet_core::data::DataAccess;
 
 /// A preopened directory that could not be opened when the run started
 /// (it was removed after the plan was validated, say).

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
+use sandlet_registry::admission::AllowList;
+use sandlet_registry::oci::{Credentials, OciError, Registry, RegistryOptions};
+use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::Digest;
-use sandlet_runtime::admission::AllowList;
-use sandlet_runtime::oci::{Credentials, OciError, Registry, RegistryOptions};
-use sandlet_runtime::store::ModuleStore;
 
 use crate::fixtures::{Ran, guests, run_sandlet};
 use crate::registry::{PASSWORD, RegistrySetup, TestRegistry, USER};
@@ -313,7 +313,7 @@ async fn artifacts_that_are_not_one_wasm_layer_are_refused() {
     assert_eq!(stored_files(state.path()), 0);
 
     // Each accepted media type pulls.
-    for (i, media) in sandlet_runtime::oci::WASM_LAYER_MEDIA_TYPES
+    for (i, media) in sandlet_registry::oci::WASM_LAYER_MEDIA_TYPES
         .iter()
         .enumerate()
     {
@@ -479,7 +479,7 @@ fn a_module_outside_the_allow_list_is_refused_before_download() {
 
 #[tokio::test]
 async fn pull_policies_and_back_off_behave_as_in_kubernetes() {
-    use sandlet_runtime::pull::{ImagePuller, PullPolicy, WaitingReason};
+    use sandlet_registry::pull::{ImagePuller, PullPolicy, WaitingReason};
     use std::time::Duration;
 
     let registry = TestRegistry::start(RegistrySetup::default());
@@ -509,7 +509,7 @@ async fn pull_policies_and_back_off_behave_as_in_kubernetes() {
         .unwrap();
     assert!(pulled.downloaded);
     // Later answers come from the store: nothing is downloaded again.
-    let pulled = sandlet_runtime::oci::PulledModule {
+    let pulled = sandlet_registry::oci::PulledModule {
         downloaded: false,
         ..pulled
     };

@@ -18,7 +18,8 @@ use std::path::Path;
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
-use sandlet_runtime::data::{DataAccess, DataConfig, GrantedDatasets, QueryError, Value};
+use sandlet_data::{DataAccess, GrantedDatasets, QueryError, Value};
+use sandlet_kubelet::station::StationConfig;
 
 use crate::fixtures::Lcg;
 
@@ -276,7 +277,7 @@ pub async fn run(seed: u64, cases: usize) -> Outcome {
             ),
         )
         .unwrap();
-        let config = DataConfig::load(&config_path).unwrap();
+        let config = StationConfig::load(&config_path).unwrap().data;
         let guarded = GrantedDatasets::new(&config, &["t".to_owned()]).unwrap();
         let plain = SessionContext::new();
         plain

@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use sandlet_runtime::data::{DataAccess, DataConfig, GrantedDatasets, QueryError, Value};
+use sandlet_data::{DataAccess, GrantedDatasets, QueryError, Value};
+use sandlet_kubelet::station::StationConfig;
 
 use crate::postgres::postgres;
 
@@ -1077,7 +1078,7 @@ async fn run_suite(source: Source) {
         config_text(dir.path(), source, url.as_deref()),
     )
     .unwrap();
-    let config = DataConfig::load(&config_path).unwrap();
+    let config = StationConfig::load(&config_path).unwrap().data;
     let data: Arc<dyn DataAccess> =
         Arc::new(GrantedDatasets::new(&config, &["patients".into(), "labs".into()]).unwrap());
     let cases = cases();
@@ -1142,7 +1143,7 @@ async fn hostile_and_legitimate_queries_on_postgres() {
 fn grant(dir: &Path, yaml: &str, names: &[&str]) -> GrantedDatasets {
     let path = dir.join("limits.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let config = DataConfig::load(&path).unwrap();
+    let config = StationConfig::load(&path).unwrap().data;
     let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     GrantedDatasets::new(&config, &names).unwrap()
 }

@@ -1207,7 +1207,7 @@ fn statement_kind(plan: &LogicalPlan) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{DatasetConfig, SourceConfig};
+    use crate::{DatasetConfig, SourceConfig};
     use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::Schema;
     use datafusion::datasource::MemTable;

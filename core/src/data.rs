@@ -1,33 +1,12 @@
-//! Data that guests may query, and the boundary they query it through.
+//! The data interface as the host sees it: the `sandlet:algorithm/data`
+//! WIT interface's types ([`Value`], [`Table`], [`DatasetInfo`],
+//! [`QueryError`]) and the one trait, [`DataAccess`], that a run's data
+//! capability is served by.
 //!
-//! This module owns the host-side model of the `sandlet:algorithm/data` WIT
-//! interface ([`Value`], [`Table`], [`DatasetInfo`], [`QueryError`]) and the
-//! one trait, [`DataAccess`], that a run's data capability is served by. A
-//! run holds exactly one `DataAccess`: [`NoDatasets`] when nothing was
-//! granted, or the [`GrantedDatasets`] of the datasets it was granted. The
-//! guest never sees a path, a connection or a dataset it was not granted.
-//!
-//! It must never hand a guest row-level data that the dataset's policy
-//! hides; the policy engine that enforces every disclosure rule is built on
-//! this trait (see the README's "Data queries" section for what is enforced
-//! today).
-
-mod audit;
-mod config;
-mod engine;
-mod files;
-mod guard;
-mod policy;
-mod postgres;
-mod raw;
-mod rowset;
-mod table;
-
-pub use audit::{AuditTrail, QueryCounters};
-pub use config::{ConfigError, DataConfig, DatasetConfig, DisclosurePolicy, SourceConfig};
-pub use engine::{GrantError, GrantedDatasets, QueryTimings};
-pub use raw::{RAW_FILES_ROOT, RawFilesError, exposed_dataset, raw_file_preopens};
-pub use sandlet_audit::{AuditLog, Caller, Decision};
+//! The wasmtime engine serves this trait to guests; the data engine
+//! (`sandlet-data`) implements it. Neither knows the other: the station
+//! composes them. A run holds exactly one `DataAccess`: [`NoDatasets`] when
+//! nothing was granted.
 
 use std::fmt;
 

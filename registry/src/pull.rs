@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::admission::AllowList;
-use crate::digest::Digest;
 use crate::oci::{Credentials, OciError, PulledModule, Registry, parse_reference};
 use crate::store::ModuleStore;
+use sandlet_core::Digest;
 
 /// The kubelet's initial image pull back-off.
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -275,7 +275,7 @@ impl ImagePuller {
         let path = self.index_path(reference);
         let json = serde_json::to_vec(pulled).expect("a pulled module serialises");
         // Losing the index only costs a registry round trip later.
-        if let Err(error) = crate::store::write_atomically(&path, &json) {
+        if let Err(error) = sandlet_core::state_file::write_atomically(&path, &json) {
             tracing::warn!(%error, reference, "cannot record the pulled module");
         }
     }

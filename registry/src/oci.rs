@@ -22,8 +22,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use crate::admission::{AllowList, NotAllowed};
-use crate::digest::Digest;
 use crate::store::{ModuleStore, StoreError};
+use sandlet_core::Digest;
 
 /// Layer media types accepted as a wasm module (CONTRACT.md section 5).
 pub const WASM_LAYER_MEDIA_TYPES: [&str; 3] = [

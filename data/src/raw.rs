@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 
 use super::{DataConfig, SourceConfig};
-use crate::plan::{DirAccess, Preopen};
 
 /// Where raw dataset files appear in the guest.
 pub const RAW_FILES_ROOT: &str = "/data";
@@ -27,15 +26,23 @@ pub struct RawFilesError {
     source: std::io::Error,
 }
 
-/// The read-only preopens of the granted datasets that allow raw files,
+/// A host directory to mount read-only in the guest: a dataset's raw files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMount {
+    pub host: PathBuf,
+    /// `/data/<name>`.
+    pub guest: String,
+}
+
+/// The read-only mounts of the granted datasets that allow raw files,
 /// staging single files under `staging` (one directory per dataset).
 /// Datasets without `rawFiles: true` are left out.
-pub fn raw_file_preopens(
+pub fn raw_file_mounts(
     config: &DataConfig,
     grants: &[String],
     staging: &Path,
-) -> Result<Vec<Preopen>, RawFilesError> {
-    let mut preopens = Vec::new();
+) -> Result<Vec<RawMount>, RawFilesError> {
+    let mut mounts = Vec::new();
     for name in grants {
         let Some(dataset) = config.dataset(name) else {
             continue;
@@ -73,13 +80,12 @@ pub fn raw_file_preopens(
             }
             dir
         };
-        preopens.push(Preopen {
+        mounts.push(RawMount {
             host,
             guest: format!("{RAW_FILES_ROOT}/{name}"),
-            access: DirAccess::ReadOnly,
         });
     }
-    Ok(preopens)
+    Ok(mounts)
 }
 
 /// The host paths of every dataset's files, for refusing volumes that would
@@ -111,14 +117,13 @@ pub fn exposed_dataset(config: &DataConfig, host_dir: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{DatasetConfig, DisclosurePolicy};
+    use crate::{DatasetConfig, DisclosurePolicy};
 
     fn config(dir: &Path, raw: bool) -> DataConfig {
         std::fs::create_dir_all(dir.join("srv")).unwrap();
         std::fs::write(dir.join("srv/p.csv"), "a\n1\n").unwrap();
         std::fs::write(dir.join("srv/other.csv"), "secret\n").unwrap();
         DataConfig {
-            modules: Default::default(),
             datasets: vec![DatasetConfig {
                 name: "p".into(),
                 source: SourceConfig::Csv(dir.join("srv/p.csv")),
@@ -135,26 +140,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = config(dir.path(), true);
         let staging = dir.path().join("staging");
-        let preopens = raw_file_preopens(&config, &["p".into()], &staging).unwrap();
-        assert_eq!(preopens.len(), 1);
-        assert_eq!(preopens[0].guest, "/data/p");
-        assert_eq!(preopens[0].access, DirAccess::ReadOnly);
-        let names: Vec<_> = std::fs::read_dir(&preopens[0].host)
+        let mounts = raw_file_mounts(&config, &["p".into()], &staging).unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].guest, "/data/p");
+        let names: Vec<_> = std::fs::read_dir(&mounts[0].host)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["p.csv"]);
         // Staging twice (a restarted container) is fine.
-        raw_file_preopens(&config, &["p".into()], &staging).unwrap();
+        raw_file_mounts(&config, &["p".into()], &staging).unwrap();
         // Not granted, or not allowed: nothing.
-        assert!(
-            raw_file_preopens(&config, &[], &staging)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(raw_file_mounts(&config, &[], &staging).unwrap().is_empty());
         let closed = super::tests::config(dir.path(), false);
         assert!(
-            raw_file_preopens(&closed, &["p".into()], &staging)
+            raw_file_mounts(&closed, &["p".into()], &staging)
                 .unwrap()
                 .is_empty()
         );

@@ -38,7 +38,7 @@ use super::table::DatasetTable;
 use super::{
     ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, QueryError, Table, Value,
 };
-use crate::limits::Size;
+use sandlet_core::quantity::{DurationText, Size};
 
 /// What a guest is told when its query failed while data was read.
 const RUNNING_FAILED: &str = "the query failed while reading the data or computing over it \
@@ -344,7 +344,7 @@ fn strictest_timeout(datasets: &[Arc<DatasetConfig>]) -> Duration {
 fn timed_out(timeout: Duration) -> QueryError {
     QueryError::LimitExceeded(format!(
         "queryTimeout: the query ran longer than {}",
-        crate::limits::DurationText(timeout)
+        DurationText(timeout)
     ))
 }
 
@@ -476,7 +476,7 @@ fn value_of(scalar: ScalarValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{DisclosurePolicy, SourceConfig};
+    use crate::{DisclosurePolicy, SourceConfig};
     use std::io::Write;
 
     /// 30 patients: ages 20..50, every third one "m" (10 m, 20 f).
@@ -489,7 +489,6 @@ mod tests {
             writeln!(file, "{},{sex},{}", 20 + i, 1000 + i).unwrap();
         }
         DataConfig {
-            modules: Default::default(),
             datasets: vec![DatasetConfig {
                 name: "patients".into(),
                 source: SourceConfig::Csv(path),

@@ -25,7 +25,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use crate::digest::{Digest, DigestError};
+pub use sandlet_core::digest::{Digest, DigestError};
+use sandlet_core::state_file::{partial_file, write_atomically};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -360,34 +361,6 @@ impl ModuleStore {
             .add(*expected, size);
         Ok(())
     }
-}
-
-/// Name prefix of files still being written; whatever carries it after a
-/// restart is a write that never finished.
-const PARTIAL_PREFIX: &str = ".partial-";
-
-/// A new temporary file in `dir`, to be renamed into place when complete.
-pub(crate) fn partial_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(PARTIAL_PREFIX)
-        .tempfile_in(dir)
-}
-
-/// Whether `name` is a file [`partial_file`] made.
-pub(crate) fn is_partial(name: &str) -> bool {
-    name.starts_with(PARTIAL_PREFIX)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory,
-/// synced, and a rename, so readers see the whole file or none. Used for
-/// every file sandlet keeps under its state directory.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("state paths have a parent");
-    let mut temp = partial_file(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

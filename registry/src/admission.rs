@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use crate::digest::Digest;
+use sandlet_core::Digest;
 
 /// One allow-list rule, as written in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

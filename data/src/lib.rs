@@ -1,0 +1,42 @@
+//! sandlet's data engine: the datasets a station holds, the policies that
+//! guard them, and the DataFusion engine that answers a run's queries under
+//! those policies, every query on the audit record.
+//!
+//! Layers, bottom up (no module imports one above it):
+//!
+//! - [`config`](DataConfig): the datasets of the station file, validated;
+//! - `files`, `postgres`, `table`: sources as DataFusion tables that show
+//!   only allowed columns;
+//! - `rowset`, `guard`, `policy`: disclosure control on the logical plan;
+//! - `audit`: what each query leaves on the record ([`AuditTrail`]);
+//! - `engine`: [`GrantedDatasets`], a run's whole data capability, the
+//!   [`DataAccess`] the wasmtime engine serves to guests;
+//! - `raw`: the files `rawFiles: true` grants to WASI commands.
+//!
+//! It implements the guest's data interface ([`sandlet_core::data`]) and
+//! knows nothing of wasmtime, registries or Kubernetes. It must never hand
+//! a guest row-level data that the dataset's policy hides, nor answer a
+//! query that is not on the record (see the README's "Datasets and
+//! policies" for what is enforced, and "What thresholds do not stop").
+
+mod audit;
+mod config;
+mod engine;
+mod files;
+mod guard;
+mod policy;
+mod postgres;
+mod raw;
+mod rowset;
+mod table;
+
+pub use audit::{AuditTrail, QueryCounters};
+pub use config::{
+    DataConfig, DatasetConfig, DatasetError, DatasetSpec, DisclosurePolicy, SourceConfig,
+};
+pub use engine::{GrantError, GrantedDatasets, QueryTimings};
+pub use raw::{RAW_FILES_ROOT, RawFilesError, RawMount, exposed_dataset, raw_file_mounts};
+pub use sandlet_audit::{AuditLog, Caller, Decision};
+pub use sandlet_core::data::{
+    ColumnInfo, DataAccess, DatasetInfo, NoDatasets, QueryError, Table, Value,
+};

@@ -1,0 +1,286 @@
+//! The station file: the one YAML file (CONTRACT.md section 4) that says
+//! which datasets a station holds under which policies, and, under
+//! `modules.allow`, which modules may run there.
+//!
+//! This module owns the file: reading it, its top-level shape, and errors
+//! that name the file, line and reason. It composes the parts that other
+//! crates validate: the datasets ([`sandlet_data::DataConfig`]) and the
+//! module allow-list ([`sandlet_registry::admission::AllowList`]), so that
+//! neither of those crates knows about the other. It opens no data file and
+//! contacts no registry.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use sandlet_data::{DataConfig, DatasetSpec};
+use sandlet_registry::admission::{AllowList, AllowRule};
+
+/// A validated station file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StationConfig {
+    pub data: DataConfig,
+    /// The modules that may run (everything when the file has no
+    /// `modules` section).
+    pub modules: AllowList,
+}
+
+/// The file as written, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    #[serde(default)]
+    datasets: Vec<DatasetSpec>,
+    #[serde(default)]
+    modules: Option<RawModules>,
+}
+
+/// `modules: { allow: [ { repository: ..., digests: [...] } ] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModules {
+    allow: Vec<AllowRule>,
+}
+
+/// A station file that cannot be used. The message names the file and,
+/// where the parser knows it, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {}", path.display(), Located(location, message))]
+    Syntax {
+        path: PathBuf,
+        /// Line and column, 1-based.
+        location: Option<(usize, usize)>,
+        message: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Dataset {
+        path: PathBuf,
+        #[source]
+        source: sandlet_data::DatasetError,
+    },
+}
+
+struct Located<'a>(&'a Option<(usize, usize)>, &'a String);
+
+impl std::fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some((line, column)) => write!(f, "line {line}, column {column}: {}", self.1),
+            None => f.write_str(self.1),
+        }
+    }
+}
+
+impl StationConfig {
+    /// Reads and validates a station file. Relative data paths are taken
+    /// relative to the file's own directory.
+    pub fn load(path: &Path) -> Result<StationConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, path, base)
+    }
+
+    /// Parses station file text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<StationConfig, ConfigError> {
+        let raw: RawStation = serde_yaml::from_str(text).map_err(|e| {
+            let location = e.location().map(|l| (l.line(), l.column()));
+            let mut message = e.to_string();
+            // serde_yaml appends " at line L column C"; we print it in front.
+            if let Some(at) = message.find(" at line ") {
+                message.truncate(at);
+            }
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                location,
+                message,
+            }
+        })?;
+        let data =
+            DataConfig::from_specs(raw.datasets, base).map_err(|source| ConfigError::Dataset {
+                path: path.to_owned(),
+                source,
+            })?;
+        let modules = match raw.modules {
+            None => AllowList::allow_all(),
+            Some(modules) => AllowList::new(modules.allow).map_err(|e| ConfigError::Syntax {
+                path: path.to_owned(),
+                location: None,
+                message: e.to_string(),
+            })?,
+        };
+        Ok(StationConfig { data, modules })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use sandlet_data::{DisclosurePolicy, SourceConfig};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    fn parse(text: &str) -> Result<StationConfig, ConfigError> {
+        StationConfig::parse(text, Path::new("/etc/sandlet/data.yaml"), Path::new("/srv"))
+    }
+
+    #[test]
+    fn omitted_policy_fields_take_the_strict_defaults() {
+        let config =
+            parse("datasets:\n  - name: patients\n    source: { csv: data/p.csv }\n").unwrap();
+        let dataset = &config.data.datasets[0];
+        assert_eq!(
+            dataset.source,
+            SourceConfig::Csv(PathBuf::from("/srv/data/p.csv"))
+        );
+        assert_eq!(dataset.policy, DisclosurePolicy::default());
+        assert!(dataset.policy.aggregates_only);
+        assert_eq!(dataset.policy.min_group_size, 5);
+        assert_eq!(dataset.policy.min_rows, 10);
+        assert_eq!(dataset.policy.max_result_rows, 1000);
+        assert!(dataset.policy.allows_namespace("anything"));
+    }
+
+    #[test]
+    fn every_contract_field_is_read() {
+        let config = parse(
+            r#"
+datasets:
+  - name: patients
+    source: { parquet: /data/p.parquet }
+    policy:
+      minGroupSize: 3
+      minRows: 4
+      aggregatesOnly: false
+      allowedColumns: [age, sex]
+      maxResultRows: 7
+      rawFiles: true
+      allowedNamespaces: [research]
+      queryTimeout: 5s
+      queryMemory: 64Mi
+  - name: labs
+    source: { postgres: { url: "postgres://reader@localhost/db", table: labs } }
+"#,
+        )
+        .unwrap();
+        let policy = &config.data.datasets[0].policy;
+        assert_eq!(
+            policy,
+            &DisclosurePolicy {
+                min_group_size: 3,
+                min_rows: 4,
+                aggregates_only: false,
+                allowed_columns: Some(vec!["age".into(), "sex".into()]),
+                max_result_rows: 7,
+                raw_files: true,
+                allowed_namespaces: Some(vec!["research".into()]),
+                query_timeout: Duration::from_secs(5),
+                query_memory: 64 << 20,
+            }
+        );
+        assert!(!policy.allows_namespace("default"));
+        assert_eq!(
+            config.data.dataset("labs").unwrap().source,
+            SourceConfig::Postgres {
+                url: "postgres://reader@localhost/db".into(),
+                table: "labs".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_source_type_names_file_line_and_reason() {
+        let err = parse("datasets:\n  - name: p\n    source: { excel: /x.xlsx }\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("/etc/sandlet/data.yaml: line 3"), "{text}");
+        assert!(
+            text.contains("unknown field `excel`, expected one of `csv`, `parquet`, `postgres`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_source_must_name_exactly_one_type() {
+        let err = parse("datasets:\n  - name: p\n    source: { csv: a.csv, parquet: b.parquet }\n")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exactly one of csv, parquet or postgres"),
+            "{err}"
+        );
+        let err = parse("datasets:\n  - name: p\n    source: {}\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exactly one of csv, parquet or postgres"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn misspelt_policy_field_is_refused() {
+        let err = parse(
+            "datasets:\n  - name: p\n    source: { csv: x.csv }\n    policy: { minGroupSise: 2 }\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("line 4"), "{err}");
+        assert!(err.to_string().contains("minGroupSise"), "{err}");
+    }
+
+    #[test]
+    fn bad_names_and_duplicates_are_refused() {
+        let err = parse("datasets:\n  - name: Patients\n    source: { csv: x.csv }\n").unwrap_err();
+        assert!(
+            err.to_string().contains("lowercase SQL identifier"),
+            "{err}"
+        );
+        let err = parse(
+            "datasets:\n  - name: p\n    source: { csv: x.csv }\n  - name: p\n    source: { csv: y.csv }\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn the_module_allow_list_is_read_and_validated() {
+        let config = parse("modules:\n  allow:\n    - repository: r.example/alg/*\n").unwrap();
+        let d = sandlet_core::Digest::of(b"m");
+        assert!(
+            config
+                .modules
+                .check("x", "r.example/alg/mean", &d, &d)
+                .is_ok()
+        );
+        assert!(
+            config
+                .modules
+                .check("x", "r.example/other/mean", &d, &d)
+                .is_err()
+        );
+        assert_eq!(
+            parse("datasets: []\n").unwrap().modules,
+            AllowList::allow_all()
+        );
+        let err = parse("modules:\n  allow:\n    - repository: '*'\n").unwrap_err();
+        assert!(err.to_string().contains("allow-list rule"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_file_is_named() {
+        let err = StationConfig::load(Path::new("/nonexistent/sandlet.yaml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/sandlet.yaml: cannot read"),
+            "{err}"
+        );
+    }
+}

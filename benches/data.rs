@@ -214,22 +214,30 @@ fn main() {
     let engine = SandboxEngine::new(EngineOptions::default()).unwrap();
     let module = engine.load_file(&guests.column_stats).unwrap();
     let input = r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#;
+    // One whole run of the guest over `data`, timed.
+    let run_guest = |data: GrantedDatasets| {
+        let plan = RunPlan::builder("column-stats")
+            .input(input)
+            .data(Arc::new(data))
+            .build()
+            .unwrap();
+        let (engine, module) = (&engine, &module);
+        async move {
+            let started = Instant::now();
+            let outcome = engine
+                .run(module, &plan, &OutputSinks::null())
+                .await
+                .unwrap();
+            (started.elapsed(), outcome)
+        }
+    };
     let (guest, guest_result) = rt.block_on(async {
         let mut times = Vec::new();
         let mut result = String::new();
         for i in 0..=runs {
-            let plan = RunPlan::builder("column-stats")
-                .input(input)
-                .data(Arc::new(grant()))
-                .build()
-                .unwrap();
-            let started = Instant::now();
-            let outcome = engine
-                .run(&module, &plan, &OutputSinks::null())
-                .await
-                .unwrap();
+            let (elapsed, outcome) = run_guest(grant()).await;
             if i > 0 {
-                times.push(started.elapsed());
+                times.push(elapsed);
             }
             match outcome {
                 RunOutcome::Returned(Ok(json)) => result = json,
@@ -261,22 +269,13 @@ fn main() {
                 } else {
                     grant()
                 };
-                let plan = RunPlan::builder("column-stats")
-                    .input(input)
-                    .data(Arc::new(data))
-                    .build()
-                    .unwrap();
-                let started = Instant::now();
-                let outcome = engine
-                    .run(&module, &plan, &OutputSinks::null())
-                    .await
-                    .unwrap();
+                let (elapsed, outcome) = run_guest(data).await;
                 assert!(
                     matches!(outcome, RunOutcome::Returned(Ok(_))),
                     "{outcome:?}"
                 );
                 if i > 0 {
-                    if audited { &mut on } else { &mut off }.push(started.elapsed());
+                    if audited { &mut on } else { &mut off }.push(elapsed);
                 }
             }
         }

@@ -374,7 +374,7 @@ mod tests {
 
     use super::*;
     use crate::record::Decision;
-    use crate::testing::{Tmpfs, access, file_names, read_lines};
+    use crate::testing::{Tmpfs, access, file_names, read_lines, two_records_per_file};
     use crate::verify::{BreakKind, verify};
     use crate::{Filter, read};
 
@@ -426,18 +426,7 @@ mod tests {
     #[test]
     fn the_chain_runs_across_rotated_files() {
         let tmp = tempfile::tempdir().unwrap();
-        let one = encode_line(
-            1,
-            GENESIS_HASH,
-            Utc::now(),
-            &access(None, Decision::Answered),
-        )
-        .0
-        .len() as u64;
-        // Room for two records per file.
-        let log = AuditLog::open(tmp.path())
-            .unwrap()
-            .with_max_file_bytes(2 * one + one / 2);
+        let log = two_records_per_file(tmp.path());
 
         let receipts: Vec<Receipt> = (0..9)
             .map(|_| log.append(&access(None, Decision::Answered)).unwrap())

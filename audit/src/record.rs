@@ -111,26 +111,8 @@ pub struct Record {
     pub prev: String,
     /// When the log wrote the record (millisecond precision).
     pub time: DateTime<Utc>,
-    /// The station's name.
-    pub station: String,
-    /// Who asked.
-    pub caller: Caller,
-    /// The datasets the query named.
-    pub datasets: Vec<String>,
-    /// The SQL as the caller sent it.
-    pub sql: String,
-    /// Hex SHA-256 of the checked plan, if it got that far.
-    pub plan_fingerprint: Option<String>,
-    /// Answered, or why not.
-    pub decision: Decision,
-    /// The policy rule that refused the query, if one did.
-    pub rule: Option<String>,
-    /// The refusal message.
-    pub reason: Option<String>,
-    /// Rows returned.
-    pub rows: u64,
-    /// How long the query took, in milliseconds.
-    pub duration_ms: f64,
+    /// What was accessed, by whom, and what became of it.
+    pub access: Access,
     /// Hex SHA-256 of this record's body; the next record's `prev`.
     pub hash: String,
 }
@@ -333,23 +315,25 @@ pub(crate) fn decode_line(line: &[u8]) -> Result<Record, LineError> {
         seq: body.seq,
         prev: body.prev,
         time,
-        station: body.station,
-        caller: Caller {
-            via: body.via,
-            namespace: body.namespace,
-            pod: body.pod,
-            pod_uid: body.pod_uid,
-            service_account: body.service_account,
-            module_digest: body.module_digest,
+        access: Access {
+            station: body.station,
+            caller: Caller {
+                via: body.via,
+                namespace: body.namespace,
+                pod: body.pod,
+                pod_uid: body.pod_uid,
+                service_account: body.service_account,
+                module_digest: body.module_digest,
+            },
+            datasets: body.datasets,
+            sql: body.sql,
+            plan_fingerprint: body.plan_fingerprint,
+            decision: body.decision,
+            rule: body.rule,
+            reason: body.reason,
+            rows: body.rows,
+            duration_ms: body.duration_ms,
         },
-        datasets: body.datasets,
-        sql: body.sql,
-        plan_fingerprint: body.plan_fingerprint,
-        decision: body.decision,
-        rule: body.rule,
-        reason: body.reason,
-        rows: body.rows,
-        duration_ms: body.duration_ms,
         hash: stored,
     })
 }
@@ -421,13 +405,13 @@ mod tests {
         assert_eq!(record.seq, 3);
         assert_eq!(record.prev, "ab".repeat(32));
         assert_eq!(record.time, at("2026-12-02T13:20:01.123Z"));
-        assert_eq!(record.caller, a.caller);
-        assert_eq!(record.datasets, a.datasets);
-        assert_eq!(record.sql, a.sql);
-        assert_eq!(record.decision, Decision::LimitExceeded);
-        assert_eq!(record.rule, a.rule);
-        assert_eq!(record.rows, a.rows);
-        assert_eq!(record.duration_ms, a.duration_ms);
+        assert_eq!(record.access.caller, a.caller);
+        assert_eq!(record.access.datasets, a.datasets);
+        assert_eq!(record.access.sql, a.sql);
+        assert_eq!(record.access.decision, Decision::LimitExceeded);
+        assert_eq!(record.access.rule, a.rule);
+        assert_eq!(record.access.rows, a.rows);
+        assert_eq!(record.access.duration_ms, a.duration_ms);
         assert_eq!(record.hash, hash);
         assert!(String::from_utf8_lossy(&line).contains(r#""decision":"limit-exceeded""#));
     }

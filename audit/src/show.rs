@@ -30,8 +30,10 @@ impl Filter {
             && self
                 .namespace
                 .as_deref()
-                .is_none_or(|ns| record.caller.namespace.as_deref() == Some(ns))
-            && self.decision.is_none_or(|d| d.matches(record.decision))
+                .is_none_or(|ns| record.access.caller.namespace.as_deref() == Some(ns))
+            && self
+                .decision
+                .is_none_or(|d| d.matches(record.access.decision))
     }
 }
 
@@ -193,19 +195,19 @@ pub fn render_table(records: &[Record]) -> String {
             [
                 r.seq.to_string(),
                 format_time(r.time),
-                cell(&r.caller.via),
-                optional(r.caller.namespace.as_deref()),
-                optional(r.caller.pod.as_deref()),
-                if r.datasets.is_empty() {
+                cell(&r.access.caller.via),
+                optional(r.access.caller.namespace.as_deref()),
+                optional(r.access.caller.pod.as_deref()),
+                if r.access.datasets.is_empty() {
                     "-".into()
                 } else {
-                    cell(&r.datasets.join(","))
+                    cell(&r.access.datasets.join(","))
                 },
-                r.decision.to_string(),
-                optional(r.rule.as_deref()),
-                r.rows.to_string(),
-                format!("{:.1}", r.duration_ms),
-                one_line(&r.sql),
+                r.access.decision.to_string(),
+                optional(r.access.rule.as_deref()),
+                r.access.rows.to_string(),
+                format!("{:.1}", r.access.duration_ms),
+                one_line(&r.access.sql),
             ]
         })
         .collect();

@@ -31,6 +31,22 @@ pub(crate) fn access(namespace: Option<&str>, decision: Decision) -> Access {
     }
 }
 
+/// A log in `dir` whose files hold two typical records each before they
+/// rotate.
+pub(crate) fn two_records_per_file(dir: &Path) -> crate::AuditLog {
+    let one = crate::record::encode_line(
+        1,
+        crate::GENESIS_HASH,
+        chrono::Utc::now(),
+        &access(None, Decision::Answered),
+    )
+    .0
+    .len() as u64;
+    crate::AuditLog::open(dir)
+        .unwrap()
+        .with_max_file_bytes(2 * one + one / 2)
+}
+
 /// The lines of a file, without their `\n`.
 pub(crate) fn read_lines(path: &Path) -> Vec<String> {
     fs::read_to_string(path)

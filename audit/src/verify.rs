@@ -162,7 +162,7 @@ mod tests {
     use super::*;
     use crate::files::{CURRENT, rotated_name};
     use crate::record::{Decision, encode_line};
-    use crate::testing::{access, read_lines, write_lines};
+    use crate::testing::{access, read_lines, two_records_per_file, write_lines};
     use crate::{AuditLog, Receipt};
 
     /// A log of `n` records, all in `audit.log`.
@@ -182,17 +182,7 @@ mod tests {
     /// A log of 9 records, two per rotated file.
     fn rotated_log() -> tempfile::TempDir {
         let tmp = tempfile::tempdir().unwrap();
-        let one = encode_line(
-            1,
-            GENESIS_HASH,
-            Utc::now(),
-            &access(None, Decision::Answered),
-        )
-        .0
-        .len() as u64;
-        let log = AuditLog::open(tmp.path())
-            .unwrap()
-            .with_max_file_bytes(2 * one + one / 2);
+        let log = two_records_per_file(tmp.path());
         for _ in 0..9 {
             log.append(&access(None, Decision::Answered)).unwrap();
         }

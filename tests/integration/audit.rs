@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::fixtures::{Ran, run_sandlet, sandlet, write_patients};
+use crate::fixtures::{Ran, SmallDisk, run_sandlet, sandlet, write_patients};
 
 /// A station file over 300 generated patients (policy defaults).
 fn station(dir: &Path) -> String {
@@ -292,42 +292,18 @@ fn sigkill_in_a_burst_leaves_a_chain_that_verifies_and_no_answer_without_a_recor
     assert_eq!(verified_count(&state), records.len() as u64);
 }
 
-/// A tmpfs of `size` mounted at a fresh directory; unmounted on drop.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("running mount");
-        assert!(status.success(), "mount a tmpfs (the tests run as root)");
-        Tmpfs(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 #[test]
 fn a_full_disk_refuses_queries_and_loses_nothing_written() {
     let dir = tempfile::tempdir().unwrap();
     let config = station(dir.path());
-    let disk = Tmpfs::mount("256k");
-    let state = disk.0.path().join("state");
+    let disk = SmallDisk::mount("256k");
+    let state = disk.dir.path().join("state");
     let sql = "SELECT COUNT(*) FROM patients";
     for _ in 0..3 {
         assert_eq!(query(&config, &state, sql).code, Some(0));
     }
     // Fill the disk.
-    let filler = disk.0.path().join("filler");
+    let filler = disk.dir.path().join("filler");
     let mut file = std::fs::File::create(&filler).unwrap();
     let chunk = vec![0u8; 4096];
     while std::io::Write::write_all(&mut file, &chunk).is_ok() {}

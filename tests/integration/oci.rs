@@ -642,43 +642,13 @@ async fn an_image_index_resolves_to_its_wasm_entry() {
     );
 }
 
-/// A tmpfs of `size` mounted for the life of the guard (tests run as root,
-/// as CI does).
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("running mount");
-        assert!(
-            status.success(),
-            "this test mounts a small tmpfs and needs root, as CI has"
-        );
-        SmallDisk { dir }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_is_named_and_leaves_no_partial_entry() {
     let registry = TestRegistry::start(RegistrySetup::default());
     let wasm = std::fs::read(&guests().hello).unwrap();
     let reference = push_module(&registry, "big", &wasm).await;
     // Smaller than the module.
-    let disk = SmallDisk::mount(&format!("{}", wasm.len() / 2));
+    let disk = crate::fixtures::SmallDisk::mount(&format!("{}", wasm.len() / 2));
     let store = ModuleStore::open(disk.dir.path(), 1 << 30).unwrap();
     let client = loopback_client(&registry.addr);
     let err = client

@@ -341,13 +341,7 @@ pub(crate) fn decode_line(line: &[u8]) -> Result<Record, LineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::access;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::testing::{access, at};
 
     #[test]
     fn a_line_is_the_body_with_its_hash_spliced_in() {

@@ -271,13 +271,7 @@ fn one_line(sql: &str) -> String {
 mod tests {
     use super::*;
     use crate::AuditLog;
-    use crate::testing::access;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::testing::{access, at};
 
     /// Five records: ns-a answered, ns-a denied, ns-b answered, ns-b limit-exceeded, no namespace
     /// not-granted.

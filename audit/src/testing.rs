@@ -31,6 +31,13 @@ pub(crate) fn access(namespace: Option<&str>, decision: Decision) -> Access {
     }
 }
 
+/// A time written in RFC 3339.
+pub(crate) fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
 /// A log in `dir` whose files hold two typical records each before they
 /// rotate.
 pub(crate) fn two_records_per_file(dir: &Path) -> crate::AuditLog {

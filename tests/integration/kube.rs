@@ -1234,6 +1234,105 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
 }
 
 #[test]
+fn kube_sigkill_of_the_node_in_a_burst_of_queries_leaves_every_answer_on_a_verifying_record() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let stats = push(
+        &registry,
+        &guests().column_stats,
+        "algorithms/column-stats:v1",
+    );
+    let data = tempfile::tempdir().unwrap();
+    crate::fixtures::write_patients(data.path(), "patients", 300, 7);
+    let config = data.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy: { allowedColumns: [age, sex, bmi] }\n",
+    )
+    .unwrap();
+    let mut node = TestNode::start("burst", &registry, &["--config", config.to_str().unwrap()]);
+    let ns = c.namespace("burst");
+    let pods = 40;
+    let burst: Vec<String> = (0..pods)
+        .map(|i| {
+            wasm_pod(
+                &format!("q{i}"),
+                &node.name,
+                &stats,
+                &[r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#],
+                "Never",
+            )
+            .replace(
+                "metadata:\n",
+                "metadata:\n  annotations: {sandlet.dev/datasets: patients}\n",
+            )
+        })
+        .collect();
+    c.apply(&ns, &burst.join("---\n"));
+    // Kill the node (SIGKILL) as soon as a first pod has its answer.
+    let succeeded = |c: &crate::cluster::Cluster| -> Vec<Value> {
+        let list: Value =
+            serde_json::from_str(&c.kubectl(&["get", "pods", "-n", &ns, "-o", "json"])).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+            .cloned()
+            .collect()
+    };
+    wait_for("a few answers", LONG, || {
+        (succeeded(c).len() >= 3).then_some(())
+    });
+    node.kill();
+    // Every answer a pod reported has its record, and the chain verifies.
+    let answered = succeeded(c);
+    let verify = |node: &TestNode| {
+        let ran = crate::fixtures::run_sandlet([
+            "audit",
+            "verify",
+            "--state-dir",
+            node.state_dir.to_str().unwrap(),
+        ]);
+        assert_eq!(ran.code, Some(0), "{ran:#?}");
+        let records: Vec<Value> = std::fs::read_to_string(node.state_dir.join("audit/audit.log"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        records
+    };
+    let records = verify(&node);
+    eprintln!(
+        "{} of {pods} pods answered before the kill; {} records",
+        answered.len(),
+        records.len()
+    );
+    for pod in &answered {
+        let uid = pod["metadata"]["uid"].as_str().unwrap();
+        let message = container_status(pod)["state"]["terminated"]["message"]
+            .as_str()
+            .unwrap_or("");
+        assert!(message.contains("\"groups\""), "{message}");
+        assert!(
+            records
+                .iter()
+                .any(|r| r["pod_uid"] == uid && r["decision"] == "answered"),
+            "pod {} answered without a record",
+            pod["metadata"]["name"]
+        );
+    }
+    // The node comes back and chains on.
+    node.start_again();
+    let before = records.len();
+    c.apply(&ns, &burst[0].replace("name: q0", "name: after"));
+    c.wait_phase(&ns, "after", "Succeeded", LONG);
+    let records = verify(&node);
+    assert!(records.len() > before, "no record after the restart");
+    assert!(records.iter().any(|r| r["pod"] == "after"));
+}
+
+#[test]
 fn kube_env_and_volumes_reach_the_guest_as_granted() {
     let c = cluster();
     let registry = TestRegistry::start(RegistrySetup::default());

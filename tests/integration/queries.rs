@@ -692,6 +692,19 @@ fn cases() -> Vec<(&'static str, Expect)> {
             "SELECT COUNT(*) FROM (SELECT age, AVG(bmi) AS m FROM patients GROUP BY age) t WHERE m > 25",
             small_group("patients"),
         ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex ORDER BY CASE WHEN (SELECT AVG(bmi) FROM patients WHERE site = 'west') > 20 THEN sex END",
+            small_group("patients"),
+        ),
+        // A subquery as LIMIT or OFFSET is refused by DataFusion itself.
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex LIMIT (SELECT COUNT(*) FROM patients WHERE site = 'west')",
+            Expect::InvalidContaining("Unsupported LIMIT expression"),
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex LIMIT 1 OFFSET (SELECT COUNT(*) FROM patients WHERE site = 'west')",
+            Expect::InvalidContaining("Unsupported OFFSET expression"),
+        ),
         // --- Row-level rows that choose which rows an aggregate reads, which
         // it cannot count: semi-, anti- and mark joins on raw rows.
         (

@@ -152,6 +152,12 @@ pub(crate) fn check(
     plan: &LogicalPlan,
     tables: &[Arc<DatasetTable>],
 ) -> Result<Checked, QueryError> {
+    if let Some(name) = reserved_name(plan) {
+        return Err(QueryError::Invalid(format!(
+            "column names starting with {RESERVED_PREFIX} are reserved for the station, \
+             and the query names {name}"
+        )));
+    }
     let checker = Checker {
         tables,
         instances: RefCell::new(Vec::new()),
@@ -988,6 +994,30 @@ fn may_repeat_rows(plan: &LogicalPlan) -> bool {
     repeats
 }
 
+/// Names the station gives its own columns (row ids, row sets, guard
+/// counts); a guest's alias of that form could pass for one.
+const RESERVED_PREFIX: &str = "__sandlet_";
+
+/// The first column name in the plan (subqueries included) that starts
+/// with [`RESERVED_PREFIX`].
+fn reserved_name(plan: &LogicalPlan) -> Option<String> {
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = node
+            .schema()
+            .fields()
+            .iter()
+            .find(|f| f.name().starts_with(RESERVED_PREFIX))
+            .map(|f| f.name().clone());
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
 /// Whether a node keeps only some of its input's rows by their position:
 /// a `LIMIT`/`OFFSET`, or a sort that keeps its first rows. Over row-level
 /// data that is a choice of individual rows by their values (top-k).
@@ -1439,6 +1469,21 @@ mod tests {
         let coalesce = condition_of("COALESCE(CASE WHEN x = 3 THEN y END, 0)").unwrap();
         assert!(coalesce.contains("IS NOT NULL"), "{coalesce}");
         assert!(coalesce.matches("IS NOT NULL").count() >= 2, "{coalesce}");
+    }
+
+    #[tokio::test]
+    async fn a_guest_may_not_name_a_column_as_the_station_names_its_own() {
+        for sql in [
+            "SELECT COUNT(*) FROM (SELECT x AS __sandlet_rid_0 FROM t) s",
+            "SELECT COUNT(*) FROM t a JOIN (SELECT k, x AS __sandlet_rid_1 FROM t) b ON a.k = b.k",
+            "SELECT g AS __sandlet_group_rows, COUNT(*) FROM t GROUP BY g",
+        ] {
+            let error = checked(sql).await.unwrap_err();
+            assert!(
+                matches!(&error, QueryError::Invalid(m) if m.contains("reserved for the station")),
+                "{sql}: {error}"
+            );
+        }
     }
 
     #[test]

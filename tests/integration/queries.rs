@@ -705,6 +705,11 @@ fn cases() -> Vec<(&'static str, Expect)> {
             "SELECT sex, COUNT(*) FROM patients GROUP BY sex LIMIT 1 OFFSET (SELECT COUNT(*) FROM patients WHERE site = 'west')",
             Expect::InvalidContaining("Unsupported OFFSET expression"),
         ),
+        // The station's own column names cannot be borrowed to pass for row ids.
+        (
+            "SELECT COUNT(*) FROM (SELECT a.bmi AS __sandlet_rid_0 FROM patients a JOIN patients b ON true WHERE a.site = 'west') t",
+            Expect::InvalidContaining("reserved for the station"),
+        ),
         // --- Row-level rows that choose which rows an aggregate reads, which
         // it cannot count: semi-, anti- and mark joins on raw rows.
         (

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sandlet_data::{
-    AuditLog, AuditTrail, Caller, DataAccess, DataConfig, GrantedDatasets, NoDatasets,
+    AuditTrail, Caller, DataAccess, DataConfig, GrantedDatasets, NoDatasets, audit_dir,
+    open_audit_log,
 };
 use sandlet_kubelet::station::StationConfig;
 use sandlet_registry::admission::AllowList;
@@ -478,16 +479,9 @@ fn plan_of(args: &RunArgs) -> Result<RunPlanBuilder, String> {
 /// The audit trail of this host's queries: `<state dir>/audit`, on the
 /// record as `caller`.
 fn audit_trail(store: &StoreArgs, caller: Caller) -> Result<AuditTrail, String> {
-    let dir = state_dir_of(store)?.join("audit");
-    let log = AuditLog::open(&dir).map_err(|e| {
+    let log = open_audit_log(&state_dir_of(store)?).map_err(|e| {
         format!("the data-access audit log cannot be opened, so no query may run: {e}")
     })?;
-    if log.torn_bytes_removed_on_open() > 0 {
-        tracing::warn!(
-            bytes = log.torn_bytes_removed_on_open(),
-            "the audit log ended in a torn record (never acknowledged); it was cut away"
-        );
-    }
     Ok(AuditTrail {
         log: Arc::new(log),
         station: host_name().unwrap_or_else(|| "localhost".to_owned()),
@@ -772,7 +766,7 @@ fn audit(command: AuditCommand) -> ExitCode {
     match command {
         AuditCommand::Verify { store } => {
             let dir = match state_dir_of(&store) {
-                Ok(dir) => dir.join("audit"),
+                Ok(dir) => audit_dir(&dir),
                 Err(reason) => return fail(reason),
             };
             match sandlet_audit::verify(&dir) {
@@ -795,7 +789,7 @@ fn audit(command: AuditCommand) -> ExitCode {
                 Err(reason) => return fail(reason),
             };
             let dir = match state_dir_of(&args.store) {
-                Ok(dir) => dir.join("audit"),
+                Ok(dir) => audit_dir(&dir),
                 Err(reason) => return fail(reason),
             };
             match sandlet_audit::read(&dir, &filter) {

@@ -8,12 +8,31 @@
 //! ([`audit_failed`]), whatever its own outcome was.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sandlet_audit::{Access, AuditLog, Caller, Decision};
 
 use super::QueryError;
+
+/// Where a state directory keeps its audit log: `<state dir>/audit`.
+pub fn audit_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("audit")
+}
+
+/// Opens the audit log of `state_dir`, noting in the station's log a torn
+/// last line that it cut away (a write that was never acknowledged).
+pub fn open_audit_log(state_dir: &Path) -> Result<AuditLog, sandlet_audit::AuditError> {
+    let log = AuditLog::open(&audit_dir(state_dir))?;
+    if log.torn_bytes_removed_on_open() > 0 {
+        tracing::warn!(
+            bytes = log.torn_bytes_removed_on_open(),
+            "the audit log ended in a torn record (never acknowledged); it was cut away"
+        );
+    }
+    Ok(log)
+}
 
 /// Where a run's queries are recorded, and as whose.
 #[derive(Debug, Clone)]

@@ -171,6 +171,7 @@ impl GrantedDatasets {
 struct Session {
     ctx: SessionContext,
     tables: Vec<Arc<DatasetTable>>,
+    decorrelator: policy::Decorrelator,
     memory: u64,
     timeout: Duration,
 }
@@ -231,9 +232,11 @@ impl Session {
                 })?;
             tables.push(table);
         }
+        let decorrelator = policy::Decorrelator::new(&ctx.state());
         Ok(Session {
             ctx,
             tables,
+            decorrelator,
             memory,
             timeout: strictest_timeout(datasets),
         })
@@ -261,7 +264,7 @@ impl Session {
         let plan = state
             .statement_to_plan(statement)
             .await
-            .and_then(|plan| policy::decorrelate(plan, &state))
+            .and_then(|plan| self.decorrelator.run(plan, &state))
             .map_err(planning_error)?;
         timings.plan = started.elapsed();
 

@@ -64,14 +64,9 @@ pub(crate) struct PolicyViolation {
 /// What one guard checks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
 pub(crate) struct GuardSpec {
-    /// Column holding each group's row count.
-    pub group_rows: usize,
-    /// Columns holding, for each aggregate value, the rows that fed it.
-    pub value_rows: Vec<usize>,
-    /// Whether the plain counts (`group_rows`, `value_rows`) are checked:
-    /// only where they count distinct source rows, in plans without row
-    /// ids. With row ids the sets decide.
-    pub plain_counts: bool,
+    /// Plain row counts, only where they count distinct source rows (in
+    /// plans without row ids); with row ids the sets decide.
+    pub plain: Option<PlainCounts>,
     pub min_group_size: u64,
     pub min_rows: u64,
     /// The datasets whose policies set the thresholds, for messages.
@@ -81,6 +76,15 @@ pub(crate) struct GuardSpec {
     /// over all groups must reach `min_rows`, and a value's set must reach
     /// `min_group_size` unless its group has no rows of that scan at all.
     pub sets: Vec<SetCheck>,
+}
+
+/// The columns of plain row counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+pub(crate) struct PlainCounts {
+    /// Each group's row count.
+    pub group_rows: usize,
+    /// For each aggregate value, the rows that fed it.
+    pub value_rows: Vec<usize>,
 }
 
 /// One row-set column the guard checks.
@@ -199,18 +203,18 @@ impl GuardSpec {
     /// Checks the plain counts of one batch of groups; returns the rows
     /// they summarise.
     fn check(&self, batch: &RecordBatch) -> Result<u64> {
-        if !self.plain_counts {
+        let Some(plain) = &self.plain else {
             return Ok(0);
-        }
+        };
         let mut total: u64 = 0;
-        for value in counts(batch, self.group_rows)?.iter() {
+        for value in counts(batch, plain.group_rows)?.iter() {
             let value = value.unwrap_or(0).max(0) as u64;
             if value < self.min_group_size {
                 return Err(self.group_too_small());
             }
             total = total.saturating_add(value);
         }
-        for &column in &self.value_rows {
+        for &column in &plain.value_rows {
             if counts(batch, column)?
                 .iter()
                 .any(|n| (n.unwrap_or(0).max(0) as u64) < self.min_group_size)
@@ -404,7 +408,7 @@ impl ExecutionPlan for GuardExec {
                 reservation.try_grow(batch.get_array_memory_size())?;
                 batches.push(batch);
             }
-            if spec.plain_counts && total < spec.min_rows {
+            if spec.plain.is_some() && total < spec.min_rows {
                 return Err(spec.too_few_rows());
             }
             spec.check_totals(&seen)?;
@@ -506,9 +510,7 @@ mod tests {
 
     fn spec(kinds: &[SetKind]) -> GuardSpec {
         GuardSpec {
-            group_rows: 0,
-            value_rows: Vec::new(),
-            plain_counts: false,
+            plain: None,
             min_group_size: 3,
             min_rows: 4,
             datasets: "t".into(),
@@ -619,9 +621,11 @@ mod tests {
         )
         .unwrap();
         let mut spec = spec(&[]);
-        spec.value_rows = vec![1];
         assert_eq!(spec.check(&batch).unwrap(), 0);
-        spec.plain_counts = true;
+        spec.plain = Some(PlainCounts {
+            group_rows: 0,
+            value_rows: vec![1],
+        });
         let error = spec.check(&batch).unwrap_err();
         assert_eq!(
             find_in_chain::<PolicyViolation>(&error).unwrap().rule,

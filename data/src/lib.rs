@@ -30,7 +30,7 @@ mod raw;
 mod rowset;
 mod table;
 
-pub use audit::{AuditTrail, QueryCounters};
+pub use audit::{AuditTrail, QueryCounters, audit_dir, open_audit_log};
 pub use config::{
     DataConfig, DatasetConfig, DatasetError, DatasetSpec, DisclosurePolicy, SourceConfig,
 };

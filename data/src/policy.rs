@@ -2,7 +2,7 @@
 //! guards that make the thresholds hold while they do.
 //!
 //! The checker walks the plan that DataFusion made from the guest's SQL
-//! (never the SQL text), after [`decorrelate`] has turned subquery
+//! (never the SQL text), after a [`Decorrelator`] has turned subquery
 //! expressions (`EXISTS`, `IN`, scalar subqueries) into the joins they mean,
 //! and follows, for every relation in it, which datasets' individual rows
 //! it still carries:
@@ -54,14 +54,15 @@ use datafusion::logical_expr::{
     Union, lit,
 };
 
+use datafusion::common::config::ConfigOptions;
 use datafusion::execution::SessionState;
 use datafusion::optimizer::decorrelate_lateral_join::DecorrelateLateralJoin;
 use datafusion::optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery;
 use datafusion::optimizer::rewrite_set_comparison::RewriteSetComparison;
 use datafusion::optimizer::scalar_subquery_to_join::ScalarSubqueryToJoin;
-use datafusion::optimizer::{Optimizer, OptimizerContext, OptimizerRule};
+use datafusion::optimizer::{Optimizer, OptimizerContext};
 
-use super::guard::{GuardNode, GuardSpec, SetCheck, SetKind};
+use super::guard::{GuardNode, GuardSpec, PlainCounts, SetCheck, SetKind};
 use super::rowset::{RID_PREFIX, RowIdTable, RowSet, is_rid};
 use super::table::DatasetTable;
 use super::{DisclosurePolicy, QueryError};
@@ -124,26 +125,42 @@ pub(crate) struct Checked {
 /// scalar subquery, which DataFusion runs once, or a shape the rules cannot
 /// rewrite) is checked where it stands: its aggregates are guarded, and a
 /// row-level value it yields may not decide or feed an aggregate.
-pub(crate) fn decorrelate(
-    plan: LogicalPlan,
-    state: &SessionState,
-) -> datafusion::error::Result<LogicalPlan> {
-    let mut options = state.config_options().as_ref().clone();
-    // A shape a rule cannot rewrite stays a subquery expression, which the
-    // checker handles too; it is not an error of the guest's.
-    options.optimizer.skip_failed_rules = true;
-    let options = Arc::new(options);
-    let plan = state
-        .analyzer()
-        .execute_and_check(plan, &options, |_, _| {})?;
-    let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
-        Arc::new(RewriteSetComparison::new()),
-        Arc::new(DecorrelatePredicateSubquery::new()),
-        Arc::new(ScalarSubqueryToJoin::new()),
-        Arc::new(DecorrelateLateralJoin::new()),
-    ];
-    let context = OptimizerContext::new_with_config_options(options);
-    Optimizer::with_rules(rules).optimize(plan, &context, |_, _| {})
+///
+/// Made once per session: its options and rules do not change between
+/// queries.
+pub(crate) struct Decorrelator {
+    options: Arc<ConfigOptions>,
+    rules: Optimizer,
+}
+
+impl Decorrelator {
+    pub fn new(state: &SessionState) -> Self {
+        let mut options = state.config_options().as_ref().clone();
+        // A shape a rule cannot rewrite stays a subquery expression, which
+        // the checker handles too; it is not an error of the guest's.
+        options.optimizer.skip_failed_rules = true;
+        Decorrelator {
+            options: Arc::new(options),
+            rules: Optimizer::with_rules(vec![
+                Arc::new(RewriteSetComparison::new()),
+                Arc::new(DecorrelatePredicateSubquery::new()),
+                Arc::new(ScalarSubqueryToJoin::new()),
+                Arc::new(DecorrelateLateralJoin::new()),
+            ]),
+        }
+    }
+
+    pub fn run(
+        &self,
+        plan: LogicalPlan,
+        state: &SessionState,
+    ) -> datafusion::error::Result<LogicalPlan> {
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, &self.options, |_, _| {})?;
+        let context = OptimizerContext::new_with_config_options(Arc::clone(&self.options));
+        self.rules.optimize(plan, &context, |_, _| {})
+    }
 }
 
 /// Checks `plan` against the policies of `tables` (the run's grants, by
@@ -783,17 +800,22 @@ impl Checker<'_> {
         reads: &Sources,
         pass_on: &[String],
     ) -> Result<LogicalPlan, QueryError> {
-        aggr.push(
-            Expr::AggregateFunction(AggregateFunction::new_udf(
-                count_udaf(),
-                vec![lit(1i64)],
-                false,
-                None,
-                Vec::new(),
-                None,
-            ))
-            .alias(GROUP_ROWS),
-        );
+        // With row ids the sets count source rows; plain counts would count
+        // the rows of a subquery's groups instead, and are not made.
+        let plain = !self.row_ids;
+        if plain {
+            aggr.push(
+                Expr::AggregateFunction(AggregateFunction::new_udf(
+                    count_udaf(),
+                    vec![lit(1i64)],
+                    false,
+                    None,
+                    Vec::new(),
+                    None,
+                ))
+                .alias(GROUP_ROWS),
+            );
+        }
         let values = value_counts.len();
         for (i, count) in value_counts.into_iter().enumerate() {
             aggr.push(count.alias(format!("{VALUE_ROWS}{i}")));
@@ -806,7 +828,8 @@ impl Checker<'_> {
         }
         let counted = Aggregate::try_new(Arc::new(input), group, aggr).map_err(invalid)?;
         let width = counted.schema.fields().len();
-        let group_rows = width - set_count - values - 1;
+        // The aggregate as written: every column before the guard's own.
+        let written = width - set_count - values - usize::from(plain);
         let first_set = width - set_count;
         for (i, check) in checks.iter_mut().enumerate() {
             check.column = first_set + i;
@@ -817,19 +840,17 @@ impl Checker<'_> {
         }
         let policies: Vec<&DisclosurePolicy> = reads.iter().map(|&i| self.policy(i)).collect();
         let spec = GuardSpec {
-            group_rows,
-            value_rows: (group_rows + 1..group_rows + 1 + values).collect(),
-            // With row ids the sets count source rows; plain counts would
-            // count the rows of a subquery's groups instead.
-            plain_counts: !self.row_ids,
+            plain: plain.then(|| PlainCounts {
+                group_rows: written,
+                value_rows: (written + 1..written + 1 + values).collect(),
+            }),
             min_group_size: policies.iter().map(|p| p.min_group_size).max().unwrap_or(0),
             min_rows: policies.iter().map(|p| p.min_rows).max().unwrap_or(0),
             datasets: self.names(reads),
             sets: checks,
         };
         let guarded = GuardNode::plan(LogicalPlan::Aggregate(counted), spec);
-        // The aggregate as written: every column before the guard's own,
-        // then the row sets it passes on.
+        // The aggregate as written, then the row sets it passes on.
         let fields: Vec<(Option<TableReference>, String)> = guarded
             .schema()
             .iter()
@@ -837,7 +858,7 @@ impl Checker<'_> {
             .collect();
         let mut columns: Vec<Expr> = fields
             .iter()
-            .take(group_rows)
+            .take(written)
             .map(|(qualifier, name)| Expr::Column(Column::new(qualifier.clone(), name)))
             .collect();
         for (i, name) in pass_on.iter().enumerate() {
@@ -1288,8 +1309,16 @@ mod tests {
         let (ctx, tables) = session();
         let state = ctx.state();
         let plan = state.create_logical_plan(sql).await.map_err(invalid)?;
-        let plan = decorrelate(plan, &state).map_err(invalid)?;
+        let plan = Decorrelator::new(&state)
+            .run(plan, &state)
+            .map_err(invalid)?;
         check(&plan, &tables)
+    }
+
+    /// `sql` is refused at the check, with an error `expected` accepts.
+    async fn assert_refused(sql: &str, expected: impl Fn(&QueryError) -> bool) {
+        let error = checked(sql).await.unwrap_err();
+        assert!(expected(&error), "{sql}: {error}");
     }
 
     /// Aggregates in the checked plan: (all, directly under a guard).
@@ -1392,11 +1421,11 @@ mod tests {
             "SELECT COUNT(*) FROM (SELECT x FROM t LIMIT 10 OFFSET 3) s",
             "SELECT COUNT(*) FROM t WHERE x IN (SELECT x FROM t ORDER BY y LIMIT 1)",
         ] {
-            let error = checked(sql).await.unwrap_err();
-            assert!(
-                matches!(&error, QueryError::Denied(m) if m.starts_with("aggregatesOnly: LIMIT")),
-                "{sql}: {error}"
-            );
+            assert_refused(
+                sql,
+                |e| matches!(e, QueryError::Denied(m) if m.starts_with("aggregatesOnly: LIMIT")),
+            )
+            .await;
         }
         for sql in [
             "SELECT g, COUNT(*) AS n FROM t GROUP BY g ORDER BY n DESC LIMIT 1",
@@ -1413,12 +1442,11 @@ mod tests {
             "SELECT COUNT(*) FROM t WHERE k NOT IN (SELECT k FROM t q WHERE q.x < 2)",
             "SELECT COUNT(*) FROM (SELECT g FROM t EXCEPT SELECT g FROM t WHERE x = 1) s",
         ] {
-            let error = checked(sql).await.unwrap_err();
-            assert!(
-                matches!(&error, QueryError::Denied(m)
-                    if m.starts_with("aggregatesOnly: which rows an aggregate")),
-                "{sql}: {error}"
-            );
+            assert_refused(sql, |e| {
+                matches!(e, QueryError::Denied(m)
+                    if m.starts_with("aggregatesOnly: which rows an aggregate"))
+            })
+            .await;
         }
     }
 
@@ -1478,11 +1506,11 @@ mod tests {
             "SELECT COUNT(*) FROM t a JOIN (SELECT k, x AS __sandlet_rid_1 FROM t) b ON a.k = b.k",
             "SELECT g AS __sandlet_group_rows, COUNT(*) FROM t GROUP BY g",
         ] {
-            let error = checked(sql).await.unwrap_err();
-            assert!(
-                matches!(&error, QueryError::Invalid(m) if m.contains("reserved for the station")),
-                "{sql}: {error}"
-            );
+            assert_refused(
+                sql,
+                |e| matches!(e, QueryError::Invalid(m) if m.contains("reserved for the station")),
+            )
+            .await;
         }
     }
 

@@ -54,7 +54,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Recorder, Reporter};
-use sandlet_data::{AuditLog, QueryCounters};
+use sandlet_data::{QueryCounters, open_audit_log};
 use sandlet_registry::oci::{Registry, RegistryOptions};
 use sandlet_registry::pull::ImagePuller;
 use sandlet_registry::store::ModuleStore;
@@ -272,15 +272,10 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         },
     };
     let serving = Arc::new(certs::ServingCerts::new(serving));
-    let audit = AuditLog::open(&options.state_dir.join("audit"))
-        .map_err(|e| setup("the data-access audit log")(e.to_string()))?;
-    if audit.torn_bytes_removed_on_open() > 0 {
-        tracing::warn!(
-            bytes = audit.torn_bytes_removed_on_open(),
-            "the audit log ended in a torn record (never acknowledged); it was cut away"
-        );
-    }
-    let audit = Arc::new(audit);
+    let audit = Arc::new(
+        open_audit_log(&options.state_dir)
+            .map_err(|e| setup("the data-access audit log")(e.to_string()))?,
+    );
     let queries = Arc::new(QueryCounters::default());
     let pods = Arc::new(PodTable::default());
     let since = Timestamp::now();

@@ -42,8 +42,8 @@ fn audit(args: &[&str], state: &Path) -> Ran {
     run_sandlet(full)
 }
 
-/// The records as JSON, in chain order.
-fn records(state: &Path) -> Vec<serde_json::Value> {
+/// The records of `state`'s audit log as JSON, in chain order.
+pub fn records(state: &Path) -> Vec<serde_json::Value> {
     let mut files: Vec<_> = std::fs::read_dir(state.join("audit"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -63,7 +63,9 @@ fn records(state: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn verified_count(state: &Path) -> u64 {
+/// The number of records `sandlet audit verify` finds in `state`'s log,
+/// which must verify.
+pub fn verified_count(state: &Path) -> u64 {
     let ran = audit(&["verify"], state);
     assert_eq!(ran.code, Some(0), "{ran:#?}");
     ran.stdout

@@ -5,6 +5,8 @@
 SANDLET_CACHE="${SANDLET_CACHE:-$HOME/.cache/sandlet}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SANDLET_CACHE/target}"
 export SANDLET_WASM_TARGET_DIR="${SANDLET_WASM_TARGET_DIR:-$SANDLET_CACHE/wasm-target}"
+# Native, statically linked guest-side binaries (container images).
+export SANDLET_NATIVE_TARGET_DIR="${SANDLET_NATIVE_TARGET_DIR:-$SANDLET_CACHE/native-target}"
 mkdir -p "$SANDLET_CACHE"
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -70,4 +72,43 @@ ensure_postgres() {
 # A free TCP port on loopback (the kernel picks it).
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_process PIDS LOG NAME CMD...: runs CMD in its own session, logging to
+# LOG, and appends "PID NAME" to the file PIDS. The process records its own
+# pid: `$!` would be setsid's, which forks when it is started as a process
+# group leader, and a `down` would then miss it. Returns 1 if it did not start.
+start_process() {
+    local pids=$1 log=$2 name=$3 i
+    shift 3
+    touch "$pids"
+    setsid bash -c 'echo "$$ $0" >>"$1"; shift; exec "$@"' "$name" "$pids" "$@" \
+        >"$log" 2>&1 </dev/null &
+    for ((i = 0; i < 100; i++)); do
+        awk -v n="$name" '$2 == n { found = 1 } END { exit !found }' "$pids" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# stop_processes PIDS: stops every process in PIDS, last started first
+# (TERM to its process group, KILL after 10 s), then removes PIDS.
+stop_processes() {
+    local file=$1 pid name pids=() i
+    [ -f "$file" ] || return 0
+    while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$file"
+    for pid in "${pids[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || continue 2
+            sleep 0.1
+        done
+        say "could not stop process $pid (from $file)"
+    done
+    rm -f "$file"
 }

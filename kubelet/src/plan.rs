@@ -22,6 +22,10 @@ pub const DATASETS_ANNOTATION: &str = "sandlet.dev/datasets";
 /// Kubernetes' default grace period for a pod without one.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
+/// The RuntimeClass whose pods this node runs (CONTRACT.md section 5); a pod
+/// with no runtime class runs here too.
+pub const RUNTIME_CLASS: &str = "sandlet";
+
 /// Resources a wasm sandbox can honour; any other request (GPUs, hugepages,
 /// device-plugin resources) cannot be met here.
 const SUPPORTED_RESOURCES: [&str; 3] = ["cpu", "memory", "ephemeral-storage"];
@@ -178,6 +182,20 @@ impl PodPlan {
 /// Pod-level fields that have no meaning in a wasm sandbox and would be
 /// silently wrong if ignored.
 fn check_pod_fields(spec: &PodSpec) -> Result<(), Rejection> {
+    // A pod that names another runtime class asked for a runtime this node
+    // does not have (runc, kata, a GPU runtime): running it as wasm would
+    // ignore what it asked for.
+    if let Some(class) = spec.runtime_class_name.as_deref()
+        && class != RUNTIME_CLASS
+    {
+        return Err(reject(
+            "UnsupportedRuntimeClass",
+            format!(
+                "runtimeClassName {class:?} is not served by this node; a sandlet node runs pods \
+                 with runtimeClassName {RUNTIME_CLASS:?} or none"
+            ),
+        ));
+    }
     if spec.host_network == Some(true) {
         return Err(reject(
             "UnsupportedPodSpec",
@@ -437,6 +455,20 @@ mod tests {
         let e = PodPlan::from_pod(&p, None).unwrap_err();
         assert_eq!(e.reason, "UnsupportedResource");
         assert!(e.message.contains("nvidia.com/gpu"), "{e}");
+    }
+
+    #[test]
+    fn runtime_classes_other_than_sandlet_are_refused_naming_the_class() {
+        for ok in [serde_json::json!({}), serde_json::json!({"runtimeClassName": "sandlet"})] {
+            assert!(PodPlan::from_pod(&basic(ok.clone()), None).is_ok(), "{ok}");
+        }
+        // Other classes, however close to the name: the check is exact.
+        for class in ["runc", "nvidia", "Sandlet", "sandlet ", "", "sandlet-gpu"] {
+            let err = PodPlan::from_pod(&basic(serde_json::json!({"runtimeClassName": class})), None)
+                .expect_err(class);
+            assert_eq!(err.reason, "UnsupportedRuntimeClass", "{class:?}");
+            assert!(err.message.contains(&format!("{class:?}")), "{err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::fixtures::{Harness, repo_root};
 use crate::registry::TestRegistry;
 
+#[derive(Clone)]
 pub struct Cluster {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
@@ -25,19 +26,7 @@ pub struct Cluster {
 /// The cluster of this test process, started on first use.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let harness = Harness::up("cluster");
-        let bin = harness.bin();
-        let dir = harness.dir;
-        let mut path = OsString::from(bin);
-        path.push(":");
-        path.push(std::env::var_os("PATH").unwrap_or_default());
-        Cluster {
-            kubeconfig: dir.join("kubeconfig"),
-            dir,
-            path,
-        }
-    })
+    CLUSTER.get_or_init(Cluster::up)
 }
 
 /// Waits until `check` returns `Some`, or panics naming `what`.
@@ -56,6 +45,33 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 }
 
 impl Cluster {
+    /// A cluster of its own (`scripts/cluster up`), stopped when this
+    /// process ends, or earlier by [`Cluster::down`].
+    pub fn up() -> Cluster {
+        let harness = Harness::up("cluster");
+        let bin = harness.bin();
+        let dir = harness.dir;
+        let mut path = OsString::from(bin);
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        Cluster {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            path,
+        }
+    }
+
+    /// `scripts/cluster down DIR`, which must succeed.
+    #[allow(dead_code)] // benches/load.rs includes this file
+    pub fn down(&self) {
+        let status = Command::new(repo_root().join("scripts/cluster"))
+            .arg("down")
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "scripts/cluster down failed");
+    }
+
     /// `kubectl ARGS` as the cluster admin (the harness's own kubectl).
     pub fn kubectl_raw(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut command = Command::new("kubectl");
@@ -196,6 +212,7 @@ impl Cluster {
 
 /// A `sandlet node` process registered with the test cluster.
 pub struct TestNode {
+    cluster: Cluster,
     child: Option<Child>,
     pub name: String,
     /// The port of its kubelet API (on 127.0.0.1).
@@ -213,7 +230,16 @@ impl TestNode {
     /// Starts `sandlet node` as `name`, trusting `registry` over HTTP, with
     /// a 1 s restart back-off so restart tests finish quickly.
     pub fn start(name: &str, registry: &TestRegistry, extra: &[&str]) -> TestNode {
-        let cluster = cluster();
+        TestNode::start_in(cluster(), name, registry, extra)
+    }
+
+    /// [`TestNode::start`] in `cluster`.
+    pub fn start_in(
+        cluster: &Cluster,
+        name: &str,
+        registry: &TestRegistry,
+        extra: &[&str],
+    ) -> TestNode {
         let kubeconfig = cluster.node_kubeconfig(name);
         let state = tempfile::Builder::new()
             .prefix("sandlet-node-")
@@ -259,6 +285,7 @@ impl TestNode {
         args.push(runtime.path().join("run").into());
         args.extend(extra.iter().map(OsString::from));
         let mut node = TestNode {
+            cluster: cluster.clone(),
             child: None,
             name: name.to_owned(),
             port,
@@ -298,7 +325,7 @@ impl TestNode {
                 if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                     panic!("sandlet node exited with {status}: {}", self.log_text());
                 }
-                let node = cluster().get("", "node", &name)?;
+                let node = self.cluster.get("", "node", &name)?;
                 let conditions = node["status"]["conditions"].as_array()?.clone();
                 let ready = conditions
                     .iter()
@@ -345,7 +372,9 @@ impl Drop for TestNode {
         self.kill();
         // The Node object goes too, so the cluster does not fill with
         // NotReady nodes while other tests run.
-        let _ = cluster().kubectl_raw(&["delete", "node", &self.name, "--wait=false"], None);
+        let _ = self
+            .cluster
+            .kubectl_raw(&["delete", "node", &self.name, "--wait=false"], None);
     }
 }
 

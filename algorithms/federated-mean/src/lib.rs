@@ -8,7 +8,7 @@
 //!   input `{"combine": [{"sum": S1, "count": N1}, ...]}`,
 //!   output `{"mean": (S1 + ...) / (N1 + ...), "sum": ..., "count": ...}`.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -17,24 +17,16 @@ wit_bindgen::generate!({
 
 use sandlet::algorithm::data::{self, Value};
 
+// The central step, shared with the native build for container workers
+// (`algorithms/federated-mean-combine`).
+mod combine;
+use combine::{Partial, combine};
+
 #[derive(Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
 enum Input {
     Partial { dataset: String, column: String },
     Combine { combine: Vec<Partial> },
-}
-
-#[derive(Serialize, Deserialize)]
-struct Partial {
-    sum: f64,
-    count: i64,
-}
-
-#[derive(Serialize)]
-struct Combined {
-    mean: f64,
-    sum: f64,
-    count: i64,
 }
 
 fn quote(identifier: &str) -> String {
@@ -66,19 +58,6 @@ fn partial(dataset: &str, column: &str) -> Result<Partial, String> {
         other => return Err(format!("unexpected count {other:?}")),
     };
     Ok(Partial { sum, count })
-}
-
-fn combine(partials: &[Partial]) -> Result<Combined, String> {
-    let sum: f64 = partials.iter().map(|p| p.sum).sum();
-    let count: i64 = partials.iter().map(|p| p.count).sum();
-    if count == 0 {
-        return Err("no values at any station: the mean is undefined".to_owned());
-    }
-    Ok(Combined {
-        mean: sum / count as f64,
-        sum,
-        count,
-    })
 }
 
 struct FederatedMean;

@@ -459,13 +459,17 @@ mod tests {
 
     #[test]
     fn runtime_classes_other_than_sandlet_are_refused_naming_the_class() {
-        for ok in [serde_json::json!({}), serde_json::json!({"runtimeClassName": "sandlet"})] {
+        for ok in [
+            serde_json::json!({}),
+            serde_json::json!({"runtimeClassName": "sandlet"}),
+        ] {
             assert!(PodPlan::from_pod(&basic(ok.clone()), None).is_ok(), "{ok}");
         }
         // Other classes, however close to the name: the check is exact.
         for class in ["runc", "nvidia", "Sandlet", "sandlet ", "", "sandlet-gpu"] {
-            let err = PodPlan::from_pod(&basic(serde_json::json!({"runtimeClassName": class})), None)
-                .expect_err(class);
+            let err =
+                PodPlan::from_pod(&basic(serde_json::json!({"runtimeClassName": class})), None)
+                    .expect_err(class);
             assert_eq!(err.reason, "UnsupportedRuntimeClass", "{class:?}");
             assert!(err.message.contains(&format!("{class:?}")), "{err}");
         }

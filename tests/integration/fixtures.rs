@@ -84,6 +84,41 @@ pub fn guests() -> &'static Guests {
     })
 }
 
+/// The federated mean's central step built natively and statically
+/// (`algorithms/federated-mean-combine`), the container workers' algorithm
+/// image; once per test process.
+pub fn combine_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let target_dir = std::env::var_os("SANDLET_NATIVE_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target").join("native"));
+        let target = "x86_64-unknown-linux-gnu";
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--target", target])
+            .arg("--manifest-path")
+            .arg(repo_root().join("algorithms/federated-mean-combine/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            // Static: the image holds nothing but this file.
+            .env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                "-C target-feature=+crt-static",
+            )
+            .status()
+            .expect("cannot run cargo to build federated-mean-combine");
+        assert!(status.success(), "building federated-mean-combine failed");
+        let binary = target_dir
+            .join(target)
+            .join("release")
+            .join("federated-mean-combine");
+        assert!(binary.is_file(), "{} was not built", binary.display());
+        binary
+    })
+}
+
 /// The `sandlet` binary under test, with an empty environment so that
 /// nothing of the test's own environment leaks in by accident, but for
 /// `SANDLET_STATE_DIR`: a state directory under the target dir that every

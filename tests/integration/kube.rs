@@ -1009,6 +1009,8 @@ fn kube_the_demo_federated_mean_equals_the_direct_mean() {
         .prefix("sandlet-demo-")
         .tempdir()
         .unwrap();
+    // The demo starts a container worker of its own.
+    let _workers = crate::mixed::workers_shared();
     let _stop = DemoGuard(dir.path().to_owned());
     let out = std::process::Command::new(crate::fixtures::repo_root().join("scripts/demo"))
         .env("SANDLET_DEMO_DIR", dir.path())
@@ -1020,6 +1022,7 @@ fn kube_the_demo_federated_mean_equals_the_direct_mean() {
             "SANDLET_DEMO_MODULE",
             &crate::fixtures::guests().federated_mean,
         )
+        .env("SANDLET_DEMO_COMBINE", crate::fixtures::combine_binary())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1049,6 +1052,20 @@ fn kube_the_demo_federated_mean_equals_the_direct_mean() {
             "no timeline for station {station}:\n{stdout}"
         );
     }
+    // The central step ran twice: as wasm on a sandlet node, and as a
+    // container Job on the GPU worker, which saw its device.
+    let gpu = number("the same, central step as a GPU container Job");
+    assert_eq!(gpu, federated, "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.contains("combine-gpu-")
+            && l.contains("on gpu-1")
+            && l.contains("(container)")),
+        "no GPU step on the worker:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("NVIDIA_VISIBLE_DEVICES=GPU-gpu-1-0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("they agree."), "{stdout}");
 }
 

@@ -15,6 +15,14 @@
 //!    token request and the Running status, once with the status alone.
 //!    They show what the control plane on this machine costs by itself.
 //!    Two bursts to the reference kubelet warm the control plane up first.
+//!    The same bursts also go to a real container worker (`scripts/cluster
+//!    worker`: the kubelet, containerd and runc), a busybox container per
+//!    pod with its image present: what a station would run otherwise. For
+//!    sandlet and the worker each burst also reports the node side's CPU
+//!    time per 100 pods (the sandlet process; the worker's cpuacct cgroup,
+//!    which holds the kubelet, containerd, every shim and runc and the
+//!    pods) and memory per running pod (proportional set size of the node's
+//!    processes with the 100 pods running, less before the burst).
 //!    Each burst starts once the machine is quiet again, and reports the
 //!    CPU each process used during it, how fast the scheduler bound it, and
 //!    how fast the (shared, virtual) machine was just before it.
@@ -65,6 +73,24 @@ struct Seen {
 }
 
 type Timeline = Arc<Mutex<HashMap<String, Seen>>>;
+
+/// A pod for the container worker: `args` as the busybox image's command,
+/// pinned by hostname, a 1 s grace period (a shell as PID 1 ignores
+/// SIGTERM; the default 30 s would only slow the clean-up between bursts).
+fn container_pod_object(name: &str, node: &str, image: &str, args: &[&str]) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name },
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "nodeSelector": { "kubernetes.io/hostname": node },
+            "containers": [{ "name": "main", "image": image, "args": args }]
+        }
+    }))
+    .unwrap()
+}
 
 /// A pod for the sandlet node: the krustlet-style toleration, pinned by
 /// hostname, with everything else at Kubernetes' defaults (including the
@@ -413,36 +439,131 @@ async fn clear(api: &Api<Pod>) {
     }
 }
 
-/// Creates 100 pods named `{prefix}-N` for `node` at once and returns,
+/// Where a burst goes: a node, the pods it gets, and how its own cost is
+/// measured.
+struct Target {
+    node: String,
+    what: String,
+    pod: Box<dyn Fn(&str) -> Pod>,
+    cost: Option<NodeCost>,
+}
+
+/// How a node's own CPU time and memory are read.
+enum NodeCost {
+    /// One process (sandlet).
+    Process(u32),
+    /// A container worker: the cpuacct cgroup holding its kubelet,
+    /// containerd, shims and pods; its processes are those in the cgroup
+    /// or in the worker's mount namespace.
+    Worker {
+        cgroup: std::path::PathBuf,
+        holder: u32,
+    },
+}
+
+impl NodeCost {
+    /// CPU seconds used so far.
+    fn cpu_seconds(&self) -> f64 {
+        match self {
+            NodeCost::Process(pid) => process_ticks(*pid).1 as f64 / 100.0,
+            NodeCost::Worker { cgroup, .. } => {
+                std::fs::read_to_string(cgroup.join("cpuacct.usage"))
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0) as f64
+                    / 1e9
+            }
+        }
+    }
+
+    /// The node's processes' proportional set size, KiB.
+    fn memory_kib(&self) -> u64 {
+        match self {
+            NodeCost::Process(pid) => pss_kib(*pid),
+            NodeCost::Worker { cgroup, holder } => {
+                let ns = std::fs::read_link(format!("/proc/{holder}/ns/mnt")).ok();
+                let cgroup = cgroup.file_name().unwrap().to_string_lossy().into_owned();
+                std::fs::read_dir("/proc")
+                    .unwrap()
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+                    .filter(|pid| {
+                        std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == ns
+                            || std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                                .is_ok_and(|c| c.contains(&format!("/{cgroup}/")))
+                    })
+                    .map(pss_kib)
+                    .sum()
+            }
+        }
+    }
+}
+
+/// A process's proportional set size (shared pages split among their
+/// users), KiB; 0 if it is gone.
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// What one burst measured.
+struct Burst {
+    to_running: Vec<Duration>,
+    created_to_running: Vec<Duration>,
+    notes: String,
+    /// The node's CPU seconds from the first create to the last pod seen
+    /// running, and its memory growth per running pod (KiB), if measured.
+    cpu: Option<f64>,
+    memory_per_pod: Option<f64>,
+}
+
+/// Creates 100 pods named `{prefix}-N` for `target` at once and returns,
 /// sorted, PodScheduled -> running and created -> running of each.
 async fn burst(
     api: &Api<Pod>,
     timeline: &Timeline,
     probe: &CpuProbe,
-    node: &str,
-    image: &str,
+    target: &Target,
     prefix: &str,
-) -> (Vec<Duration>, Vec<Duration>, String) {
+) -> Burst {
     let names: Vec<String> = (0..100).map(|i| format!("{prefix}-{i}")).collect();
-    let pods = names
-        .iter()
-        .map(|n| pod_object(n, node, image, &["--sleep", "20"]))
-        .collect();
+    let pods = names.iter().map(|n| (target.pod)(n)).collect();
     settle(probe).await;
     let speed = machine_speed();
+    let memory_before = target.cost.as_ref().map(NodeCost::memory_kib);
+    let cpu_before = target.cost.as_ref().map(NodeCost::cpu_seconds);
     let before = probe.sample();
     create_all(api, pods, timeline, 100).await;
     wait_until(
         "100 pods running",
         timeline,
         &names,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         |s| s.running.is_some(),
     )
     .await;
+    let cpu = target
+        .cost
+        .as_ref()
+        .zip(cpu_before)
+        .map(|(cost, before)| cost.cpu_seconds() - before);
+    let memory_per_pod = target
+        .cost
+        .as_ref()
+        .zip(memory_before)
+        .map(|(cost, before)| cost.memory_kib().saturating_sub(before) as f64 / 100.0);
     // What else the burst showed: the scheduler's pace, the machine's
     // speed and the CPU each process used.
     let mut notes = probe.describe(&before, &probe.sample());
+    if let (Some(cpu), Some(memory)) = (cpu, memory_per_pod) {
+        notes = format!(
+            "node side: {cpu:.2} CPU s for the 100 pods, {memory:.0} KiB per running pod\n  {notes}"
+        );
+    }
     let (mut to_running, mut created_to_running) = (Vec::new(), Vec::new());
     {
         let t = timeline.lock().unwrap();
@@ -474,13 +595,22 @@ async fn burst(
     to_running.sort();
     created_to_running.sort();
     clear(api).await;
-    (to_running, created_to_running, notes)
+    Burst {
+        to_running,
+        created_to_running,
+        notes,
+        cpu,
+        memory_per_pod,
+    }
 }
 
-fn report(
-    what: &str,
-    (to_running, created_to_running, notes): &(Vec<Duration>, Vec<Duration>, String),
-) {
+fn report(what: &str, burst: &Burst) {
+    let Burst {
+        to_running,
+        created_to_running,
+        notes,
+        ..
+    } = burst;
     println!("{what}:");
     println!(
         "  PodScheduled -> running: median {}, p99 {}, max {}",
@@ -646,6 +776,23 @@ fn main() {
         cluster::TestNode::start("load-b", &registry, &all)
     });
     let pid = node.pid();
+    // The container worker, in the same control plane.
+    let worker = "bench-worker";
+    let status = std::process::Command::new(fixtures::repo_root().join("scripts/cluster"))
+        .arg("worker")
+        .arg(&c.dir)
+        .arg(worker)
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/cluster worker failed");
+    let worker_dir = c.dir.join("workers").join(worker);
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap().trim().to_owned();
+    let busybox = read(c.dir.join("busybox-image"));
+    let worker_cost = NodeCost::Worker {
+        cgroup: std::path::Path::new("/sys/fs/cgroup/cpuacct")
+            .join(format!("sandlet-{}", read(worker_dir.join("id")))),
+        holder: read(worker_dir.join("holder.pid")).parse().unwrap(),
+    };
     let ns = c.namespace("load");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -659,8 +806,11 @@ fn main() {
         let timeline: Timeline = Arc::default();
         let watch = watch_timeline(api.clone(), timeline.clone());
 
-        // Warm-up: the module is pulled and compiled once.
-        let mut warm = vec![pod_object("warm", &node.name, &image, &[])];
+        // Warm-up: the module is pulled and compiled once, busybox pulled.
+        let mut warm = vec![
+            pod_object("warm", &node.name, &image, &[]),
+            container_pod_object("warm-worker", worker, &busybox, &["true"]),
+        ];
         warm.extend(compare.iter().map(|b| pod_object("warm-b", &b.name, &image, &[])));
         let warm_names: Vec<String> = warm.iter().filter_map(|p| p.metadata.name.clone()).collect();
         create_all(&api, warm, &timeline, 2).await;
@@ -678,6 +828,9 @@ fn main() {
         let mut node_pids = vec![("sandlet node".to_owned(), pid)];
         node_pids.extend(compare.iter().map(|b| ("sandlet node B".to_owned(), b.pid())));
         let probe = CpuProbe::new(&c.dir, &node_pids);
+        let sandlet_pod = |node: String, image: String| -> Box<dyn Fn(&str) -> Pod> {
+            Box::new(move |name| pod_object(name, &node, &image, &["--sleep", "20"]))
+        };
         let mut references = Vec::new();
         for (floor, name) in [(Floor::TokenAndStatus, "floor-token"), (Floor::StatusOnly, "floor-status")] {
             // On threads and a runtime of its own, as a kubelet process
@@ -696,27 +849,58 @@ fn main() {
             references.push((stop, thread));
             wait_for_ready_node(&client, name).await;
         }
+        let floor_token = Target {
+            node: "floor-token".to_owned(),
+            what: "reference kubelet, token request + status".to_owned(),
+            pod: sandlet_pod("floor-token".to_owned(), image.clone()),
+            cost: None,
+        };
         for warm_up in 1..=2 {
-            let result = burst(&api, &timeline, &probe, "floor-token", &image, &format!("warm-up-{warm_up}")).await;
+            let result = burst(&api, &timeline, &probe, &floor_token, &format!("warm-up-{warm_up}")).await;
             report(&format!("control plane warm-up {warm_up}: reference kubelet, token request + status"), &result);
             report_token_retries();
         }
         let rounds: usize = std::env::var("SANDLET_LOAD_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-        let mut targets = vec![(node.name.clone(), "sandlet".to_owned())];
+        let mut targets = vec![Target {
+            node: node.name.clone(),
+            what: "sandlet".to_owned(),
+            pod: sandlet_pod(node.name.clone(), image.clone()),
+            cost: Some(NodeCost::Process(pid)),
+        }];
         if let (Some(b), Some(args)) = (&compare, &compare_args) {
-            targets.push((b.name.clone(), format!("sandlet B ({args})")));
+            targets.push(Target {
+                node: b.name.clone(),
+                what: format!("sandlet B ({args})"),
+                pod: sandlet_pod(b.name.clone(), image.clone()),
+                cost: Some(NodeCost::Process(b.pid())),
+            });
         }
-        targets.push(("floor-token".to_owned(), "reference kubelet, token request + status".to_owned()));
-        targets.push(("floor-status".to_owned(), "reference kubelet, status only".to_owned()));
+        let busybox_for = busybox.clone();
+        targets.push(Target {
+            node: worker.to_owned(),
+            what: "container worker (kubelet + containerd + runc)".to_owned(),
+            pod: Box::new(move |name| container_pod_object(name, worker, &busybox_for, &["sleep", "20"])),
+            cost: Some(worker_cost),
+        });
+        targets.push(floor_token);
+        targets.push(Target {
+            node: "floor-status".to_owned(),
+            what: "reference kubelet, status only".to_owned(),
+            pod: sandlet_pod("floor-status".to_owned(), image.clone()),
+            cost: None,
+        });
         let mut all: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+        let mut costs: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); targets.len()];
         for round in 0..rounds {
-            for (i, (target, what)) in targets.iter().enumerate() {
-                let result = burst(&api, &timeline, &probe, target, &image, &format!("r{round}-{i}")).await;
-                report(&format!("round {}: {what}", round + 1), &result);
-                if target == "floor-token" {
+            for (i, target) in targets.iter().enumerate() {
+                let result = burst(&api, &timeline, &probe, target, &format!("r{round}-{i}")).await;
+                report(&format!("round {}: {}", round + 1, target.what), &result);
+                if target.node == "floor-token" {
                     report_token_retries();
                 }
-                all[i].extend(result.0);
+                costs[i].0.extend(result.cpu);
+                costs[i].1.extend(result.memory_per_pod);
+                all[i].extend(result.to_running);
             }
         }
         for (stop, thread) in references {
@@ -728,14 +912,45 @@ fn main() {
             let _ = nodes.delete(name, &DeleteParams::default()).await;
         }
         println!("PodScheduled -> running, all {rounds} rounds together ({} pods each):", rounds * 100);
-        for (i, (_, what)) in targets.iter().enumerate() {
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let mut medians = HashMap::new();
+        let mut node_costs = HashMap::new();
+        for (i, target) in targets.iter().enumerate() {
             all[i].sort();
+            let median = percentile(&all[i], 0.5);
+            medians.insert(target.node.clone(), median);
+            let cost = match (mean(&costs[i].0), mean(&costs[i].1)) {
+                (Some(cpu), Some(memory)) => {
+                    node_costs.insert(target.node.clone(), (cpu, memory));
+                    format!(", node CPU {cpu:.2} s per 100 pods, {memory:.0} KiB per running pod")
+                }
+                _ => String::new(),
+            };
             println!(
-                "  {what:<45} median {}, p99 {}",
-                ms(percentile(&all[i], 0.5)),
+                "  {:<48} median {}, p99 {}{cost}",
+                target.what,
+                ms(median),
                 ms(percentile(&all[i], 0.99))
             );
         }
+        let ratio = |a: &str, b: &str| {
+            medians[a].as_secs_f64() / medians[b].as_secs_f64().max(1e-9)
+        };
+        println!(
+            "  sandlet / container worker: median {:.3}x (target <= 0.333)",
+            ratio(&node.name, worker)
+        );
+        if let (Some(s), Some(w)) = (node_costs.get(&node.name), node_costs.get(worker)) {
+            println!(
+                "  sandlet / container worker: CPU per pod {:.3}x (target <= 0.1), memory per running pod {:.3}x (target <= 0.05)",
+                s.0 / w.0.max(1e-9),
+                s.1 / w.1.max(1e-9)
+            );
+        }
+        println!(
+            "  sandlet / reference kubelet (token + status): median {:.3}x (target <= 1.1)",
+            ratio(&node.name, "floor-token")
+        );
 
         if std::env::var("SANDLET_LOAD_ONLY").as_deref() == Ok("start") {
             watch.abort();

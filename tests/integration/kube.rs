@@ -1595,3 +1595,51 @@ fn kube_image_pull_secrets_authenticate_to_the_registry() {
         "{waiting}"
     );
 }
+
+#[test]
+fn kube_a_changed_config_map_or_secret_reaches_the_next_pod_at_once() {
+    // Regression: the node read ConfigMaps and Secrets through a 2 s cache,
+    // so a pod started just after a change could see the old value. They
+    // are watched now.
+    let c = cluster();
+    let (registry, hello) = registry_with_hello();
+    let node = TestNode::start("watched", &registry, &[]);
+    let ns = c.namespace("watched");
+    let objects = |mode: &str, token: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{MODE: {mode}}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: creds}}\nstringData: {{token: {token}}}\n"
+        )
+    };
+    let pod = |name: &str| {
+        wasm_pod(name, &node.name, &hello, &[], "Never").replace(
+            "    args: []\n",
+            "    args: []\n    env:\n    - {name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: MODE}}}\n    \
+             - {name: TOKEN, valueFrom: {secretKeyRef: {name: creds, key: token}}}\n",
+        )
+    };
+    let env_of = |name: &str| {
+        c.wait_phase(&ns, name, "Succeeded", LONG);
+        let logs = c.kubectl(&["logs", "-n", &ns, name]);
+        let value = |key: &str| {
+            logs.lines()
+                .find_map(|l| l.strip_prefix(&format!("env: {key}=")))
+                .unwrap_or_else(|| panic!("no {key} in {logs}"))
+                .to_owned()
+        };
+        (value("MODE"), value("TOKEN"))
+    };
+    c.apply(&ns, &objects("v1", "t1"));
+    c.apply(&ns, &pod("first"));
+    assert_eq!(env_of("first"), ("v1".into(), "t1".into()));
+    // Changed, then a pod at once: the new values.
+    c.apply(&ns, &objects("v2", "t2"));
+    c.apply(&ns, &pod("second"));
+    assert_eq!(env_of("second"), ("v2".into(), "t2".into()));
+    // Deleted: the next pod waits for it, and runs once it is back.
+    c.kubectl(&["delete", "-n", &ns, "configmap", "settings"]);
+    c.apply(&ns, &pod("third"));
+    wait_waiting(&ns, "third", &["CreateContainerConfigError"]);
+    c.apply(&ns, &objects("v3", "t3"));
+    assert_eq!(env_of("third"), ("v3".into(), "t3".into()));
+}

@@ -584,6 +584,9 @@ fn mixed_down_leaves_nothing_of_the_worker_running_mounted_or_changed() {
         .to_owned();
     assert!(command_text("ip", &["-o", "addr", "show", "dev", "lo"]).contains(&node_ip));
 
+    // The worker alone, then everything (which stops it again: a second
+    // `down` must find nothing to do and still succeed).
+    run_script("worker", &["down", dir.to_str().unwrap(), "short-lived"]);
     cluster.down();
 
     let left: Vec<String> = in_worker()

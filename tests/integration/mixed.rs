@@ -630,3 +630,29 @@ fn mixed_down_leaves_nothing_of_the_worker_running_mounted_or_changed() {
         "machine-wide state left"
     );
 }
+
+#[test]
+fn mixed_bad_worker_requests_are_refused_naming_the_problem_and_start_nothing() {
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().to_str().unwrap();
+    for (args, problem) in [
+        (vec!["/no/such/dir", "w1"], "is not a directory"),
+        (vec![dir, "Bad_Name"], "is not a lowercase DNS label"),
+        (vec![dir, "w1", "--gpus", "lots"], "--gpus wants a number"),
+        (vec![dir, "w1", "--gpus", "65"], "--gpus wants a number"),
+        (vec![dir, "w1", "--gpu", "2"], "unknown option --gpu"),
+        (vec![dir, "w1"], "has no running cluster"),
+    ] {
+        let mut command = vec!["worker"];
+        command.extend(&args);
+        let out = Command::new(repo_root().join("scripts/cluster"))
+            .args(&command)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(problem), "{args:?}: {stderr}");
+    }
+    // Nothing was made: no worker directory, no registry.
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}

@@ -499,11 +499,50 @@ async fn load_module(
 ) -> Result<PreparedModule, String> {
     let path = std::path::Path::new(&args.module);
     if path.exists() || !looks_like_reference(&args.module) {
-        return engine.load_file(path).map_err(|e| e.to_string());
+        return load_local(engine, path, &args.store);
     }
     let (store, state_dir) = open_store(&args.store)?;
     let pulled = pull_into(&args.registry, &args.module, &store, allow).await?;
     precompiled(engine, &store, &state_dir, &pulled.module_digest)
+}
+
+/// A module file, through the state directory's precompile cache like a
+/// pulled module (keyed by the file's digest): the second run of a large
+/// component (an 18 MB Python one compiles for seconds) starts without
+/// compiling. Where the cache cannot be used (no state directory, a
+/// read-only or full one) the file is compiled as it is, with a warning.
+fn load_local(
+    engine: &SandboxEngine,
+    path: &std::path::Path,
+    store: &StoreArgs,
+) -> Result<PreparedModule, String> {
+    let bytes = std::fs::read(path).map_err(|source| {
+        sandlet_runtime::ModuleError::Read {
+            path: path.to_owned(),
+            source,
+        }
+        .to_string()
+    })?;
+    let uncached = |why: String| {
+        tracing::warn!(
+            "compiling {} without the precompile cache: {why}",
+            path.display()
+        );
+        engine.load(&bytes).map_err(|e| e.to_string())
+    };
+    let cache = match state_dir_of(store).and_then(|dir| {
+        PrecompileCache::open(&dir.join("compiled"), engine).map_err(|e| e.to_string())
+    }) {
+        Ok(cache) => cache,
+        Err(why) => return uncached(why),
+    };
+    match cache.load_or_compile(engine, &sandlet_runtime::Digest::of(&bytes), &bytes) {
+        Ok((module, _)) => Ok(module),
+        // The cache's own trouble (IO, a full disk): compile without it.
+        Err(sandlet_runtime::ModuleError::Engine(why)) => uncached(why),
+        // The module's: that is the answer.
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 /// The stored module `digest`, through the precompile cache in `state_dir`.

@@ -113,3 +113,75 @@ fn a_memory_limit_smaller_than_the_module_needs_fails_at_start() {
     run_sandlet(["run", "--memory", "64Ki", hello])
         .assert_sandlet_error("memory limit of 64Ki exceeded");
 }
+
+/// Files under `dir` (recursively) whose name starts with `prefix`.
+fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_named(&path, prefix));
+        } else if entry.file_name().to_string_lossy().starts_with(prefix) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn local_module_files_go_through_the_precompile_cache_by_digest() {
+    let hex = |bytes: &[u8]| sandlet_runtime::Digest::of(bytes).hex();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let hello = guests().hello.to_str().unwrap();
+    let digest = hex(&std::fs::read(hello).unwrap());
+    let run = || run_sandlet(["run", "--state-dir", state_dir, hello, "--", "cached"]);
+
+    let first = run();
+    assert_eq!(first.code, Some(0), "{first:#?}");
+    let artifacts = files_named(&state.path().join("compiled"), &digest);
+    assert_eq!(
+        artifacts.len(),
+        1,
+        "one artifact named by the file's digest"
+    );
+    // The second run loads it and answers the same.
+    let second = run();
+    assert_eq!((second.code, &second.stdout), (Some(0), &first.stdout));
+
+    // A damaged artifact is not run: it is noticed, replaced, and the run
+    // goes on from the module itself.
+    std::fs::write(&artifacts[0], b"not machine code").unwrap();
+    let third = run();
+    assert_eq!((third.code, &third.stdout), (Some(0), &first.stdout));
+    let artifacts = files_named(&state.path().join("compiled"), &digest);
+    assert_eq!(artifacts.len(), 1);
+    assert_ne!(std::fs::read(&artifacts[0]).unwrap(), b"not machine code");
+
+    // A state directory that cannot hold a cache: the file is compiled as
+    // before, with a warning.
+    let blocked = state.path().join("a-file");
+    std::fs::write(&blocked, "").unwrap();
+    let ran = run_sandlet(["run", "--state-dir", blocked.to_str().unwrap(), hello]);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert!(
+        ran.stderr.contains("without the precompile cache"),
+        "{}",
+        ran.stderr
+    );
+
+    // A changed file is another digest: compiled afresh, never the old
+    // artifact.
+    let copy = state.path().join("changed.wasm");
+    let mut bytes = std::fs::read(hello).unwrap();
+    // A custom section at the end changes the bytes, not the behaviour.
+    bytes.extend_from_slice(&[0, 4, 3, b'a', b'b', b'c']);
+    std::fs::write(&copy, &bytes).unwrap();
+    let ran = run_sandlet(["run", "--state-dir", state_dir, copy.to_str().unwrap()]);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let changed = hex(&bytes);
+    assert_eq!(
+        files_named(&state.path().join("compiled"), &changed).len(),
+        1
+    );
+}

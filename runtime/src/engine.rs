@@ -115,6 +115,11 @@ pub enum ModuleError {
     UnknownWorld(String),
     #[error("invalid module: a core module without a `_start` export; only WASI commands can run")]
     NoStart,
+    #[error(
+        "invalid module: it imports {0}, which sandlet does not offer (a guest gets WASI preview 2 \
+         without network access, and sandlet:algorithm/data)"
+    )]
+    UnofferedImports(String),
     #[error("invalid module: {0}")]
     Link(String),
     /// The engine itself could not be set up (e.g. the pooling allocator
@@ -285,6 +290,17 @@ impl SandboxEngine {
         let link_error = |e: wasmtime::Error| ModuleError::Link(format!("{e:#}"));
         let (kind, linked) = match compiled {
             Compiled::Component(component) => {
+                // Named here rather than in the linker's error, which
+                // speaks of missing resource implementations.
+                let unoffered: Vec<String> = component
+                    .component_type()
+                    .imports(&self.engine)
+                    .map(|(name, _)| name.to_owned())
+                    .filter(|name| !OFFERED_IMPORTS.iter().any(|p| name.starts_with(p)))
+                    .collect();
+                if !unoffered.is_empty() {
+                    return Err(ModuleError::UnofferedImports(unoffered.join(", ")));
+                }
                 let exports: Vec<(String, bool)> = component
                     .component_type()
                     .exports(&self.engine)
@@ -604,6 +620,19 @@ impl Drop for EpochTicker {
         }
     }
 }
+
+/// The interfaces [`add_component_imports`] links, by prefix: a component
+/// importing anything else is refused by name. (`wasi:sockets` is linked so
+/// that guests built with it load; every socket is denied.)
+const OFFERED_IMPORTS: [&str; 7] = [
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "sandlet:algorithm/data@",
+];
 
 /// Adds every host interface a component may import: WASI preview 2 and
 /// `sandlet:algorithm/data`.

@@ -75,6 +75,18 @@ fn a_component_of_an_unknown_world() {
 }
 
 #[test]
+fn a_component_importing_an_interface_sandlet_does_not_offer_is_refused_by_name() {
+    let module = guests().imports_unknown.to_str().unwrap();
+    let ran = run_sandlet(["run", module]);
+    ran.assert_sandlet_error("example:net/fetch@0.1.0, which sandlet does not offer");
+    // Refused before anything ran: nothing of the guest's own output.
+    assert_eq!(ran.stdout, "", "{ran:#?}");
+    // WASI's interfaces, which the same component also imports, are not
+    // among those named.
+    assert!(!ran.stderr.contains("wasi:cli"), "{}", ran.stderr);
+}
+
+#[test]
 fn a_dir_whose_host_path_does_not_exist() {
     let hello = guests().hello.to_str().unwrap();
     run_sandlet(["run", "--dir", "/nonexistent/sandlet:/data", hello])

@@ -26,6 +26,7 @@ pub struct Guests {
     pub federated_mean: PathBuf,
     pub escape: PathBuf,
     pub unknown_world: PathBuf,
+    pub imports_unknown: PathBuf,
 }
 
 fn cargo_build(package: &str, target: &str) -> PathBuf {
@@ -69,6 +70,7 @@ pub fn guests() -> &'static Guests {
             federated_mean,
             escape: guests_dir.join("escape.wasm"),
             unknown_world: guests_dir.join("unknown_world.wasm"),
+            imports_unknown: guests_dir.join("imports_unknown.wasm"),
         };
         for path in [
             &guests.hello,
@@ -77,6 +79,7 @@ pub fn guests() -> &'static Guests {
             &guests.federated_mean,
             &guests.escape,
             &guests.unknown_world,
+            &guests.imports_unknown,
         ] {
             assert!(path.is_file(), "{} was not built", path.display());
         }

@@ -12,7 +12,7 @@ pub fn repo_root() -> &'static Path {
 
 /// Where guests are built: `SANDLET_WASM_TARGET_DIR` (set by `scripts/test`
 /// to a cache outside the clone) or `target/wasm` in the repository.
-fn wasm_target_dir() -> PathBuf {
+pub fn wasm_target_dir() -> PathBuf {
     std::env::var_os("SANDLET_WASM_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target").join("wasm"))

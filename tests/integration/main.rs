@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod fixtures;
 mod kube;
+mod languages;
 mod mixed;
 mod oci;
 mod oracle;

@@ -229,3 +229,74 @@ fn python_refusals_and_bad_input_are_the_algorithms_errors() {
     );
     assert_eq!(python.stderr.trim(), rust.stderr.trim());
 }
+
+#[test]
+fn python_examples_run_as_pods_with_the_rust_numbers() {
+    use crate::cluster::{TestNode, cluster, push, wasm_pod};
+    use crate::registry::{RegistrySetup, TestRegistry};
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let py = python();
+    let python_image = push(&registry, &py.column_stats, "algorithms/column-stats-py:v1");
+    let rust_image = push(
+        &registry,
+        &guests().column_stats,
+        "algorithms/column-stats:v1",
+    );
+    let data = tempfile::tempdir().unwrap();
+    write_patients(data.path(), "patients", 400, 79);
+    let config = data.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy:\n      allowedColumns: [age, sex, bmi]\n",
+    )
+    .unwrap();
+    let node = TestNode::start(
+        "languages",
+        &registry,
+        &["--config", config.to_str().unwrap()],
+    );
+    let ns = c.namespace("languages");
+    let pod = |name: &str, image: &str, input: &str| {
+        wasm_pod(name, &node.name, image, &[input], "Never").replace(
+            "metadata:\n",
+            "metadata:\n  annotations: {sandlet.dev/datasets: patients}\n",
+        )
+    };
+    let message = |pod: &Value| {
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let input = r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#;
+    c.apply(&ns, &pod("python", &python_image, input));
+    c.apply(&ns, &pod("rust", &rust_image, input));
+    // The first start compiles an 18 MB component (a debug build here).
+    let wait = std::time::Duration::from_secs(240);
+    let python_pod = c.wait_phase(&ns, "python", "Succeeded", wait);
+    let rust_pod = c.wait_phase(&ns, "rust", "Succeeded", wait);
+    let parse = |text: String| -> Value { serde_json::from_str(&text).unwrap() };
+    let (got, expected) = (parse(message(&python_pod)), parse(message(&rust_pod)));
+    assert!(same(&got, &expected), "python {got}\nrust   {expected}");
+
+    // A hidden column: the SDK's NotGranted is the pod's failure message.
+    c.apply(
+        &ns,
+        &pod(
+            "hidden",
+            &python_image,
+            r#"{"dataset": "patients", "column": "ssn"}"#,
+        ),
+    );
+    let hidden = c.wait_phase(&ns, "hidden", "Failed", wait);
+    assert_eq!(
+        hidden["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        1
+    );
+    assert!(
+        message(&hidden).starts_with("not-granted: "),
+        "{}",
+        message(&hidden)
+    );
+}

@@ -18,42 +18,55 @@ struct Examples {
     federated_mean: PathBuf,
 }
 
+/// Installs (once, cached) the toolchain of `lang` and returns the
+/// directory its tools are in.
+fn toolchain(lang: &str) -> PathBuf {
+    let toolchains = repo_root().join("scripts/toolchains");
+    let status = Command::new(&toolchains).arg(lang).status().unwrap();
+    assert!(status.success(), "scripts/toolchains {lang} failed");
+    let env = Command::new(&toolchains)
+        .args(["env", lang])
+        .output()
+        .unwrap();
+    let env = String::from_utf8(env.stdout).unwrap();
+    env.split('"')
+        .nth(1)
+        .and_then(|path| path.split(':').next())
+        .map(PathBuf::from)
+        .expect("a PATH export")
+}
+
+fn succeeded(command: &mut Command, what: &str) {
+    let status = command
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(status.success(), "{what} failed");
+}
+
 /// The Python examples (`algorithms/python`, SDK `sdk/python`), built once
 /// per test process with componentize-py.
 fn python() -> &'static Examples {
     static PYTHON: OnceLock<Examples> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let toolchains = repo_root().join("scripts/toolchains");
-        let status = Command::new(&toolchains).arg("python").status().unwrap();
-        assert!(status.success(), "scripts/toolchains python failed");
-        let env = Command::new(&toolchains)
-            .args(["env", "python"])
-            .output()
-            .unwrap();
-        let env = String::from_utf8(env.stdout).unwrap();
-        let bin = env
-            .split('"')
-            .nth(1)
-            .and_then(|path| path.split(':').next())
-            .expect("a PATH export");
+        let bin = toolchain("python");
         let out_dir = wasm_target_dir().join("python");
         std::fs::create_dir_all(&out_dir).unwrap();
         let build = |name: &str| {
             let out = out_dir.join(format!("{name}.wasm"));
-            let status = Command::new(Path::new(bin).join("componentize-py"))
-                .arg("-d")
-                .arg(repo_root().join("wit"))
-                .args(["-w", "algorithm", "componentize", "-p"])
-                .arg(repo_root().join("sdk/python"))
-                .arg("-p")
-                .arg(repo_root().join("algorithms/python").join(name))
-                .arg("sandlet_app")
-                .arg("-o")
-                .arg(&out)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "componentize-py {name} failed");
+            succeeded(
+                Command::new(bin.join("componentize-py"))
+                    .arg("-d")
+                    .arg(repo_root().join("wit"))
+                    .args(["-w", "algorithm", "componentize", "-p"])
+                    .arg(repo_root().join("sdk/python"))
+                    .arg("-p")
+                    .arg(repo_root().join("algorithms/python").join(name))
+                    .arg("sandlet_app")
+                    .arg("-o")
+                    .arg(&out),
+                &format!("componentize-py {name}"),
+            );
             out
         };
         Examples {
@@ -61,6 +74,71 @@ fn python() -> &'static Examples {
             federated_mean: build("federated-mean"),
         }
     })
+}
+
+/// The JavaScript examples (`algorithms/js`, SDK `sdk/js`): bundled with
+/// esbuild (entry, SDK and algorithm in one module), then componentize-js
+/// without `wasi:http` (`-d http fetch-event`).
+fn javascript() -> &'static Examples {
+    static JS: OnceLock<Examples> = OnceLock::new();
+    JS.get_or_init(|| {
+        let bin = toolchain("js");
+        let out_dir = wasm_target_dir().join("js");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let sdk = repo_root().join("sdk/js");
+        let build = |name: &str| {
+            let bundle = out_dir.join(format!("{name}.bundle.js"));
+            let algorithm = repo_root()
+                .join("algorithms/js")
+                .join(name)
+                .join("algorithm.js");
+            succeeded(
+                Command::new(bin.join("esbuild"))
+                    .arg(sdk.join("entry.js"))
+                    .args([
+                        "--bundle",
+                        "--format=esm",
+                        "--platform=neutral",
+                        "--log-level=warning",
+                    ])
+                    .arg("--external:sandlet:algorithm/data@0.1.0")
+                    .arg(format!(
+                        "--alias:sandlet={}",
+                        sdk.join("sandlet.js").display()
+                    ))
+                    .arg(format!("--alias:algorithm={}", algorithm.display()))
+                    .arg(format!("--outfile={}", bundle.display())),
+                &format!("esbuild {name}"),
+            );
+            let out = out_dir.join(format!("{name}.wasm"));
+            succeeded(
+                Command::new(bin.join("componentize-js"))
+                    .arg(&bundle)
+                    .arg("--wit")
+                    .arg(repo_root().join("wit"))
+                    .args([
+                        "--world-name",
+                        "algorithm",
+                        "-d",
+                        "http",
+                        "fetch-event",
+                        "-o",
+                    ])
+                    .arg(&out),
+                &format!("componentize-js {name}"),
+            );
+            out
+        };
+        Examples {
+            column_stats: build("column-stats"),
+            federated_mean: build("federated-mean"),
+        }
+    })
+}
+
+/// Every language's examples, built.
+fn languages() -> [(&'static str, &'static Examples); 2] {
+    [("python", python()), ("javascript", javascript())]
 }
 
 fn write_config(dir: &Path) -> PathBuf {
@@ -111,133 +189,133 @@ fn json(ran: &Ran) -> Value {
 }
 
 #[test]
-fn python_examples_give_the_rust_numbers_on_the_same_data() {
+fn examples_in_every_language_give_the_rust_numbers_on_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
     write_patients(dir.path(), "patients", 2000, 77);
     let config = write_config(dir.path());
-    let py = python();
-    let cases = [
-        (
-            &guests().column_stats,
-            &py.column_stats,
-            r#"{"dataset": "patients", "column": "age"}"#,
-        ),
-        (
-            &guests().column_stats,
-            &py.column_stats,
-            r#"{"dataset": "patients", "column": "bmi"}"#,
-        ),
-        (
-            &guests().column_stats,
-            &py.column_stats,
-            r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#,
-        ),
-        (
-            &guests().federated_mean,
-            &py.federated_mean,
-            r#"{"dataset": "patients", "column": "bmi"}"#,
-        ),
-        (
-            &guests().federated_mean,
-            &py.federated_mean,
-            r#"{"dataset": "patients", "column": "age"}"#,
-        ),
-        (
-            &guests().federated_mean,
-            &py.federated_mean,
-            r#"{"combine": [{"sum": 10.5, "count": 3}, {"sum": 4, "count": 2}]}"#,
-        ),
-    ];
-    for (rust, python, input) in cases {
-        let expected = json(&run(rust, &config, &["patients"], input));
-        let got = json(&run(python, &config, &["patients"], input));
-        assert!(
-            same(&got, &expected),
-            "{input}:\n python {got}\n rust   {expected}"
-        );
+    for (lang, example) in languages() {
+        let cases = [
+            (
+                &guests().column_stats,
+                &example.column_stats,
+                r#"{"dataset": "patients", "column": "age"}"#,
+            ),
+            (
+                &guests().column_stats,
+                &example.column_stats,
+                r#"{"dataset": "patients", "column": "bmi"}"#,
+            ),
+            (
+                &guests().column_stats,
+                &example.column_stats,
+                r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#,
+            ),
+            (
+                &guests().federated_mean,
+                &example.federated_mean,
+                r#"{"dataset": "patients", "column": "bmi"}"#,
+            ),
+            (
+                &guests().federated_mean,
+                &example.federated_mean,
+                r#"{"dataset": "patients", "column": "age"}"#,
+            ),
+            (
+                &guests().federated_mean,
+                &example.federated_mean,
+                r#"{"combine": [{"sum": 10.5, "count": 3}, {"sum": 4, "count": 2}]}"#,
+            ),
+        ];
+        for (rust, example, input) in cases {
+            let expected = json(&run(rust, &config, &["patients"], input));
+            let got = json(&run(example, &config, &["patients"], input));
+            assert!(
+                same(&got, &expected),
+                "{lang} {input}:\n {lang} {got}\n rust {expected}"
+            );
+        }
     }
 }
 
 #[test]
-fn python_refusals_and_bad_input_are_the_algorithms_errors() {
+fn refusals_and_bad_input_are_the_algorithms_errors_in_every_language() {
     let dir = tempfile::tempdir().unwrap();
     write_patients(dir.path(), "patients", 200, 78);
     let config = write_config(dir.path());
-    let py = python();
-    // (module, grants, input, what stderr starts with), each also checked
-    // against the Rust version where it has the same case.
-    let cases: [(&Path, &[&str], &str, &str); 6] = [
-        (
-            &py.column_stats,
-            &[],
-            r#"{"dataset": "patients", "column": "age"}"#,
-            "not-granted: ",
-        ),
-        (
-            &py.column_stats,
-            &["patients"],
-            r#"{"dataset": "patients", "column": "ssn"}"#,
-            "not-granted: ",
-        ),
-        (
-            &py.column_stats,
+    for (lang, example) in languages() {
+        // (module, grants, input, what stderr starts with), each also checked
+        // against the Rust version where it has the same case.
+        let cases: [(&Path, &[&str], &str, &str); 6] = [
+            (
+                &example.column_stats,
+                &[],
+                r#"{"dataset": "patients", "column": "age"}"#,
+                "not-granted: ",
+            ),
+            (
+                &example.column_stats,
+                &["patients"],
+                r#"{"dataset": "patients", "column": "ssn"}"#,
+                "not-granted: ",
+            ),
+            (
+                &example.column_stats,
+                &["patients"],
+                r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#,
+                "denied: minGroupSize: ",
+            ),
+            (
+                &example.federated_mean,
+                &["patients"],
+                r#"{"dataset": "patients", "column": "ssn"}"#,
+                "not-granted: ",
+            ),
+            (
+                &example.column_stats,
+                &["patients"],
+                r#"{"dataset": 3}"#,
+                "invalid input",
+            ),
+            (
+                &example.federated_mean,
+                &[],
+                r#"{"combine": []}"#,
+                "no values at any station",
+            ),
+        ];
+        for (module, grants, input, error) in cases {
+            let ran = run(module, &config, grants, input);
+            assert_eq!(ran.code, Some(1), "{lang} {input}: {ran:#?}");
+            assert_eq!(ran.stdout, "", "nothing but a result goes to stdout");
+            assert!(
+                ran.stderr.trim().starts_with(error),
+                "{lang} {input}: {}",
+                ran.stderr
+            );
+        }
+        // The Rust versions refuse the same queries with the same words.
+        let rust = run(
+            &guests().column_stats,
+            &config,
             &["patients"],
             r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#,
-            "denied: minGroupSize: ",
-        ),
-        (
-            &py.federated_mean,
-            &["patients"],
-            r#"{"dataset": "patients", "column": "ssn"}"#,
-            "not-granted: ",
-        ),
-        (
-            &py.column_stats,
-            &["patients"],
-            r#"{"dataset": 3}"#,
-            "invalid input",
-        ),
-        (
-            &py.federated_mean,
-            &[],
-            r#"{"combine": []}"#,
-            "no values at any station",
-        ),
-    ];
-    for (module, grants, input, error) in cases {
-        let ran = run(module, &config, grants, input);
-        assert_eq!(ran.code, Some(1), "{input}: {ran:#?}");
-        assert_eq!(ran.stdout, "", "nothing but a result goes to stdout");
-        assert!(
-            ran.stderr.trim().starts_with(error),
-            "{input}: {}",
-            ran.stderr
         );
+        let example = run(
+            &example.column_stats,
+            &config,
+            &["patients"],
+            r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#,
+        );
+        assert_eq!(example.stderr.trim(), rust.stderr.trim(), "{lang}");
     }
-    // The Rust versions refuse the same queries with the same words.
-    let rust = run(
-        &guests().column_stats,
-        &config,
-        &["patients"],
-        r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#,
-    );
-    let python = run(
-        &py.column_stats,
-        &config,
-        &["patients"],
-        r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#,
-    );
-    assert_eq!(python.stderr.trim(), rust.stderr.trim());
 }
 
 #[test]
-fn python_examples_run_as_pods_with_the_rust_numbers() {
+fn examples_in_every_language_run_as_pods_with_the_rust_numbers() {
     use crate::cluster::{TestNode, cluster, push, wasm_pod};
     use crate::registry::{RegistrySetup, TestRegistry};
     let c = cluster();
     let registry = TestRegistry::start(RegistrySetup::default());
-    let py = python();
-    let python_image = push(&registry, &py.column_stats, "algorithms/column-stats-py:v1");
     let rust_image = push(
         &registry,
         &guests().column_stats,
@@ -270,33 +348,45 @@ fn python_examples_run_as_pods_with_the_rust_numbers() {
             .to_owned()
     };
     let input = r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#;
-    c.apply(&ns, &pod("python", &python_image, input));
     c.apply(&ns, &pod("rust", &rust_image, input));
-    // The first start compiles an 18 MB component (a debug build here).
-    let wait = std::time::Duration::from_secs(240);
-    let python_pod = c.wait_phase(&ns, "python", "Succeeded", wait);
-    let rust_pod = c.wait_phase(&ns, "rust", "Succeeded", wait);
+    let images: Vec<(&str, String)> = languages()
+        .into_iter()
+        .map(|(lang, example)| {
+            let image = push(
+                &registry,
+                &example.column_stats,
+                &format!("algorithms/column-stats-{lang}:v1"),
+            );
+            c.apply(&ns, &pod(lang, &image, input));
+            let hidden = format!("{lang}-hidden");
+            c.apply(
+                &ns,
+                &pod(
+                    &hidden,
+                    &image,
+                    r#"{"dataset": "patients", "column": "ssn"}"#,
+                ),
+            );
+            (lang, image)
+        })
+        .collect();
+    // A first start compiles a component of 12-18 MB (a debug build here).
+    let wait = std::time::Duration::from_secs(300);
     let parse = |text: String| -> Value { serde_json::from_str(&text).unwrap() };
-    let (got, expected) = (parse(message(&python_pod)), parse(message(&rust_pod)));
-    assert!(same(&got, &expected), "python {got}\nrust   {expected}");
-
-    // A hidden column: the SDK's NotGranted is the pod's failure message.
-    c.apply(
-        &ns,
-        &pod(
-            "hidden",
-            &python_image,
-            r#"{"dataset": "patients", "column": "ssn"}"#,
-        ),
-    );
-    let hidden = c.wait_phase(&ns, "hidden", "Failed", wait);
-    assert_eq!(
-        hidden["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
-        1
-    );
-    assert!(
-        message(&hidden).starts_with("not-granted: "),
-        "{}",
-        message(&hidden)
-    );
+    let expected = parse(message(&c.wait_phase(&ns, "rust", "Succeeded", wait)));
+    for (lang, _) in images {
+        let got = parse(message(&c.wait_phase(&ns, lang, "Succeeded", wait)));
+        assert!(same(&got, &expected), "{lang} {got}\nrust {expected}");
+        // A hidden column: the SDK's NotGranted is the pod's failure message.
+        let hidden = c.wait_phase(&ns, &format!("{lang}-hidden"), "Failed", wait);
+        assert_eq!(
+            hidden["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            1
+        );
+        assert!(
+            message(&hidden).starts_with("not-granted: "),
+            "{lang}: {}",
+            message(&hidden)
+        );
+    }
 }

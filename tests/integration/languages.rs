@@ -36,6 +36,42 @@ fn toolchain(lang: &str) -> PathBuf {
         .expect("a PATH export")
 }
 
+/// The digest of everything a build of `name` reads (the WIT world, the
+/// SDK, the algorithm, the toolchain's directory name), so that a build is
+/// reused until one of them changes: componentize-py and componentize-js
+/// do not give the same bytes twice, and each new digest would be compiled
+/// afresh by every run.
+fn sources_key(dirs: &[PathBuf], toolchain: &Path) -> String {
+    let mut bytes = toolchain.display().to_string().into_bytes();
+    let mut files = Vec::new();
+    for dir in dirs {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        entries.sort();
+        files.extend(entries);
+    }
+    for file in files {
+        bytes.extend(file.display().to_string().into_bytes());
+        bytes.extend(std::fs::read(&file).unwrap());
+    }
+    sandlet_runtime::Digest::of(&bytes).hex()[..16].to_owned()
+}
+
+/// `out_dir/NAME-KEY.wasm`, built by `build` unless it is there already.
+fn cached(out_dir: &Path, name: &str, key: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let out = out_dir.join(format!("{name}-{key}.wasm"));
+    if !out.is_file() {
+        let partial = out_dir.join(format!("{name}-{key}.partial.wasm"));
+        build(&partial);
+        std::fs::rename(&partial, &out).unwrap();
+    }
+    out
+}
+
 fn succeeded(command: &mut Command, what: &str) {
     let status = command
         .stdout(std::process::Stdio::null())
@@ -53,21 +89,27 @@ fn python() -> &'static Examples {
         let out_dir = wasm_target_dir().join("python");
         std::fs::create_dir_all(&out_dir).unwrap();
         let build = |name: &str| {
-            let out = out_dir.join(format!("{name}.wasm"));
-            succeeded(
-                Command::new(bin.join("componentize-py"))
-                    .arg("-d")
-                    .arg(repo_root().join("wit"))
-                    .args(["-w", "algorithm", "componentize", "-p"])
-                    .arg(repo_root().join("sdk/python"))
-                    .arg("-p")
-                    .arg(repo_root().join("algorithms/python").join(name))
-                    .arg("sandlet_app")
-                    .arg("-o")
-                    .arg(&out),
-                &format!("componentize-py {name}"),
-            );
-            out
+            let algorithm = repo_root().join("algorithms/python").join(name);
+            let sources = [
+                repo_root().join("wit"),
+                repo_root().join("sdk/python"),
+                algorithm.clone(),
+            ];
+            cached(&out_dir, name, &sources_key(&sources, &bin), |out| {
+                succeeded(
+                    Command::new(bin.join("componentize-py"))
+                        .arg("-d")
+                        .arg(repo_root().join("wit"))
+                        .args(["-w", "algorithm", "componentize", "-p"])
+                        .arg(repo_root().join("sdk/python"))
+                        .arg("-p")
+                        .arg(&algorithm)
+                        .arg("sandlet_app")
+                        .arg("-o")
+                        .arg(out),
+                    &format!("componentize-py {name}"),
+                )
+            })
         };
         Examples {
             column_stats: build("column-stats"),
@@ -87,47 +129,48 @@ fn javascript() -> &'static Examples {
         std::fs::create_dir_all(&out_dir).unwrap();
         let sdk = repo_root().join("sdk/js");
         let build = |name: &str| {
-            let bundle = out_dir.join(format!("{name}.bundle.js"));
-            let algorithm = repo_root()
-                .join("algorithms/js")
-                .join(name)
-                .join("algorithm.js");
-            succeeded(
-                Command::new(bin.join("esbuild"))
-                    .arg(sdk.join("entry.js"))
-                    .args([
-                        "--bundle",
-                        "--format=esm",
-                        "--platform=neutral",
-                        "--log-level=warning",
-                    ])
-                    .arg("--external:sandlet:algorithm/data@0.1.0")
-                    .arg(format!(
-                        "--alias:sandlet={}",
-                        sdk.join("sandlet.js").display()
-                    ))
-                    .arg(format!("--alias:algorithm={}", algorithm.display()))
-                    .arg(format!("--outfile={}", bundle.display())),
-                &format!("esbuild {name}"),
-            );
-            let out = out_dir.join(format!("{name}.wasm"));
-            succeeded(
-                Command::new(bin.join("componentize-js"))
-                    .arg(&bundle)
-                    .arg("--wit")
-                    .arg(repo_root().join("wit"))
-                    .args([
-                        "--world-name",
-                        "algorithm",
-                        "-d",
-                        "http",
-                        "fetch-event",
-                        "-o",
-                    ])
-                    .arg(&out),
-                &format!("componentize-js {name}"),
-            );
-            out
+            let algorithm_dir = repo_root().join("algorithms/js").join(name);
+            let sources = [repo_root().join("wit"), sdk.clone(), algorithm_dir.clone()];
+            cached(&out_dir, name, &sources_key(&sources, &bin), |out| {
+                let bundle = out_dir.join(format!("{name}.bundle.js"));
+                succeeded(
+                    Command::new(bin.join("esbuild"))
+                        .arg(sdk.join("entry.js"))
+                        .args([
+                            "--bundle",
+                            "--format=esm",
+                            "--platform=neutral",
+                            "--log-level=warning",
+                        ])
+                        .arg("--external:sandlet:algorithm/data@0.1.0")
+                        .arg(format!(
+                            "--alias:sandlet={}",
+                            sdk.join("sandlet.js").display()
+                        ))
+                        .arg(format!(
+                            "--alias:algorithm={}",
+                            algorithm_dir.join("algorithm.js").display()
+                        ))
+                        .arg(format!("--outfile={}", bundle.display())),
+                    &format!("esbuild {name}"),
+                );
+                succeeded(
+                    Command::new(bin.join("componentize-js"))
+                        .arg(&bundle)
+                        .arg("--wit")
+                        .arg(repo_root().join("wit"))
+                        .args([
+                            "--world-name",
+                            "algorithm",
+                            "-d",
+                            "http",
+                            "fetch-event",
+                            "-o",
+                        ])
+                        .arg(out),
+                    &format!("componentize-js {name}"),
+                )
+            })
         };
         Examples {
             column_stats: build("column-stats"),

@@ -75,21 +75,14 @@ struct Seen {
 type Timeline = Arc<Mutex<HashMap<String, Seen>>>;
 
 /// A pod for the container worker: `args` as the busybox image's command,
-/// pinned by hostname, a 1 s grace period (a shell as PID 1 ignores
+/// pinned by hostname, no toleration, a 1 s grace period (a shell as PID 1 ignores
 /// SIGTERM; the default 30 s would only slow the clean-up between bursts).
 fn container_pod_object(name: &str, node: &str, image: &str, args: &[&str]) -> Pod {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "name": name },
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "nodeSelector": { "kubernetes.io/hostname": node },
-            "containers": [{ "name": "main", "image": image, "args": args }]
-        }
-    }))
-    .unwrap()
+    let mut pod = pod_object(name, node, image, args);
+    let spec = pod.spec.as_mut().expect("pod_object has a spec");
+    spec.tolerations = None;
+    spec.termination_grace_period_seconds = Some(1);
+    pod
 }
 
 /// A pod for the sandlet node: the krustlet-style toleration, pinned by
@@ -481,17 +474,13 @@ impl NodeCost {
         match self {
             NodeCost::Process(pid) => pss_kib(*pid),
             NodeCost::Worker { cgroup, holder } => {
-                let ns = std::fs::read_link(format!("/proc/{holder}/ns/mnt")).ok();
-                let cgroup = cgroup.file_name().unwrap().to_string_lossy().into_owned();
-                std::fs::read_dir("/proc")
-                    .unwrap()
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-                    .filter(|pid| {
-                        std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == ns
-                            || std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                                .is_ok_and(|c| c.contains(&format!("/{cgroup}/")))
-                    })
+                let Ok(ns) = std::fs::read_link(format!("/proc/{holder}/ns/mnt")) else {
+                    return 0;
+                };
+                let name = cgroup.file_name().unwrap().to_string_lossy();
+                let id = name.strip_prefix("sandlet-").unwrap_or(&name);
+                cluster::worker_processes(&ns, id)
+                    .into_iter()
                     .map(pss_kib)
                     .sum()
             }

@@ -4,7 +4,7 @@
 use crate::fixtures::{Ran, assert_close, guests, run_sandlet, stats, write_patients};
 
 /// Writes a config granting `names` (each a CSV in `dir`), hiding `ssn`.
-fn write_config(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
+pub fn write_config(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
     let mut yaml = String::from("datasets:\n");
     for name in names {
         yaml.push_str(&format!(
@@ -17,7 +17,7 @@ fn write_config(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
 }
 
 /// Runs `module` with `config`, the given grants and `input`.
-fn run_with_data(
+pub fn run_with_data(
     module: &std::path::Path,
     config: &std::path::Path,
     grants: &[&str],
@@ -39,7 +39,7 @@ fn run_with_data(
     run_sandlet(args)
 }
 
-fn json(text: &str) -> serde_json::Value {
+pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
 

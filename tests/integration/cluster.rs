@@ -62,7 +62,6 @@ impl Cluster {
     }
 
     /// `scripts/cluster down DIR`, which must succeed.
-    #[allow(dead_code)] // benches/load.rs includes this file
     pub fn down(&self) {
         let status = Command::new(repo_root().join("scripts/cluster"))
             .arg("down")
@@ -404,6 +403,34 @@ spec:
     args: {args}
 "#,
         args = serde_json::to_string(args).unwrap()
+    )
+}
+
+/// The processes of container worker `id` (`DIR/workers/NAME/id`): those
+/// in its mount namespace (`ns`: the link `/proc/HOLDER/ns/mnt`, read while
+/// the holder lives) or in its cgroups (`sandlet-ID`; containers have
+/// mount namespaces of their own).
+pub fn worker_processes(ns: &Path, id: &str) -> Vec<u32> {
+    let cgroup = format!("/sandlet-{id}/");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|link| link == ns)
+                || std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                    .is_ok_and(|c| c.contains(&cgroup))
+        })
+        .collect()
+}
+
+/// `pod` (a manifest from [`wasm_pod`]) asking for `datasets` with the
+/// `sandlet.dev/datasets` annotation.
+pub fn with_datasets(pod: &str, datasets: &str) -> String {
+    pod.replacen(
+        "metadata:\n",
+        &format!("metadata:\n  annotations: {{sandlet.dev/datasets: \"{datasets}\"}}\n"),
+        1,
     )
 }
 

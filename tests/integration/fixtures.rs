@@ -30,9 +30,21 @@ pub struct Guests {
 }
 
 fn cargo_build(package: &str, target: &str) -> PathBuf {
-    let target_dir = wasm_target_dir();
+    cargo_build_in(package, target, &wasm_target_dir(), None)
+}
+
+/// `cargo build --release --target TARGET` of the package at `package`
+/// (outside the workspace) into `target_dir`, with `rustflags` for the
+/// target only; the directory the artifacts are in.
+fn cargo_build_in(
+    package: &str,
+    target: &str,
+    target_dir: &Path,
+    rustflags: Option<&str>,
+) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .args([
             "build",
             "--release",
@@ -42,9 +54,17 @@ fn cargo_build(package: &str, target: &str) -> PathBuf {
             "--manifest-path",
         ])
         .arg(repo_root().join(package).join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_TARGET_DIR", target_dir)
         .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if let Some(flags) = rustflags {
+        let variable = format!(
+            "CARGO_TARGET_{}_RUSTFLAGS",
+            target.to_uppercase().replace('-', "_")
+        );
+        command.env(variable, flags);
+    }
+    let status = command
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
     assert!(status.success(), "building {package} for {target} failed");
@@ -96,27 +116,14 @@ pub fn combine_binary() -> &'static Path {
         let target_dir = std::env::var_os("SANDLET_NATIVE_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("target").join("native"));
-        let target = "x86_64-unknown-linux-gnu";
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--quiet", "--target", target])
-            .arg("--manifest-path")
-            .arg(repo_root().join("algorithms/federated-mean-combine/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            // Static: the image holds nothing but this file.
-            .env(
-                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
-                "-C target-feature=+crt-static",
-            )
-            .status()
-            .expect("cannot run cargo to build federated-mean-combine");
-        assert!(status.success(), "building federated-mean-combine failed");
-        let binary = target_dir
-            .join(target)
-            .join("release")
-            .join("federated-mean-combine");
+        // Static: the image holds nothing but this file.
+        let binary = cargo_build_in(
+            "algorithms/federated-mean-combine",
+            "x86_64-unknown-linux-gnu",
+            &target_dir,
+            Some("-C target-feature=+crt-static"),
+        )
+        .join("federated-mean-combine");
         assert!(binary.is_file(), "{} was not built", binary.display());
         binary
     })
@@ -254,6 +261,20 @@ pub fn assert_close(actual: f64, expected: f64) {
         (actual - expected).abs() <= tolerance,
         "{actual} != {expected}"
     );
+}
+
+/// Runs `command`, which must succeed; its stdout. A failure panics with
+/// the command and its stderr.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A harness started by `scripts/<script> up DIR` in a fresh directory,

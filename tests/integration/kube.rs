@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{TestNode, cluster, push, wait_for, wasm_pod};
+use crate::cluster::{TestNode, cluster, push, wait_for, wasm_pod, with_datasets};
 use crate::fixtures::guests;
 use crate::registry::{RegistrySetup, TestRegistry};
 
@@ -1094,9 +1094,9 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
     let ns = c.namespace("alg-research");
     let other = c.namespace("alg-other");
     let algorithm_pod = |name: &str, input: &str| {
-        wasm_pod(name, &node.name, &image, &[input], "Never").replace(
-            "metadata:\n",
-            "metadata:\n  annotations: {sandlet.dev/datasets: patients}\n",
+        with_datasets(
+            &wasm_pod(name, &node.name, &image, &[input], "Never"),
+            "patients",
         )
     };
     let input = r#"{"dataset": "patients", "column": "bmi"}"#;
@@ -1140,16 +1140,15 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
         &guests().column_stats,
         "algorithms/column-stats:v1",
     );
-    let grouped = wasm_pod(
-        "by-bmi",
-        &node.name,
-        &stats,
-        &[r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#],
-        "Never",
-    )
-    .replace(
-        "metadata:\n",
-        "metadata:\n  annotations: {sandlet.dev/datasets: patients}\n",
+    let grouped = with_datasets(
+        &wasm_pod(
+            "by-bmi",
+            &node.name,
+            &stats,
+            &[r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#],
+            "Never",
+        ),
+        "patients",
     );
     c.apply(&ns, &grouped);
     let pod = c.wait_phase(&ns, "by-bmi", "Failed", LONG);
@@ -1258,16 +1257,15 @@ fn kube_sigkill_of_the_node_in_a_burst_of_queries_leaves_every_answer_on_a_verif
     let pods = 40;
     let burst: Vec<String> = (0..pods)
         .map(|i| {
-            wasm_pod(
-                &format!("q{i}"),
-                &node.name,
-                &stats,
-                &[r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#],
-                "Never",
-            )
-            .replace(
-                "metadata:\n",
-                "metadata:\n  annotations: {sandlet.dev/datasets: patients}\n",
+            with_datasets(
+                &wasm_pod(
+                    &format!("q{i}"),
+                    &node.name,
+                    &stats,
+                    &[r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#],
+                    "Never",
+                ),
+                "patients",
             )
         })
         .collect();

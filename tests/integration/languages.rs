@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::fixtures::{Ran, guests, repo_root, run_sandlet, wasm_target_dir, write_patients};
+use crate::algorithms::{run_with_data, write_config};
+use crate::fixtures::{Ran, guests, repo_root, run_ok, wasm_target_dir, write_patients};
 
 /// The examples of one language.
 struct Examples {
@@ -22,14 +23,9 @@ struct Examples {
 /// directory its tools are in.
 fn toolchain(lang: &str) -> PathBuf {
     let toolchains = repo_root().join("scripts/toolchains");
-    let status = Command::new(&toolchains).arg(lang).status().unwrap();
-    assert!(status.success(), "scripts/toolchains {lang} failed");
-    let env = Command::new(&toolchains)
-        .args(["env", lang])
-        .output()
-        .unwrap();
-    let env = String::from_utf8(env.stdout).unwrap();
-    env.split('"')
+    run_ok(Command::new(&toolchains).arg(lang));
+    run_ok(Command::new(&toolchains).args(["env", lang]))
+        .split('"')
         .nth(1)
         .and_then(|path| path.split(':').next())
         .map(PathBuf::from)
@@ -62,7 +58,7 @@ fn sources_key(dirs: &[PathBuf], toolchain: &Path) -> String {
 }
 
 /// `out_dir/NAME-KEY.wasm`, built by `build` unless it is there already.
-fn cached(out_dir: &Path, name: &str, key: &str, build: impl FnOnce(&Path)) -> PathBuf {
+fn cached<R>(out_dir: &Path, name: &str, key: &str, build: impl FnOnce(&Path) -> R) -> PathBuf {
     let out = out_dir.join(format!("{name}-{key}.wasm"));
     if !out.is_file() {
         let partial = out_dir.join(format!("{name}-{key}.partial.wasm"));
@@ -70,14 +66,6 @@ fn cached(out_dir: &Path, name: &str, key: &str, build: impl FnOnce(&Path)) -> P
         std::fs::rename(&partial, &out).unwrap();
     }
     out
-}
-
-fn succeeded(command: &mut Command, what: &str) {
-    let status = command
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(status.success(), "{what} failed");
 }
 
 /// The Python examples (`algorithms/python`, SDK `sdk/python`), built once
@@ -96,7 +84,7 @@ fn python() -> &'static Examples {
                 algorithm.clone(),
             ];
             cached(&out_dir, name, &sources_key(&sources, &bin), |out| {
-                succeeded(
+                run_ok(
                     Command::new(bin.join("componentize-py"))
                         .arg("-d")
                         .arg(repo_root().join("wit"))
@@ -107,7 +95,6 @@ fn python() -> &'static Examples {
                         .arg("sandlet_app")
                         .arg("-o")
                         .arg(out),
-                    &format!("componentize-py {name}"),
                 )
             })
         };
@@ -133,7 +120,7 @@ fn javascript() -> &'static Examples {
             let sources = [repo_root().join("wit"), sdk.clone(), algorithm_dir.clone()];
             cached(&out_dir, name, &sources_key(&sources, &bin), |out| {
                 let bundle = out_dir.join(format!("{name}.bundle.js"));
-                succeeded(
+                run_ok(
                     Command::new(bin.join("esbuild"))
                         .arg(sdk.join("entry.js"))
                         .args([
@@ -152,9 +139,8 @@ fn javascript() -> &'static Examples {
                             algorithm_dir.join("algorithm.js").display()
                         ))
                         .arg(format!("--outfile={}", bundle.display())),
-                    &format!("esbuild {name}"),
                 );
-                succeeded(
+                run_ok(
                     Command::new(bin.join("componentize-js"))
                         .arg(&bundle)
                         .arg("--wit")
@@ -168,7 +154,6 @@ fn javascript() -> &'static Examples {
                             "-o",
                         ])
                         .arg(out),
-                    &format!("componentize-js {name}"),
                 )
             })
         };
@@ -182,33 +167,6 @@ fn javascript() -> &'static Examples {
 /// Every language's examples, built.
 fn languages() -> [(&'static str, &'static Examples); 2] {
     [("python", python()), ("javascript", javascript())]
-}
-
-fn write_config(dir: &Path) -> PathBuf {
-    let path = dir.join("sandlet.yaml");
-    std::fs::write(
-        &path,
-        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy:\n      allowedColumns: [id, age, sex, bmi]\n",
-    )
-    .unwrap();
-    path
-}
-
-fn run(module: &Path, config: &Path, grants: &[&str], input: &str) -> Ran {
-    let mut args = vec![
-        "run".to_owned(),
-        "--config".to_owned(),
-        config.display().to_string(),
-    ];
-    for grant in grants {
-        args.extend(["--grant".to_owned(), (*grant).to_owned()]);
-    }
-    args.extend([
-        "--input".to_owned(),
-        input.to_owned(),
-        module.display().to_string(),
-    ]);
-    run_sandlet(args)
 }
 
 /// JSON values equal with every number compared as a number (`2000` and
@@ -228,50 +186,31 @@ fn same(a: &Value, b: &Value) -> bool {
 
 fn json(ran: &Ran) -> Value {
     assert_eq!(ran.code, Some(0), "{ran:#?}");
-    serde_json::from_str(ran.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {ran:#?}"))
+    crate::algorithms::json(&ran.stdout)
 }
 
 #[test]
 fn examples_in_every_language_give_the_rust_numbers_on_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
     write_patients(dir.path(), "patients", 2000, 77);
-    let config = write_config(dir.path());
+    let config = write_config(dir.path(), &["patients"]);
     for (lang, example) in languages() {
-        let cases = [
-            (
-                &guests().column_stats,
-                &example.column_stats,
-                r#"{"dataset": "patients", "column": "age"}"#,
-            ),
-            (
-                &guests().column_stats,
-                &example.column_stats,
-                r#"{"dataset": "patients", "column": "bmi"}"#,
-            ),
-            (
-                &guests().column_stats,
-                &example.column_stats,
-                r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#,
-            ),
-            (
-                &guests().federated_mean,
-                &example.federated_mean,
-                r#"{"dataset": "patients", "column": "bmi"}"#,
-            ),
-            (
-                &guests().federated_mean,
-                &example.federated_mean,
-                r#"{"dataset": "patients", "column": "age"}"#,
-            ),
-            (
-                &guests().federated_mean,
-                &example.federated_mean,
-                r#"{"combine": [{"sum": 10.5, "count": 3}, {"sum": 4, "count": 2}]}"#,
-            ),
-        ];
+        let column_stats = [
+            r#"{"dataset": "patients", "column": "age"}"#,
+            r#"{"dataset": "patients", "column": "bmi"}"#,
+            r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#,
+        ]
+        .map(|input| (&guests().column_stats, &example.column_stats, input));
+        let federated_mean = [
+            r#"{"dataset": "patients", "column": "bmi"}"#,
+            r#"{"dataset": "patients", "column": "age"}"#,
+            r#"{"combine": [{"sum": 10.5, "count": 3}, {"sum": 4, "count": 2}]}"#,
+        ]
+        .map(|input| (&guests().federated_mean, &example.federated_mean, input));
+        let cases = column_stats.into_iter().chain(federated_mean);
         for (rust, example, input) in cases {
-            let expected = json(&run(rust, &config, &["patients"], input));
-            let got = json(&run(example, &config, &["patients"], input));
+            let expected = json(&run_with_data(rust, &config, &["patients"], input));
+            let got = json(&run_with_data(example, &config, &["patients"], input));
             assert!(
                 same(&got, &expected),
                 "{lang} {input}:\n {lang} {got}\n rust {expected}"
@@ -284,7 +223,7 @@ fn examples_in_every_language_give_the_rust_numbers_on_the_same_data() {
 fn refusals_and_bad_input_are_the_algorithms_errors_in_every_language() {
     let dir = tempfile::tempdir().unwrap();
     write_patients(dir.path(), "patients", 200, 78);
-    let config = write_config(dir.path());
+    let config = write_config(dir.path(), &["patients"]);
     for (lang, example) in languages() {
         // (module, grants, input, what stderr starts with), each also checked
         // against the Rust version where it has the same case.
@@ -327,7 +266,7 @@ fn refusals_and_bad_input_are_the_algorithms_errors_in_every_language() {
             ),
         ];
         for (module, grants, input, error) in cases {
-            let ran = run(module, &config, grants, input);
+            let ran = run_with_data(module, &config, grants, input);
             assert_eq!(ran.code, Some(1), "{lang} {input}: {ran:#?}");
             assert_eq!(ran.stdout, "", "nothing but a result goes to stdout");
             assert!(
@@ -337,13 +276,13 @@ fn refusals_and_bad_input_are_the_algorithms_errors_in_every_language() {
             );
         }
         // The Rust versions refuse the same queries with the same words.
-        let rust = run(
+        let rust = run_with_data(
             &guests().column_stats,
             &config,
             &["patients"],
             r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#,
         );
-        let example = run(
+        let example = run_with_data(
             &example.column_stats,
             &config,
             &["patients"],
@@ -355,7 +294,7 @@ fn refusals_and_bad_input_are_the_algorithms_errors_in_every_language() {
 
 #[test]
 fn examples_in_every_language_run_as_pods_with_the_rust_numbers() {
-    use crate::cluster::{TestNode, cluster, push, wasm_pod};
+    use crate::cluster::{TestNode, cluster, push, wasm_pod, with_datasets};
     use crate::registry::{RegistrySetup, TestRegistry};
     let c = cluster();
     let registry = TestRegistry::start(RegistrySetup::default());
@@ -379,9 +318,9 @@ fn examples_in_every_language_run_as_pods_with_the_rust_numbers() {
     );
     let ns = c.namespace("languages");
     let pod = |name: &str, image: &str, input: &str| {
-        wasm_pod(name, &node.name, image, &[input], "Never").replace(
-            "metadata:\n",
-            "metadata:\n  annotations: {sandlet.dev/datasets: patients}\n",
+        with_datasets(
+            &wasm_pod(name, &node.name, image, &[input], "Never"),
+            "patients",
         )
     };
     let message = |pod: &Value| {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{Cluster, TestNode, push, wait_for};
-use crate::fixtures::{combine_binary, guests, repo_root};
+use crate::cluster::{Cluster, TestNode, push, wait_for, worker_processes};
+use crate::fixtures::{combine_binary, guests, repo_root, run_ok};
 use crate::registry::{RegistrySetup, TestRegistry};
 
 const LONG: Duration = Duration::from_secs(90);
@@ -45,16 +45,7 @@ const WORKER: &str = "gpu-worker";
 const GPUS: usize = 2;
 
 fn run_script(script: &str, args: &[&str]) -> String {
-    let out = Command::new(repo_root().join("scripts").join(script))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
-    assert!(
-        out.status.success(),
-        "scripts/{script} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_ok(Command::new(repo_root().join("scripts").join(script)).args(args))
 }
 
 fn add_worker(cluster: &Cluster, name: &str, gpus: usize) {
@@ -537,19 +528,9 @@ fn mixed_down_leaves_nothing_of_the_worker_running_mounted_or_changed() {
         .to_owned();
     let ns_inode = std::fs::read_link(format!("/proc/{holder}/ns/mnt")).unwrap();
     let in_worker = || -> Vec<String> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
-            .filter(|p| {
-                std::fs::read_link(format!("/proc/{p}/ns/mnt"))
-                    .ok()
-                    .as_ref()
-                    == Some(&ns_inode)
-                    || std::fs::read_to_string(format!("/proc/{p}/cgroup"))
-                        .is_ok_and(|c| c.contains(&format!("/sandlet-{id}/")))
-            })
+        worker_processes(&ns_inode, &id)
+            .iter()
+            .map(u32::to_string)
             .collect()
     };
     let before = in_worker();

@@ -36,14 +36,7 @@ fn free_port() -> u16 {
 }
 
 fn run(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::fixtures::run_ok(command);
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it.

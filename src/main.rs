@@ -6,6 +6,8 @@
 //! mapping from outcomes to exit codes and messages (CONTRACT.md section 2).
 //! Everything else lives in the library crates.
 
+mod develop;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -65,6 +67,34 @@ enum Command {
     /// Read the data-access audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Scaffold an algorithm that builds and runs as it is, with a test
+    /// (DIR/test/run).
+    New(NewArgs),
+    /// Build the algorithm in DIR into a component; prints its path last.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NewArgs {
+    /// The algorithm's language.
+    #[arg(long, value_enum)]
+    lang: develop::Language,
+    /// A new or empty directory; its name is the algorithm's.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// Where the component and what the build stages go (default DIR/build;
+    /// a Rust component is copied there from cargo's target directory only
+    /// when this is given).
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// The algorithm: Cargo.toml, algorithm.py, algorithm.js or
+    /// algorithm.c tells its language.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +328,31 @@ fn main() -> ExitCode {
         Command::Node(args) => runtime.block_on(node(*args)),
         Command::Query(args) => runtime.block_on(query(args)),
         Command::Audit(command) => audit(command),
+        Command::New(args) => new(args),
+        Command::Build(args) => build(args),
+    }
+}
+
+fn new(args: NewArgs) -> ExitCode {
+    match develop::scaffold(args.lang, &args.dir) {
+        Ok(()) => {
+            let dir = args.dir.display();
+            eprintln!(
+                "created {dir}: build it with `sandlet build {dir}`, test it with `{dir}/test/run`"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn build(args: BuildArgs) -> ExitCode {
+    match develop::build(&args.dir, args.out_dir.as_deref()) {
+        Ok(component) => {
+            println!("{}", component.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use sandlet_core::digest::{Digest, DigestError};
-use sandlet_core::state_file::{partial_file, write_atomically};
+use sandlet_core::state_file::{is_partial, is_stale_partial, partial_file, write_atomically};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +127,7 @@ impl Drop for Pin {
 impl ModuleStore {
     /// Opens (or creates) the store in `dir`, holding at most `capacity`
     /// bytes of modules. Leftover temporary files from an interrupted write
-    /// are removed.
+    /// are removed once stale (another process may be writing one now).
     pub fn open(dir: &Path, capacity: u64) -> Result<Self, StoreError> {
         let blobs = dir.join("sha256");
         std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
@@ -141,7 +141,9 @@ impl ModuleStore {
                     let size = item.metadata().map_err(io(&path))?.len();
                     index.add(digest, size);
                 }
-                // A temporary file of a write that never finished.
+                // A temporary file of a write that never finished; one of
+                // another process's write in progress is left alone.
+                Err(_) if is_partial(&name) && !is_stale_partial(&path, &name) => {}
                 Err(_) => std::fs::remove_file(&path).map_err(io(&path))?,
             }
         }
@@ -406,15 +408,25 @@ mod tests {
             let store = ModuleStore::open(dir.path(), 1 << 20).unwrap();
             store.insert(&digest, b"kept").unwrap();
         }
-        std::fs::write(dir.path().join("sha256").join(".partial-xyz"), b"half").unwrap();
+        let blobs = dir.path().join("sha256");
+        // A write that died two hours ago, and one another process is
+        // making now (a concurrent `sandlet pull` sharing the store).
+        let dead = blobs.join(".partial-dead");
+        std::fs::write(&dead, b"half").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&dead)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let live = blobs.join(".partial-live");
+        std::fs::write(&live, b"being written").unwrap();
         let store = ModuleStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.get(&digest).unwrap().unwrap(), b"kept");
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("sha256"))
-                .unwrap()
-                .count(),
-            1
-        );
+        assert!(!dead.exists());
+        assert!(live.exists());
+        assert_eq!(store.size(), 4, "a write in progress is not a module");
     }
 
     #[test]

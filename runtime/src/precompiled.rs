@@ -70,10 +70,12 @@ impl PrecompileCache {
             .hash(&mut hasher);
         let dir = root.join(format!("{:016x}", hasher.finish()));
         std::fs::create_dir_all(&dir).map_err(|e| cache_error(&dir, e))?;
-        // Temporary files of writes that never finished.
+        // Temporary files of writes that never finished (not those of
+        // another process writing now: they are younger).
         for entry in std::fs::read_dir(&dir).map_err(|e| cache_error(&dir, e))? {
             let entry = entry.map_err(|e| cache_error(&dir, e))?;
-            if sandlet_core::state_file::is_partial(&entry.file_name().to_string_lossy()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if sandlet_core::state_file::is_stale_partial(&entry.path(), &name) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::algorithms::{run_with_data, write_config};
-use crate::fixtures::{Ran, guests, repo_root, run_ok, wasm_target_dir, write_patients};
+use crate::fixtures::{Ran, guests, repo_root, run_ok, sandlet, wasm_target_dir, write_patients};
 
 /// The examples of one language.
 struct Examples {
@@ -57,116 +57,90 @@ fn sources_key(dirs: &[PathBuf], toolchain: &Path) -> String {
     sandlet_runtime::Digest::of(&bytes).hex()[..16].to_owned()
 }
 
-/// `out_dir/NAME-KEY.wasm`, built by `build` unless it is there already.
-fn cached<R>(out_dir: &Path, name: &str, key: &str, build: impl FnOnce(&Path) -> R) -> PathBuf {
-    let out = out_dir.join(format!("{name}-{key}.wasm"));
-    if !out.is_file() {
-        let partial = out_dir.join(format!("{name}-{key}.partial.wasm"));
-        build(&partial);
-        std::fs::rename(&partial, &out).unwrap();
+/// `sandlet build` with what the guest toolchains need of the test's own
+/// environment (the toolchain cache, PATH for clang, cargo and node).
+pub fn sandlet_build() -> Command {
+    let mut command = sandlet();
+    for var in [
+        "PATH",
+        "HOME",
+        "SANDLET_CACHE",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "CARGO_TARGET_DIR",
+    ] {
+        if let Some(value) = std::env::var_os(var) {
+            command.env(var, value);
+        }
     }
-    out
+    command.arg("build");
+    command
+}
+
+/// `algorithms/LANG/NAME` built by `sandlet build` into
+/// `wasm-target/LANG/NAME-KEY/`, unless it is there already.
+fn build_example(lang: &str, name: &str) -> PathBuf {
+    let bin = toolchain(lang);
+    let algorithm = repo_root().join("algorithms").join(lang).join(name);
+    let sources = [
+        repo_root().join("wit"),
+        repo_root().join("sdk").join(lang),
+        algorithm.clone(),
+    ];
+    let out_dir = wasm_target_dir()
+        .join(lang)
+        .join(format!("{name}-{}", sources_key(&sources, &bin)));
+    let component = out_dir.join(format!("{name}.wasm"));
+    if !component.is_file() {
+        let printed = run_ok(
+            sandlet_build()
+                .arg("--out-dir")
+                .arg(&out_dir)
+                .arg(&algorithm),
+        );
+        assert_eq!(
+            printed.lines().last().map(PathBuf::from),
+            Some(component.clone())
+        );
+    }
+    component
+}
+
+fn examples(lang: &str) -> Examples {
+    Examples {
+        column_stats: build_example(lang, "column-stats"),
+        federated_mean: build_example(lang, "federated-mean"),
+    }
 }
 
 /// The Python examples (`algorithms/python`, SDK `sdk/python`), built once
 /// per test process with componentize-py.
 fn python() -> &'static Examples {
     static PYTHON: OnceLock<Examples> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let bin = toolchain("python");
-        let out_dir = wasm_target_dir().join("python");
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let build = |name: &str| {
-            let algorithm = repo_root().join("algorithms/python").join(name);
-            let sources = [
-                repo_root().join("wit"),
-                repo_root().join("sdk/python"),
-                algorithm.clone(),
-            ];
-            cached(&out_dir, name, &sources_key(&sources, &bin), |out| {
-                run_ok(
-                    Command::new(bin.join("componentize-py"))
-                        .arg("-d")
-                        .arg(repo_root().join("wit"))
-                        .args(["-w", "algorithm", "componentize", "-p"])
-                        .arg(repo_root().join("sdk/python"))
-                        .arg("-p")
-                        .arg(&algorithm)
-                        .arg("sandlet_app")
-                        .arg("-o")
-                        .arg(out),
-                )
-            })
-        };
-        Examples {
-            column_stats: build("column-stats"),
-            federated_mean: build("federated-mean"),
-        }
-    })
+    PYTHON.get_or_init(|| examples("python"))
 }
 
 /// The JavaScript examples (`algorithms/js`, SDK `sdk/js`): bundled with
-/// esbuild (entry, SDK and algorithm in one module), then componentize-js
-/// without `wasi:http` (`-d http fetch-event`).
+/// esbuild, then componentize-js without `wasi:http`.
 fn javascript() -> &'static Examples {
     static JS: OnceLock<Examples> = OnceLock::new();
-    JS.get_or_init(|| {
-        let bin = toolchain("js");
-        let out_dir = wasm_target_dir().join("js");
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let sdk = repo_root().join("sdk/js");
-        let build = |name: &str| {
-            let algorithm_dir = repo_root().join("algorithms/js").join(name);
-            let sources = [repo_root().join("wit"), sdk.clone(), algorithm_dir.clone()];
-            cached(&out_dir, name, &sources_key(&sources, &bin), |out| {
-                let bundle = out_dir.join(format!("{name}.bundle.js"));
-                run_ok(
-                    Command::new(bin.join("esbuild"))
-                        .arg(sdk.join("entry.js"))
-                        .args([
-                            "--bundle",
-                            "--format=esm",
-                            "--platform=neutral",
-                            "--log-level=warning",
-                        ])
-                        .arg("--external:sandlet:algorithm/data@0.1.0")
-                        .arg(format!(
-                            "--alias:sandlet={}",
-                            sdk.join("sandlet.js").display()
-                        ))
-                        .arg(format!(
-                            "--alias:algorithm={}",
-                            algorithm_dir.join("algorithm.js").display()
-                        ))
-                        .arg(format!("--outfile={}", bundle.display())),
-                );
-                run_ok(
-                    Command::new(bin.join("componentize-js"))
-                        .arg(&bundle)
-                        .arg("--wit")
-                        .arg(repo_root().join("wit"))
-                        .args([
-                            "--world-name",
-                            "algorithm",
-                            "-d",
-                            "http",
-                            "fetch-event",
-                            "-o",
-                        ])
-                        .arg(out),
-                )
-            })
-        };
-        Examples {
-            column_stats: build("column-stats"),
-            federated_mean: build("federated-mean"),
-        }
-    })
+    JS.get_or_init(|| examples("js"))
+}
+
+/// The C examples (`algorithms/c`, SDK `sdk/c`): wit-bindgen's bindings,
+/// clang for wasm32-wasi and the component linker.
+fn c() -> &'static Examples {
+    static C: OnceLock<Examples> = OnceLock::new();
+    C.get_or_init(|| examples("c"))
 }
 
 /// Every language's examples, built.
-fn languages() -> [(&'static str, &'static Examples); 2] {
-    [("python", python()), ("javascript", javascript())]
+fn languages() -> [(&'static str, &'static Examples); 3] {
+    [
+        ("python", python()),
+        ("javascript", javascript()),
+        ("c", c()),
+    ]
 }
 
 /// JSON values equal with every number compared as a number (`2000` and
@@ -205,6 +179,8 @@ fn examples_in_every_language_give_the_rust_numbers_on_the_same_data() {
             r#"{"dataset": "patients", "column": "bmi"}"#,
             r#"{"dataset": "patients", "column": "age"}"#,
             r#"{"combine": [{"sum": 10.5, "count": 3}, {"sum": 4, "count": 2}]}"#,
+            // Doubles that need all 17 digits to read back the same.
+            r#"{"combine": [{"sum": 0.1, "count": 1}, {"sum": 0.2, "count": 2}]}"#,
         ]
         .map(|input| (&guests().federated_mean, &example.federated_mean, input));
         let cases = column_stats.into_iter().chain(federated_mean);
@@ -371,4 +347,93 @@ fn examples_in_every_language_run_as_pods_with_the_rust_numbers() {
             message(&hidden)
         );
     }
+}
+
+/// The C SDK parses its input and writes its result itself: its reader,
+/// writer and entry are tested natively under AddressSanitizer and UBSan
+/// against a stubbed host (`sdk/c/test/sdk_test.c`: hostile JSON of every
+/// kind, nesting past the limit, a megabyte string, writer misuse,
+/// refusals and the host's memory).
+#[test]
+fn the_c_sdk_holds_under_sanitizers_against_hostile_input() {
+    let bin = toolchain("c");
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("gen");
+    run_ok(
+        Command::new(bin.join("wit-bindgen"))
+            .arg("c")
+            .arg(repo_root().join("wit"))
+            .args(["--world", "algorithm", "--out-dir"])
+            .arg(&generated),
+    );
+    let test = dir.path().join("sdk_test");
+    let sdk = repo_root().join("sdk/c");
+    run_ok(
+        Command::new("clang-19")
+            .args([
+                "-fsanitize=address,undefined",
+                "-fno-sanitize-recover=all",
+                "-g",
+                "-Wall",
+                "-Werror",
+            ])
+            .arg("-I")
+            .arg(&generated)
+            .arg("-I")
+            .arg(&sdk)
+            .arg(sdk.join("test/sdk_test.c"))
+            .arg(sdk.join("sandlet.c"))
+            .args(["-lm", "-o"])
+            .arg(&test),
+    );
+    let output = Command::new(&test).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "all passed");
+}
+
+/// Through `sandlet run` the host refuses what is not JSON before any
+/// guest sees it; what is JSON but not what the algorithm takes (duplicate
+/// keys, which serde lets through) is the C SDK's `invalid input`, and
+/// escaped names arrive intact.
+#[test]
+fn the_c_examples_answer_odd_json_as_the_rust_ones_do() {
+    let dir = tempfile::tempdir().unwrap();
+    write_patients(dir.path(), "patients", 50, 80);
+    let config = write_config(dir.path(), &["patients"]);
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for input in [deep.as_str(), r#"{"dataset": "\ud800"}"#, "{} x"] {
+        let ran = run_with_data(&c().column_stats, &config, &["patients"], input);
+        assert_eq!(ran.code, Some(2), "{ran:#?}");
+        assert!(
+            ran.stderr.contains("invalid --input: not JSON"),
+            "{}",
+            ran.stderr
+        );
+    }
+    let duplicate = r#"{"dataset": "patients", "dataset": "other", "column": "age"}"#;
+    let ran = run_with_data(&c().column_stats, &config, &["patients"], duplicate);
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert!(
+        ran.stderr
+            .starts_with("invalid input: not JSON: expected no duplicate member name"),
+        "{}",
+        ran.stderr
+    );
+    let rust = run_with_data(&guests().column_stats, &config, &["patients"], duplicate);
+    assert_eq!(rust.code, Some(1), "{rust:#?}");
+    assert!(rust.stderr.contains("duplicate field"), "{}", rust.stderr);
+    let escaped = r#"{"dataset": "p\u0061tients", "column": "\u0061ge"}"#;
+    let result = json(&run_with_data(
+        &c().column_stats,
+        &config,
+        &["patients"],
+        escaped,
+    ));
+    assert_eq!(result["dataset"], "patients");
+    assert_eq!(result["count"], 50);
 }

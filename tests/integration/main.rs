@@ -9,6 +9,7 @@ mod algorithms;
 mod audit;
 mod cli;
 mod cluster;
+mod develop;
 mod fixtures;
 mod kube;
 mod languages;

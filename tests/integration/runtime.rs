@@ -205,6 +205,38 @@ async fn the_precompile_cache_compiles_once_and_never_trusts_a_corrupt_artifact(
     assert!(err.to_string().contains("do not match its digest"), "{err}");
 }
 
+/// Regression: opening the cache removed every temporary file in it, so a
+/// `sandlet run` starting while another process stored an artifact deleted
+/// that file, whose rename then failed and whose run compiled uncached
+/// with a warning on stderr. Only writes that died long ago are removed.
+#[test]
+fn opening_the_precompile_cache_leaves_another_process_write_in_progress() {
+    use sandlet_runtime::precompiled::PrecompileCache;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(EngineOptions {
+        max_concurrent_runs: 2,
+    })
+    .unwrap();
+    let bytes = std::fs::read(&guests().hello).unwrap();
+    let digest = sandlet_runtime::Digest::of(&bytes);
+    let cache = PrecompileCache::open(dir.path(), &engine).unwrap();
+    cache.load_or_compile(&engine, &digest, &bytes).unwrap();
+    let engine_dir = walk_files(dir.path())[0].parent().unwrap().to_owned();
+    let live = engine_dir.join(".partial-live");
+    let dead = engine_dir.join(".partial-dead");
+    std::fs::write(&live, b"being written").unwrap();
+    std::fs::write(&dead, b"half").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&dead)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    PrecompileCache::open(dir.path(), &engine).unwrap();
+    assert!(live.exists(), "another process's write was removed");
+    assert!(!dead.exists(), "a write that died was kept");
+}
+
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -151,6 +151,12 @@ struct NodeArgs {
     /// ~/.kube/config or the in-cluster service account.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
+    /// When the --kubeconfig file does not exist yet: obtain the node's
+    /// client certificate with the bootstrap credentials in FILE (a
+    /// CertificateSigningRequest to kubernetes.io/kube-apiserver-client-kubelet),
+    /// keep it in <state dir>/pki and write --kubeconfig, as the kubelet does.
+    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
+    bootstrap_kubeconfig: Option<PathBuf>,
     /// The Node's name (default: this host's name).
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
@@ -757,6 +763,7 @@ async fn node(args: NodeArgs) -> ExitCode {
     };
     let options = sandlet_kubelet::NodeOptions {
         kubeconfig: args.kubeconfig,
+        bootstrap_kubeconfig: args.bootstrap_kubeconfig,
         node_name,
         station,
         address: args.address,

@@ -156,14 +156,25 @@ pub fn load_stored(pki: &Path, subject: &Subject) -> Option<Issued> {
 
 /// Writes chain and key to `pki/STORED` (mode 0600, replaced atomically).
 fn store(pki: &Path, chain_pem: &str, key_pem: &str) -> std::io::Result<PathBuf> {
+    store_pem(pki, STORED, chain_pem, key_pem)
+}
+
+/// Writes a certificate chain and its key into `pki/name` (one PEM file,
+/// mode 0600, in a 0700 directory), whole or not at all.
+pub(crate) fn store_pem(
+    pki: &Path,
+    name: &str,
+    chain_pem: &str,
+    key_pem: &str,
+) -> std::io::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(pki)?;
-    let path = pki.join(STORED);
-    let temp = pki.join(format!("{STORED}.tmp"));
+    let path = pki.join(name);
+    let temp = pki.join(format!("{name}.tmp"));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -219,7 +230,9 @@ pub fn new_request(subject: &Subject) -> Result<(String, String), String> {
 
 /// Why one request did not give a certificate.
 #[derive(Debug, thiserror::Error)]
-enum RequestError {
+pub(crate) enum RequestError {
+    #[error("creating a CertificateSigningRequest: {0}")]
+    Create(#[source] kube::Error),
     #[error("{0}")]
     Api(String),
     #[error("CertificateSigningRequest {name} was {how}: {message}")]
@@ -245,25 +258,25 @@ fn refusal(
         .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
 }
 
-/// Makes one request and waits for its certificate.
-async fn request(
+/// Creates a CertificateSigningRequest of `csr_pem` for `signer` and waits
+/// until it is signed (the chain, PEM), refused, deleted or 15 minutes old.
+pub(crate) async fn request_certificate(
     client: &kube::Client,
-    subject: &Subject,
-) -> Result<(Issued, String, String), RequestError> {
-    let (csr_pem, key_pem) = new_request(subject).map_err(RequestError::Api)?;
+    csr_pem: String,
+    signer: &str,
+    usages: &[&str],
+    generate_name: &str,
+) -> Result<String, RequestError> {
     let api = Api::<CertificateSigningRequest>::all(client.clone());
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
-            generate_name: Some("csr-".to_owned()),
+            generate_name: Some(generate_name.to_owned()),
             ..Default::default()
         },
         spec: CertificateSigningRequestSpec {
             request: ByteString(csr_pem.into_bytes()),
-            signer_name: SIGNER.to_owned(),
-            usages: Some(vec![
-                "digital signature".to_owned(),
-                "server auth".to_owned(),
-            ]),
+            signer_name: signer.to_owned(),
+            usages: Some(usages.iter().map(|u| (*u).to_owned()).collect()),
             ..Default::default()
         },
         status: None,
@@ -271,9 +284,9 @@ async fn request(
     let created = api
         .create(&PostParams::default(), &csr)
         .await
-        .map_err(|e| RequestError::Api(format!("creating a CertificateSigningRequest: {e}")))?;
+        .map_err(RequestError::Create)?;
     let name = created.metadata.name.unwrap_or_default();
-    tracing::info!(csr = %name, "asked for a serving certificate; it is used once approved and signed");
+    tracing::info!(csr = %name, signer, "asked for a certificate; it is used once approved and signed");
     let done = |csr: Option<&CertificateSigningRequest>| {
         csr.and_then(|c| c.status.as_ref()).is_some_and(|status| {
             status.certificate.as_ref().is_some_and(|c| !c.0.is_empty())
@@ -300,8 +313,24 @@ async fn request(
             message: refused.message.clone().unwrap_or_default(),
         });
     }
-    let chain_pem = String::from_utf8(status.certificate.unwrap_or_default().0)
-        .map_err(|_| RequestError::Unusable("not PEM".to_owned()))?;
+    String::from_utf8(status.certificate.unwrap_or_default().0)
+        .map_err(|_| RequestError::Unusable("not PEM".to_owned()))
+}
+
+/// Makes one serving-certificate request and waits for its certificate.
+async fn request(
+    client: &kube::Client,
+    subject: &Subject,
+) -> Result<(Issued, String, String), RequestError> {
+    let (csr_pem, key_pem) = new_request(subject).map_err(RequestError::Api)?;
+    let chain_pem = request_certificate(
+        client,
+        csr_pem,
+        SIGNER,
+        &["digital signature", "server auth"],
+        "csr-",
+    )
+    .await?;
     let issued =
         parse(chain_pem.as_bytes(), key_pem.as_bytes(), subject).map_err(RequestError::Unusable)?;
     Ok((issued, chain_pem, key_pem))

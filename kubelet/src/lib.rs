@@ -28,6 +28,7 @@
 //! `sandlet_runtime::RunPlan`s and asks the runtime to run them.
 
 pub mod auth;
+pub mod bootstrap;
 pub mod certs;
 pub mod context;
 pub mod env;
@@ -77,6 +78,9 @@ pub const DEFAULT_STORE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     pub kubeconfig: Option<PathBuf>,
+    /// `--bootstrap-kubeconfig`: when `kubeconfig` does not exist yet, the
+    /// credentials that obtain the node's client certificate.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     pub node_name: String,
     /// The station file: datasets, policies and the module allow-list.
     pub station: Option<station::StationConfig>,
@@ -106,6 +110,8 @@ pub struct NodeOptions {
 pub enum NodeError {
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
+    #[error("{0}")]
+    Bootstrap(#[from] bootstrap::BootstrapError),
     #[error("{0}")]
     Register(#[from] node::NodeError),
     #[error("kubelet API: {0}")]
@@ -177,6 +183,20 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
     // One TLS provider for the process (kube's client, the registry client
     // and the kubelet API all use rustls).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // TLS bootstrap, as the kubelet does it: only while the node has no
+    // kubeconfig of its own.
+    if let (Some(bootstrap), Some(kubeconfig)) =
+        (&options.bootstrap_kubeconfig, &options.kubeconfig)
+        && !kubeconfig.exists()
+    {
+        bootstrap::bootstrap(
+            bootstrap,
+            kubeconfig,
+            &options.node_name,
+            &options.state_dir.join("pki"),
+        )
+        .await?;
+    }
     let config = client_config(options.kubeconfig.as_ref()).await?;
     // Client certificates for the kubelet API chain to --client-ca-file, or
     // to the CA the node trusts for the API server (as kubeadm sets it up).

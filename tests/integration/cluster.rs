@@ -207,6 +207,19 @@ impl Cluster {
         );
         self.dir.join(format!("node-{name}.kubeconfig"))
     }
+
+    /// `scripts/cluster bootstrap-kubeconfig`: a kubeconfig holding a new
+    /// bootstrap token valid for `ttl_seconds`.
+    pub fn bootstrap_kubeconfig(&self, name: &str, ttl_seconds: u64) -> PathBuf {
+        let printed = crate::fixtures::run_ok(
+            Command::new(repo_root().join("scripts/cluster"))
+                .arg("bootstrap-kubeconfig")
+                .arg(&self.dir)
+                .arg(name)
+                .arg(ttl_seconds.to_string()),
+        );
+        PathBuf::from(printed.trim())
+    }
 }
 
 /// A `sandlet node` process registered with the test cluster.
@@ -240,6 +253,33 @@ impl TestNode {
         extra: &[&str],
     ) -> TestNode {
         let kubeconfig = cluster.node_kubeconfig(name);
+        TestNode::launch(cluster, name, registry, extra, |_| {
+            vec!["--kubeconfig".into(), kubeconfig.into()]
+        })
+    }
+
+    /// A node that joins with a bootstrap token (`scripts/cluster
+    /// bootstrap-kubeconfig`), from a bare state directory: its
+    /// `--kubeconfig` is `<state dir>/kubeconfig`, written by the node.
+    pub fn start_bootstrapped(name: &str, registry: &TestRegistry) -> TestNode {
+        let bootstrap = cluster().bootstrap_kubeconfig(name, 3600);
+        TestNode::launch(cluster(), name, registry, &[], |state| {
+            vec![
+                "--kubeconfig".into(),
+                state.join("kubeconfig").into(),
+                "--bootstrap-kubeconfig".into(),
+                bootstrap.into(),
+            ]
+        })
+    }
+
+    fn launch(
+        cluster: &Cluster,
+        name: &str,
+        registry: &TestRegistry,
+        extra: &[&str],
+        credentials: impl FnOnce(&Path) -> Vec<OsString>,
+    ) -> TestNode {
         let state = tempfile::Builder::new()
             .prefix("sandlet-node-")
             .tempdir()
@@ -249,7 +289,8 @@ impl TestNode {
             .local_addr()
             .unwrap()
             .port();
-        let mut args: Vec<OsString> = vec!["node".into(), "--kubeconfig".into(), kubeconfig.into()];
+        let mut args: Vec<OsString> = vec!["node".into()];
+        args.extend(credentials(state.path()));
         for a in [
             "--node-name",
             name,

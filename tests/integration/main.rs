@@ -7,6 +7,7 @@
 
 mod algorithms;
 mod audit;
+mod bootstrap;
 mod cli;
 mod cluster;
 mod develop;

@@ -1,0 +1,307 @@
+//! TLS bootstrap: the node's client certificate obtained with bootstrap
+//! credentials, as the kubelet does with `--bootstrap-kubeconfig`.
+//!
+//! When the node's `--kubeconfig` does not exist yet, the node makes a key,
+//! asks the `kubernetes.io/kube-apiserver-client-kubelet` signer for a
+//! certificate for `system:node:NAME` (group `system:nodes`) with a
+//! CertificateSigningRequest made with the bootstrap credentials (the
+//! controller-manager's approver approves it where the cluster grants
+//! bootstrap tokens that right, as kubeadm sets it up), stores certificate
+//! and key in `<state dir>/pki/kubelet-client-current.pem` (0600) and
+//! writes `--kubeconfig` pointing at that file, with the bootstrap file's
+//! cluster (server and CA).
+//!
+//! This module owns that exchange and the files it writes. It never
+//! approves its own request, never writes `--kubeconfig` before the
+//! certificate is in hand (a failed bootstrap leaves nothing behind), and
+//! never uses the bootstrap credentials for anything but the request.
+
+use std::path::{Path, PathBuf};
+
+use kube::config::{AuthInfo, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedContext};
+
+use crate::certs::{self, RequestError};
+
+/// The signer of kubelet client certificates.
+pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The stored client certificate and key (the kubelet's file name).
+pub const STORED: &str = "kubelet-client-current.pem";
+
+/// Why the node could not obtain its client certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("--bootstrap-kubeconfig {path}: {reason}")]
+    Kubeconfig { path: PathBuf, reason: String },
+    #[error(
+        "the API server refused the bootstrap credentials in {path} (401 Unauthorized): the \
+         bootstrap token has expired, was revoked or never existed; ask the cluster admin for a \
+         new one (scripts/cluster bootstrap-kubeconfig DIR NAME)"
+    )]
+    Unauthorized { path: PathBuf },
+    #[error(
+        "the bootstrap credentials in {path} may not ask for a node client certificate \
+         (403 Forbidden: {message}); the cluster must grant bootstrap tokens \
+         system:node-bootstrapper"
+    )]
+    Forbidden { path: PathBuf, message: String },
+    #[error("no client certificate: {0}")]
+    Request(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A new key and a PKCS#10 request for `system:node:NAME` in
+/// `system:nodes` (PEM each): ECDSA P-256, no names besides the subject,
+/// which is what the approver accepts for this signer.
+pub fn client_request(node: &str) -> Result<(String, String), String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::OrganizationName, "system:nodes");
+    name.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params.distinguished_name = name;
+    let request = params
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .map_err(|e| e.to_string())?;
+    Ok((request, key.serialize_pem()))
+}
+
+/// Obtains the node's client certificate with the credentials in
+/// `bootstrap` and writes `kubeconfig` to use it; the certificate and key
+/// go to `pki`.
+pub async fn bootstrap(
+    bootstrap: &Path,
+    kubeconfig: &Path,
+    node: &str,
+    pki: &Path,
+) -> Result<(), BootstrapError> {
+    let invalid = |reason: String| BootstrapError::Kubeconfig {
+        path: bootstrap.to_owned(),
+        reason,
+    };
+    let file = Kubeconfig::read_from(bootstrap).map_err(|e| invalid(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(file.clone(), &KubeConfigOptions::default())
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
+    let client = kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))?;
+    let (csr_pem, key_pem) = client_request(node).map_err(BootstrapError::Request)?;
+    tracing::info!(
+        node,
+        "asking the cluster for a client certificate with the bootstrap credentials"
+    );
+    let chain_pem = certs::request_certificate(
+        &client,
+        csr_pem,
+        SIGNER,
+        &["digital signature", "client auth"],
+        "node-csr-",
+    )
+    .await
+    .map_err(|e| match e {
+        RequestError::Create(kube::Error::Api(status)) if status.code == 401 => {
+            BootstrapError::Unauthorized {
+                path: bootstrap.to_owned(),
+            }
+        }
+        RequestError::Create(kube::Error::Api(status)) if status.code == 403 => {
+            BootstrapError::Forbidden {
+                path: bootstrap.to_owned(),
+                message: status.message.clone(),
+            }
+        }
+        other => BootstrapError::Request(other.to_string()),
+    })?;
+    check_issued(&chain_pem, &key_pem, node).map_err(BootstrapError::Request)?;
+    let stored = certs::store_pem(pki, STORED, &chain_pem, &key_pem).map_err(|source| {
+        BootstrapError::Write {
+            path: pki.join(STORED),
+            source,
+        }
+    })?;
+    let written = node_kubeconfig(&file, &stored).map_err(invalid)?;
+    write_private(kubeconfig, &written).map_err(|source| BootstrapError::Write {
+        path: kubeconfig.to_owned(),
+        source,
+    })?;
+    tracing::info!(kubeconfig = %kubeconfig.display(), certificate = %stored.display(), "bootstrapped: the node's client certificate is issued and stored");
+    Ok(())
+}
+
+/// The issued chain must be for this key and name the node.
+fn check_issued(chain_pem: &str, key_pem: &str, node: &str) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::prelude::FromDer;
+    let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()
+        .ok_or("the signer returned no certificate")?
+        .map_err(|e| format!("the signer returned no certificate: {e}"))?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| format!("the issued certificate does not parse: {e}"))?;
+    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| e.to_string())?;
+    if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err("the issued certificate is not for the node's key".to_owned());
+    }
+    let expected = format!("system:node:{node}");
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok());
+    if common_name != Some(expected.as_str()) {
+        return Err(format!(
+            "the issued certificate names {common_name:?}, not {expected}"
+        ));
+    }
+    Ok(())
+}
+
+/// The node's kubeconfig: the bootstrap file's cluster, the stored client
+/// certificate and key as the user.
+fn node_kubeconfig(bootstrap: &Kubeconfig, stored: &Path) -> Result<String, String> {
+    let context_name = bootstrap
+        .current_context
+        .clone()
+        .ok_or("no current-context")?;
+    let context = bootstrap
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .ok_or_else(|| format!("no context {context_name}"))?;
+    let cluster = bootstrap
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .cloned()
+        .ok_or_else(|| format!("no cluster {}", context.cluster))?;
+    let path = stored.display().to_string();
+    let config = Kubeconfig {
+        clusters: vec![cluster.clone()],
+        auth_infos: vec![NamedAuthInfo {
+            name: "default-auth".to_owned(),
+            auth_info: Some(AuthInfo {
+                client_certificate: Some(path.clone()),
+                client_key: Some(path),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        contexts: vec![NamedContext {
+            name: "default-context".to_owned(),
+            context: Some(Context {
+                cluster: cluster.name,
+                user: Some("default-auth".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        current_context: Some("default-context".to_owned()),
+        kind: Some("Config".to_owned()),
+        api_version: Some("v1".to_owned()),
+        ..Default::default()
+    };
+    serde_yaml::to_string(&config).map_err(|e| e.to_string())
+}
+
+/// `text` into `path` (0600), whole or not at all.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_names_the_node_and_nothing_else() {
+        use rustls_pki_types::pem::PemObject;
+        use x509_parser::prelude::FromDer;
+        let (csr, key) = client_request("station-a").unwrap();
+        assert!(key.contains("PRIVATE KEY"));
+        let der =
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes()).unwrap();
+        let (_, parsed) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+                .unwrap();
+        assert_eq!(
+            parsed.certification_request_info.subject.to_string(),
+            "O=system:nodes, CN=system:node:station-a"
+        );
+        // No subject alternative names: the approver refuses those for
+        // client certificates.
+        assert!(
+            parsed
+                .requested_extensions()
+                .is_none_or(|mut e| e.next().is_none())
+        );
+    }
+
+    #[test]
+    fn only_a_certificate_for_the_key_and_the_node_is_accepted() {
+        let (_, key) = client_request("station-a").unwrap();
+        let sign = |key_pem: &str, cn: &str| {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let issuer = rcgen::Issuer::new(ca, ca_key);
+            let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            leaf.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            let key = rcgen::KeyPair::from_pem(key_pem).unwrap();
+            leaf.signed_by(&key, &issuer).unwrap().pem()
+        };
+        check_issued(&sign(&key, "system:node:station-a"), &key, "station-a").unwrap();
+        let error = check_issued(&sign(&key, "system:node:other"), &key, "station-a").unwrap_err();
+        assert!(error.contains("not system:node:station-a"), "{error}");
+        let (_, other_key) = client_request("station-a").unwrap();
+        let error = check_issued(
+            &sign(&other_key, "system:node:station-a"),
+            &key,
+            "station-a",
+        )
+        .unwrap_err();
+        assert!(error.contains("not for the node's key"), "{error}");
+    }
+
+    #[test]
+    fn the_node_kubeconfig_keeps_the_cluster_and_uses_the_stored_certificate() {
+        let bootstrap: Kubeconfig = serde_yaml::from_str(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: Q0E=\nusers:\n- name: b\n  user:\n    token: abcdef.0123456789abcdef\ncontexts:\n- name: b@c\n  context:\n    cluster: c\n    user: b\ncurrent-context: b@c\n",
+        )
+        .unwrap();
+        let text = node_kubeconfig(
+            &bootstrap,
+            Path::new("/state/pki/kubelet-client-current.pem"),
+        )
+        .unwrap();
+        assert!(
+            !text.contains("abcdef"),
+            "the bootstrap token is not kept: {text}"
+        );
+        let written: Kubeconfig = serde_yaml::from_str(&text).unwrap();
+        let cluster = written.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:6443"));
+        let user = written.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(
+            user.client_certificate.as_deref(),
+            Some("/state/pki/kubelet-client-current.pem")
+        );
+        assert_eq!(user.client_key, user.client_certificate);
+    }
+}

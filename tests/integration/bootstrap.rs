@@ -1,0 +1,237 @@
+//! TLS bootstrap against the real control plane: a node with nothing but a
+//! bootstrap token joins as `system:node:NAME`, and a token that expired or
+//! was revoked is refused by name, leaving nothing behind.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{TestNode, cluster, push, wait_for, wasm_pod};
+use crate::fixtures::{Ran, guests, sandlet};
+use crate::registry::{RegistrySetup, TestRegistry};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The token a bootstrap kubeconfig holds.
+fn token_of(kubeconfig: &Path) -> String {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("a token")
+        .to_owned()
+}
+
+#[test]
+fn kube_a_node_joins_with_a_bootstrap_token_and_runs_pods_as_itself() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let mut node = TestNode::start_bootstrapped("joiner", &registry);
+
+    // The certificate and the kubeconfig the node wrote, private to it.
+    let kubeconfig = node.state_dir.join("kubeconfig");
+    let stored = node.state_dir.join("pki/kubelet-client-current.pem");
+    assert_eq!(mode(&kubeconfig), 0o600);
+    assert_eq!(mode(&stored), 0o600);
+    let written = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(written.contains("kubelet-client-current.pem"), "{written}");
+    assert!(
+        !written.contains("token"),
+        "the bootstrap token is not kept: {written}"
+    );
+
+    // The request: made with the bootstrap token, for the client signer,
+    // approved by the controller-manager, nobody else.
+    let csrs: Value = serde_json::from_str(&c.kubectl(&["get", "csr", "-o", "json"])).unwrap();
+    let request = csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|csr| {
+            csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+                && csr["spec"]["username"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("system:bootstrap:"))
+        })
+        .cloned()
+        .expect("the node's client certificate request");
+    let approved = request["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Approved")
+        .cloned()
+        .unwrap();
+    assert_eq!(approved["reason"], "AutoApproved", "{approved}");
+
+    // The API server sees the node as system:node:joiner in system:nodes.
+    let whoami: Value = serde_json::from_str(&c.kubectl(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "auth",
+        "whoami",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        whoami["status"]["userInfo"]["username"],
+        "system:node:joiner"
+    );
+    let groups = whoami["status"]["userInfo"]["groups"].to_string();
+    assert!(groups.contains("system:nodes"), "{groups}");
+    // NodeRestriction holds it to its own Node: labelling another is
+    // refused.
+    let other = TestNode::start("joiner-neighbour", &registry, &[]);
+    let refused = c.kubectl_raw(
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "label",
+            "node",
+            &other.name,
+            "stolen=yes",
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        error.contains("Forbidden") || error.contains("forbidden"),
+        "{error}"
+    );
+
+    // It runs pods.
+    let image = push(&registry, &guests().hello, "bootstrap/hello:v1");
+    let ns = c.namespace("bootstrap");
+    c.apply(
+        &ns,
+        &wasm_pod("hello", &node.name, &image, &["joined"], "Never"),
+    );
+    c.wait_phase(&ns, "hello", "Succeeded", LONG);
+
+    // A restart uses the stored certificate: no new request.
+    let requests = || {
+        let csrs: Value = serde_json::from_str(&c.kubectl(&["get", "csr", "-o", "json"])).unwrap();
+        csrs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|csr| {
+                csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+            })
+            .count()
+    };
+    let before = requests();
+    node.kill();
+    node.start_again();
+    assert_eq!(requests(), before);
+    c.apply(
+        &ns,
+        &wasm_pod("again", &node.name, &image, &["again"], "Never"),
+    );
+    c.wait_phase(&ns, "again", "Succeeded", LONG);
+}
+
+/// `sandlet node` with only bootstrap credentials, in a fresh state
+/// directory; it is expected to stop.
+fn bootstrap_once(bootstrap: &Path, state: &Path) -> Ran {
+    let mut node = sandlet();
+    node.args([
+        "node",
+        "--node-name",
+        "refused",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ])
+    .arg("--kubeconfig")
+    .arg(state.join("kubeconfig"))
+    .arg("--bootstrap-kubeconfig")
+    .arg(bootstrap)
+    .arg("--state-dir")
+    .arg(state);
+    let mut child = node
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + LONG;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap().into()
+}
+
+#[test]
+fn kube_an_expired_or_revoked_bootstrap_token_is_refused_and_leaves_nothing() {
+    let c = cluster();
+    // Expired: valid for no time at all.
+    let expired = c.bootstrap_kubeconfig("expired", 0);
+    std::thread::sleep(Duration::from_secs(2));
+    // Revoked: its Secret deleted, and the API server no longer takes it.
+    let revoked = c.bootstrap_kubeconfig("revoked", 3600);
+    let token = token_of(&revoked);
+    let id = token.split('.').next().unwrap();
+    c.kubectl(&[
+        "delete",
+        "secret",
+        "-n",
+        "kube-system",
+        &format!("bootstrap-token-{id}"),
+    ]);
+    let revoked_path = revoked.to_str().unwrap();
+    wait_for("the revoked token to be refused", LONG, || {
+        let out = c.kubectl_raw(&["--kubeconfig", revoked_path, "auth", "whoami"], None);
+        (!out.status.success()).then_some(())
+    });
+    for bootstrap in [&expired, &revoked] {
+        let state = tempfile::tempdir().unwrap();
+        let ran = bootstrap_once(bootstrap, state.path());
+        assert_eq!(ran.code, Some(2), "{ran:#?}");
+        assert!(
+            ran.stderr.contains("refused the bootstrap credentials"),
+            "{}",
+            ran.stderr
+        );
+        assert!(ran.stderr.contains("401"), "{}", ran.stderr);
+        assert!(
+            ran.stderr.contains("expired, was revoked"),
+            "{}",
+            ran.stderr
+        );
+        assert!(!state.path().join("kubeconfig").exists());
+        assert!(!state.path().join("pki/kubelet-client-current.pem").exists());
+    }
+    // A bootstrap file that is not a kubeconfig is named.
+    let state = tempfile::tempdir().unwrap();
+    let garbage = state.path().join("garbage.kubeconfig");
+    std::fs::write(&garbage, "{ not: [ yaml").unwrap();
+    let ran = bootstrap_once(&garbage, state.path());
+    assert_eq!(ran.code, Some(2), "{ran:#?}");
+    assert!(
+        ran.stderr.contains("--bootstrap-kubeconfig"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("garbage.kubeconfig"), "{}", ran.stderr);
+    // Bootstrap credentials need a --kubeconfig to write.
+    let ran: Ran = sandlet()
+        .args(["node", "--bootstrap-kubeconfig"])
+        .arg(&expired)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(ran.code, Some(2), "{ran:#?}");
+    assert!(ran.stderr.contains("--kubeconfig"), "{}", ran.stderr);
+}

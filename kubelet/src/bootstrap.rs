@@ -11,6 +11,9 @@
 //! writes `--kubeconfig` pointing at that file, with the bootstrap file's
 //! cluster (server and CA).
 //!
+//! The same happens again when the certificate it stored has expired (a
+//! station switched off for longer than the certificate lived).
+//!
 //! This module owns that exchange and the files it writes. It never
 //! approves its own request, never writes `--kubeconfig` before the
 //! certificate is in hand (a failed bootstrap leaves nothing behind), and
@@ -131,6 +134,63 @@ pub async fn bootstrap(
     })?;
     tracing::info!(kubeconfig = %kubeconfig.display(), certificate = %stored.display(), "bootstrapped: the node's client certificate is issued and stored");
     Ok(())
+}
+
+/// Whether the node must bootstrap: its kubeconfig does not exist, or it
+/// is the one bootstrap wrote and the stored certificate has expired or
+/// cannot be read (a station that was off longer than the certificate
+/// lived), as the kubelet falls back to its bootstrap credentials then.
+/// A kubeconfig the node did not write is never replaced.
+pub fn needed(kubeconfig: &Path, pki: &Path) -> bool {
+    if !kubeconfig.exists() {
+        return true;
+    }
+    let stored = pki.join(STORED);
+    let ours = Kubeconfig::read_from(kubeconfig).is_ok_and(|k| {
+        k.auth_infos.iter().any(|a| {
+            a.auth_info
+                .as_ref()
+                .and_then(|i| i.client_certificate.as_deref())
+                .is_some_and(|c| Path::new(c) == stored)
+        })
+    });
+    if !ours {
+        return false;
+    }
+    match std::fs::read(&stored)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| not_after(&pem))
+    {
+        Ok(not_after) if not_after > now_unix() => false,
+        Ok(_) => {
+            tracing::warn!(certificate = %stored.display(), "the node's client certificate has expired: bootstrapping again");
+            true
+        }
+        Err(reason) => {
+            tracing::warn!(certificate = %stored.display(), %reason, "the node's client certificate cannot be read: bootstrapping again");
+            true
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// When the first certificate in `pem` expires (unix seconds).
+fn not_after(pem: &[u8]) -> Result<i64, String> {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::prelude::FromDer;
+    let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()
+        .ok_or("no certificate")?
+        .map_err(|e| e.to_string())?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| e.to_string())?;
+    Ok(cert.validity().not_after.timestamp())
 }
 
 /// The issued chain must be for this key and name the node.
@@ -277,6 +337,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("not for the node's key"), "{error}");
+    }
+
+    #[test]
+    fn an_expired_stored_certificate_needs_a_new_bootstrap_and_a_foreign_kubeconfig_never_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let kubeconfig = dir.path().join("kubeconfig");
+        assert!(needed(&kubeconfig, &pki), "no kubeconfig yet");
+        let cert = |year: i32| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+            (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+        };
+        let bootstrap: Kubeconfig = serde_yaml::from_str(
+            "clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: x\n  context:\n    cluster: c\ncurrent-context: x\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &kubeconfig,
+            node_kubeconfig(&bootstrap, &pki.join(STORED)).unwrap(),
+        )
+        .unwrap();
+        let (valid, key) = cert(2099);
+        certs::store_pem(&pki, STORED, &valid, &key).unwrap();
+        assert!(!needed(&kubeconfig, &pki), "a valid certificate is kept");
+        let (expired, key) = cert(2021);
+        certs::store_pem(&pki, STORED, &expired, &key).unwrap();
+        assert!(needed(&kubeconfig, &pki), "an expired one is replaced");
+        std::fs::write(pki.join(STORED), "garbage").unwrap();
+        assert!(needed(&kubeconfig, &pki), "an unreadable one is replaced");
+        // An admin's kubeconfig (another certificate file) is left alone.
+        std::fs::write(
+            &kubeconfig,
+            node_kubeconfig(&bootstrap, &dir.path().join("admin.pem")).unwrap(),
+        )
+        .unwrap();
+        assert!(!needed(&kubeconfig, &pki));
     }
 
     #[test]

@@ -183,19 +183,14 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
     // One TLS provider for the process (kube's client, the registry client
     // and the kubelet API all use rustls).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // TLS bootstrap, as the kubelet does it: only while the node has no
-    // kubeconfig of its own.
+    // TLS bootstrap, as the kubelet does it: while the node has no
+    // kubeconfig of its own, or its bootstrapped certificate has expired.
+    let pki = options.state_dir.join("pki");
     if let (Some(bootstrap), Some(kubeconfig)) =
         (&options.bootstrap_kubeconfig, &options.kubeconfig)
-        && !kubeconfig.exists()
+        && bootstrap::needed(kubeconfig, &pki)
     {
-        bootstrap::bootstrap(
-            bootstrap,
-            kubeconfig,
-            &options.node_name,
-            &options.state_dir.join("pki"),
-        )
-        .await?;
+        bootstrap::bootstrap(bootstrap, kubeconfig, &options.node_name, &pki).await?;
     }
     let config = client_config(options.kubeconfig.as_ref()).await?;
     // Client certificates for the kubelet API chain to --client-ca-file, or
@@ -266,7 +261,6 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
     );
     // The serving certificate: the one given; else one the cluster issued
     // earlier, or a self-signed one until the cluster issues one.
-    let pki = options.state_dir.join("pki");
     let subject = certs::Subject {
         node: identity.name.clone(),
         ip: identity

@@ -136,6 +136,28 @@ fn kube_a_node_joins_with_a_bootstrap_token_and_runs_pods_as_itself() {
         &wasm_pod("again", &node.name, &image, &["again"], "Never"),
     );
     c.wait_phase(&ns, "again", "Succeeded", LONG);
+
+    // The certificate expired while the station was off: the node
+    // bootstraps again with its bootstrap credentials.
+    node.kill();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:joiner");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = params.self_signed(&key).unwrap().pem();
+    std::fs::write(&stored, format!("{expired}{}", key.serialize_pem())).unwrap();
+    node.start_again();
+    assert_eq!(requests(), before + 1);
+    assert!(!std::fs::read_to_string(&stored).unwrap().contains(&expired));
+    assert_eq!(mode(&stored), 0o600);
+    c.apply(
+        &ns,
+        &wasm_pod("renewed", &node.name, &image, &["renewed"], "Never"),
+    );
+    c.wait_phase(&ns, "renewed", "Succeeded", LONG);
 }
 
 /// `sandlet node` with only bootstrap credentials, in a fresh state

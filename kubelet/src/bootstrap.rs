@@ -128,9 +128,11 @@ pub async fn bootstrap(
         }
     })?;
     let written = node_kubeconfig(&file, &stored).map_err(invalid)?;
-    write_private(kubeconfig, &written).map_err(|source| BootstrapError::Write {
-        path: kubeconfig.to_owned(),
-        source,
+    certs::write_private(kubeconfig, written.as_bytes()).map_err(|source| {
+        BootstrapError::Write {
+            path: kubeconfig.to_owned(),
+            source,
+        }
     })?;
     tracing::info!(kubeconfig = %kubeconfig.display(), certificate = %stored.display(), "bootstrapped: the node's client certificate is issued and stored");
     Ok(())
@@ -159,9 +161,9 @@ pub fn needed(kubeconfig: &Path, pki: &Path) -> bool {
     }
     match std::fs::read(&stored)
         .map_err(|e| e.to_string())
-        .and_then(|pem| not_after(&pem))
+        .and_then(|pem| with_leaf(&pem, |cert| cert.validity().not_after.timestamp()))
     {
-        Ok(not_after) if not_after > now_unix() => false,
+        Ok(not_after) if not_after > certs::now_unix() => false,
         Ok(_) => {
             tracing::warn!(certificate = %stored.display(), "the node's client certificate has expired: bootstrapping again");
             true
@@ -173,52 +175,43 @@ pub fn needed(kubeconfig: &Path, pki: &Path) -> bool {
     }
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// When the first certificate in `pem` expires (unix seconds).
-fn not_after(pem: &[u8]) -> Result<i64, String> {
+/// `read` of the first certificate in `pem`.
+fn with_leaf<T>(
+    pem: &[u8],
+    read: impl FnOnce(&x509_parser::certificate::X509Certificate) -> T,
+) -> Result<T, String> {
     use rustls_pki_types::pem::PemObject;
     use x509_parser::prelude::FromDer;
     let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
         .next()
         .ok_or("no certificate")?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("no certificate: {e}"))?;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref())
-        .map_err(|e| e.to_string())?;
-    Ok(cert.validity().not_after.timestamp())
+        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+    Ok(read(&cert))
 }
 
 /// The issued chain must be for this key and name the node.
 fn check_issued(chain_pem: &str, key_pem: &str, node: &str) -> Result<(), String> {
-    use rustls_pki_types::pem::PemObject;
-    use x509_parser::prelude::FromDer;
-    let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .next()
-        .ok_or("the signer returned no certificate")?
-        .map_err(|e| format!("the signer returned no certificate: {e}"))?;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref())
-        .map_err(|e| format!("the issued certificate does not parse: {e}"))?;
     let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| e.to_string())?;
-    if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-        return Err("the issued certificate is not for the node's key".to_owned());
-    }
     let expected = format!("system:node:{node}");
-    let common_name = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok());
-    if common_name != Some(expected.as_str()) {
-        return Err(format!(
-            "the issued certificate names {common_name:?}, not {expected}"
-        ));
-    }
-    Ok(())
+    with_leaf(chain_pem.as_bytes(), |cert| {
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err("the issued certificate is not for the node's key".to_owned());
+        }
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok());
+        if common_name != Some(expected.as_str()) {
+            return Err(format!(
+                "the issued certificate names {common_name:?}, not {expected}"
+            ));
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("from the signer: {e}"))?
 }
 
 /// The node's kubeconfig: the bootstrap file's cluster, the stored client
@@ -267,22 +260,6 @@ fn node_kubeconfig(bootstrap: &Kubeconfig, stored: &Path) -> Result<String, Stri
         ..Default::default()
     };
     serde_yaml::to_string(&config).map_err(|e| e.to_string())
-}
-
-/// `text` into `path` (0600), whole or not at all.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ impl Issued {
     }
 }
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -167,28 +167,33 @@ pub(crate) fn store_pem(
     chain_pem: &str,
     key_pem: &str,
 ) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(pki)?;
+    let separator = if chain_pem.ends_with('\n') { "" } else { "\n" };
     let path = pki.join(name);
-    let temp = pki.join(format!("{name}.tmp"));
+    write_private(&path, format!("{chain_pem}{separator}{key_pem}").as_bytes())?;
+    Ok(path)
+}
+
+/// `bytes` into `path` (mode 0600) through `<path>.tmp`, synced and
+/// renamed: whole or not at all.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&temp)?;
-    file.write_all(chain_pem.as_bytes())?;
-    if !chain_pem.ends_with('\n') {
-        file.write_all(b"\n")?;
-    }
-    file.write_all(key_pem.as_bytes())?;
+    file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&temp, &path)?;
-    Ok(path)
+    std::fs::rename(&temp, path)
 }
 
 /// The certificate a node asks for, as the kubelet-serving signer requires

@@ -148,6 +148,17 @@ static bool hex4(reader *r, unsigned *out) {
 
 static void put_utf8(buffer *b, unsigned cp);
 
+/* Room in a reader's run-owned buffer for `more` bytes and the final NUL. */
+static void room(sandlet_run *run, buffer *b, size_t more) {
+    if (b->length + more < b->capacity)
+        return;
+    size_t capacity = b->capacity * 2 > b->length + more + 1 ? b->capacity * 2 : b->length + more + 1;
+    char *bigger = sandlet_alloc(run, capacity);
+    memcpy(bigger, b->bytes, b->length);
+    b->bytes = bigger;
+    b->capacity = capacity;
+}
+
 /* A string's text (after its opening quote) into *out, unescaped. */
 static bool read_string(reader *r, const char **out, size_t *out_length) {
     buffer b = {0};
@@ -163,14 +174,9 @@ static bool read_string(reader *r, const char **out, size_t *out_length) {
         if (c < 0x20)
             return fail_at(r, "no control character in a string");
         if (c != '\\') {
-            cp = c; /* a byte of UTF-8, copied as it is */
-            if (b.length + 1 >= b.capacity) {
-                char *bigger = sandlet_alloc(r->run, b.capacity * 2);
-                memcpy(bigger, b.bytes, b.length);
-                b.bytes = bigger;
-                b.capacity *= 2;
-            }
-            b.bytes[b.length++] = (char)cp;
+            /* a byte of UTF-8, copied as it is */
+            room(r->run, &b, 1);
+            b.bytes[b.length++] = (char)c;
             continue;
         }
         if (r->at >= r->length)
@@ -204,12 +210,7 @@ static bool read_string(reader *r, const char **out, size_t *out_length) {
         default:
             return fail_at(r, "a valid escape");
         }
-        if (b.length + 5 >= b.capacity) {
-            char *bigger = sandlet_alloc(r->run, b.capacity * 2);
-            memcpy(bigger, b.bytes, b.length);
-            b.bytes = bigger;
-            b.capacity *= 2;
-        }
+        room(r->run, &b, 4);
         put_utf8(&b, cp);
     }
     b.bytes[b.length] = '\0';
@@ -485,35 +486,25 @@ static void put_string(buffer *b, const char *text) {
     put(b, "\"", 1);
 }
 
-void sandlet_begin_object(sandlet_run *run) {
+static void open_container(sandlet_run *run, const char *bracket) {
     before_value(run);
-    put(&run->result, "{", 1);
+    put(&run->result, bracket, 1);
     run->depth++;
     run->need_comma = false;
 }
 
-void sandlet_end_object(sandlet_run *run) {
+static void close_container(sandlet_run *run, const char *bracket) {
     if (run->depth == 0 || run->after_key)
         run->misused = true;
-    put(&run->result, "}", 1);
+    put(&run->result, bracket, 1);
     run->depth--;
     after_value(run);
 }
 
-void sandlet_begin_array(sandlet_run *run) {
-    before_value(run);
-    put(&run->result, "[", 1);
-    run->depth++;
-    run->need_comma = false;
-}
-
-void sandlet_end_array(sandlet_run *run) {
-    if (run->depth == 0 || run->after_key)
-        run->misused = true;
-    put(&run->result, "]", 1);
-    run->depth--;
-    after_value(run);
-}
+void sandlet_begin_object(sandlet_run *run) { open_container(run, "{"); }
+void sandlet_end_object(sandlet_run *run) { close_container(run, "}"); }
+void sandlet_begin_array(sandlet_run *run) { open_container(run, "["); }
+void sandlet_end_array(sandlet_run *run) { close_container(run, "]"); }
 
 void sandlet_key(sandlet_run *run, const char *key) {
     if (run->depth == 0 || run->after_key)

@@ -21,7 +21,7 @@ struct Examples {
 
 /// Installs (once, cached) the toolchain of `lang` and returns the
 /// directory its tools are in.
-fn toolchain(lang: &str) -> PathBuf {
+pub fn toolchain(lang: &str) -> PathBuf {
     let toolchains = repo_root().join("scripts/toolchains");
     run_ok(Command::new(&toolchains).arg(lang));
     run_ok(Command::new(&toolchains).args(["env", lang]))
@@ -79,8 +79,7 @@ pub fn sandlet_build() -> Command {
 
 /// `algorithms/LANG/NAME` built by `sandlet build` into
 /// `wasm-target/LANG/NAME-KEY/`, unless it is there already.
-fn build_example(lang: &str, name: &str) -> PathBuf {
-    let bin = toolchain(lang);
+fn build_example(lang: &str, name: &str, bin: &Path) -> PathBuf {
     let algorithm = repo_root().join("algorithms").join(lang).join(name);
     let sources = [
         repo_root().join("wit"),
@@ -89,7 +88,7 @@ fn build_example(lang: &str, name: &str) -> PathBuf {
     ];
     let out_dir = wasm_target_dir()
         .join(lang)
-        .join(format!("{name}-{}", sources_key(&sources, &bin)));
+        .join(format!("{name}-{}", sources_key(&sources, bin)));
     let component = out_dir.join(format!("{name}.wasm"));
     if !component.is_file() {
         let printed = run_ok(
@@ -107,9 +106,10 @@ fn build_example(lang: &str, name: &str) -> PathBuf {
 }
 
 fn examples(lang: &str) -> Examples {
+    let bin = toolchain(lang);
     Examples {
-        column_stats: build_example(lang, "column-stats"),
-        federated_mean: build_example(lang, "federated-mean"),
+        column_stats: build_example(lang, "column-stats", &bin),
+        federated_mean: build_example(lang, "federated-mean", &bin),
     }
 }
 

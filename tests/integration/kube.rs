@@ -1638,6 +1638,14 @@ fn kube_a_changed_config_map_or_secret_reaches_the_next_pod_at_once() {
     c.kubectl(&["delete", "-n", &ns, "configmap", "settings"]);
     c.apply(&ns, &pod("third"));
     wait_waiting(&ns, "third", &["CreateContainerConfigError"]);
-    c.apply(&ns, &objects("v3", "t3"));
-    assert_eq!(env_of("third"), ("v3".into(), "t3".into()));
+    // Only the ConfigMap comes back: two objects are two watches, whose
+    // events the API server orders per object only, so a pod released by
+    // one object's event may not yet see another's change made in the same
+    // apply (the kubelet's Watch strategy guarantees no more; this step
+    // failed under load when it also changed the Secret).
+    c.apply(
+        &ns,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {MODE: v3}\n",
+    );
+    assert_eq!(env_of("third"), ("v3".into(), "t2".into()));
 }

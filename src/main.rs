@@ -187,6 +187,12 @@ struct NodeArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     rotate_server_certificates: bool,
+    /// Renew the client certificate obtained with --bootstrap-kubeconfig
+    /// before it expires (a CertificateSigningRequest made with the current
+    /// one, 80 % into its lifetime), as the kubelet does.
+    #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    rotate_certificates: bool,
     /// CA certificates (PEM) that kubelet API client certificates must be
     /// signed by; the user is the certificate's CN, its groups the O values
     /// (default: the CA of the kubeconfig's cluster).
@@ -773,6 +779,7 @@ async fn node(args: NodeArgs) -> ExitCode {
         runtime_dir: args.runtime_dir,
         tls: args.tls_cert_file.zip(args.tls_private_key_file),
         rotate_server_certificates: args.rotate_server_certificates,
+        rotate_certificates: args.rotate_certificates,
         client_ca: args.client_ca_file,
         auth: sandlet_kubelet::auth::AuthOptions {
             anonymous: args.anonymous_auth,

@@ -29,6 +29,8 @@ use crate::certs::{self, RequestError};
 pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 /// The stored client certificate and key (the kubelet's file name).
 pub const STORED: &str = "kubelet-client-current.pem";
+/// The key usages asked for a client certificate.
+pub const CLIENT_USAGES: &[&str] = &["digital signature", "client auth"];
 
 /// Why the node could not obtain its client certificate.
 #[derive(Debug, thiserror::Error)]
@@ -98,28 +100,23 @@ pub async fn bootstrap(
         node,
         "asking the cluster for a client certificate with the bootstrap credentials"
     );
-    let chain_pem = certs::request_certificate(
-        &client,
-        csr_pem,
-        SIGNER,
-        &["digital signature", "client auth"],
-        "node-csr-",
-    )
-    .await
-    .map_err(|e| match e {
-        RequestError::Create(kube::Error::Api(status)) if status.code == 401 => {
-            BootstrapError::Unauthorized {
-                path: bootstrap.to_owned(),
-            }
-        }
-        RequestError::Create(kube::Error::Api(status)) if status.code == 403 => {
-            BootstrapError::Forbidden {
-                path: bootstrap.to_owned(),
-                message: status.message.clone(),
-            }
-        }
-        other => BootstrapError::Request(other.to_string()),
-    })?;
+    let chain_pem =
+        certs::request_certificate(&client, csr_pem, SIGNER, CLIENT_USAGES, "node-csr-")
+            .await
+            .map_err(|e| match e {
+                RequestError::Create(kube::Error::Api(status)) if status.code == 401 => {
+                    BootstrapError::Unauthorized {
+                        path: bootstrap.to_owned(),
+                    }
+                }
+                RequestError::Create(kube::Error::Api(status)) if status.code == 403 => {
+                    BootstrapError::Forbidden {
+                        path: bootstrap.to_owned(),
+                        message: status.message.clone(),
+                    }
+                }
+                other => BootstrapError::Request(other.to_string()),
+            })?;
     check_issued(&chain_pem, &key_pem, node).map_err(BootstrapError::Request)?;
     let stored = certs::store_pem(pki, STORED, &chain_pem, &key_pem).map_err(|source| {
         BootstrapError::Write {
@@ -147,23 +144,12 @@ pub fn needed(kubeconfig: &Path, pki: &Path) -> bool {
     if !kubeconfig.exists() {
         return true;
     }
-    let stored = pki.join(STORED);
-    let ours = Kubeconfig::read_from(kubeconfig).is_ok_and(|k| {
-        k.auth_infos.iter().any(|a| {
-            a.auth_info
-                .as_ref()
-                .and_then(|i| i.client_certificate.as_deref())
-                .is_some_and(|c| Path::new(c) == stored)
-        })
-    });
-    if !ours {
+    if !written_by_node(kubeconfig, pki) {
         return false;
     }
-    match std::fs::read(&stored)
-        .map_err(|e| e.to_string())
-        .and_then(|pem| with_leaf(&pem, |cert| cert.validity().not_after.timestamp()))
-    {
-        Ok(not_after) if not_after > certs::now_unix() => false,
+    let stored = pki.join(STORED);
+    match validity(&stored) {
+        Ok((_, not_after)) if not_after > certs::now_unix() => false,
         Ok(_) => {
             tracing::warn!(certificate = %stored.display(), "the node's client certificate has expired: bootstrapping again");
             true
@@ -173,6 +159,33 @@ pub fn needed(kubeconfig: &Path, pki: &Path) -> bool {
             true
         }
     }
+}
+
+/// Whether `kubeconfig` is the one bootstrap wrote: its user is the
+/// certificate stored in `pki`.
+pub fn written_by_node(kubeconfig: &Path, pki: &Path) -> bool {
+    let stored = pki.join(STORED);
+    Kubeconfig::read_from(kubeconfig).is_ok_and(|k| {
+        k.auth_infos.iter().any(|a| {
+            a.auth_info
+                .as_ref()
+                .and_then(|i| i.client_certificate.as_deref())
+                .is_some_and(|c| Path::new(c) == stored)
+        })
+    })
+}
+
+/// The validity (unix seconds, not before and not after) of the first
+/// certificate in the PEM file `path`.
+pub fn validity(path: &Path) -> Result<(i64, i64), String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    with_leaf(&pem, |cert| {
+        let validity = cert.validity();
+        (
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        )
+    })
 }
 
 /// `read` of the first certificate in `pem`.
@@ -192,7 +205,7 @@ fn with_leaf<T>(
 }
 
 /// The issued chain must be for this key and name the node.
-fn check_issued(chain_pem: &str, key_pem: &str, node: &str) -> Result<(), String> {
+pub(crate) fn check_issued(chain_pem: &str, key_pem: &str, node: &str) -> Result<(), String> {
     let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| e.to_string())?;
     let expected = format!("system:node:{node}");
     with_leaf(chain_pem.as_bytes(), |cert| {

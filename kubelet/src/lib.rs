@@ -39,6 +39,7 @@ pub mod node;
 pub mod objects;
 pub mod plan;
 pub mod pods;
+pub mod rotation;
 pub mod server;
 pub mod station;
 pub mod status;
@@ -95,6 +96,9 @@ pub struct NodeOptions {
     /// Without `tls`: ask the cluster for a serving certificate with a
     /// CertificateSigningRequest (`--rotate-server-certificates`).
     pub rotate_server_certificates: bool,
+    /// Renew the client certificate obtained by TLS bootstrap before it
+    /// expires (`--rotate-certificates`).
+    pub rotate_certificates: bool,
     /// `--client-ca-file`; `None`: the CA of the kubeconfig's cluster.
     pub client_ca: Option<PathBuf>,
     /// How the kubelet API authenticates and authorizes requests.
@@ -210,6 +214,31 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         );
     }
     let client = http2_client(config).map_err(NodeError::Kubeconfig)?;
+    // Client certificate rotation: only of a certificate the node obtained.
+    let rotation = match (&options.kubeconfig, options.rotate_certificates) {
+        (Some(kubeconfig), true) if bootstrap::written_by_node(kubeconfig, &pki) => {
+            Some(rotation::Rotation {
+                node: options.node_name.clone(),
+                kubeconfig: kubeconfig.clone(),
+                bootstrap_kubeconfig: options.bootstrap_kubeconfig.clone(),
+                pki: pki.clone(),
+            })
+        }
+        (_, true) => {
+            tracing::warn!(
+                "--rotate-certificates: the kubeconfig's credentials are not a certificate the node obtained with --bootstrap-kubeconfig; they are not rotated"
+            );
+            None
+        }
+        (_, false) => None,
+    };
+    let (client, swap) = match rotation {
+        Some(rotation) => {
+            let (client, swap) = rotation::swappable(client);
+            (client, Some((swap, rotation)))
+        }
+        None => (client, None),
+    };
     std::fs::create_dir_all(&options.state_dir).map_err(|e| NodeError::Setup {
         what: "the state directory",
         reason: format!("{}: {e}", options.state_dir.display()),
@@ -321,6 +350,8 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         .await
         .map_err(|e| setup("the node lease")(e.to_string()))?;
     let heartbeat = tokio::spawn(heartbeat.run());
+    let client_certificate =
+        swap.map(|(swap, rotation)| tokio::spawn(rotation::run(client.clone(), swap, rotation)));
     let certificates = (options.tls.is_none() && options.rotate_server_certificates)
         .then(|| tokio::spawn(certs::run(client.clone(), subject, pki, serving, renew_at)));
     let recorder = Recorder::new(
@@ -356,8 +387,8 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         },
     };
     heartbeat.abort();
-    if let Some(certificates) = certificates {
-        certificates.abort();
+    for task in [certificates, client_certificate].into_iter().flatten() {
+        task.abort();
     }
     result
 }

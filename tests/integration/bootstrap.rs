@@ -31,7 +31,7 @@ fn token_of(kubeconfig: &Path) -> String {
 fn kube_a_node_joins_with_a_bootstrap_token_and_runs_pods_as_itself() {
     let c = cluster();
     let registry = TestRegistry::start(RegistrySetup::default());
-    let mut node = TestNode::start_bootstrapped("joiner", &registry);
+    let mut node = TestNode::start_bootstrapped("joiner", &registry, &[]);
 
     // The certificate and the kubeconfig the node wrote, private to it.
     let kubeconfig = node.state_dir.join("kubeconfig");
@@ -158,6 +158,136 @@ fn kube_a_node_joins_with_a_bootstrap_token_and_runs_pods_as_itself() {
         &wasm_pod("renewed", &node.name, &image, &["renewed"], "Never"),
     );
     c.wait_phase(&ns, "renewed", "Succeeded", LONG);
+}
+
+/// The client certificate requests (CSRs) made by `username` since
+/// `since` (unix seconds).
+fn client_requests_by(c: &crate::cluster::Cluster, username: &str, since: i64) -> Vec<Value> {
+    let csrs: Value = serde_json::from_str(&c.kubectl(&["get", "csr", "-o", "json"])).unwrap();
+    csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|csr| {
+            csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+                && csr["spec"]["username"] == username
+                && csr["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                    .is_some_and(|t| t.as_second() >= since)
+        })
+        .cloned()
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Validity (unix seconds) of the first certificate in a PEM file.
+fn validity(path: &Path) -> (i64, i64) {
+    use x509_parser::prelude::FromDer;
+    let pem = std::fs::read(path).unwrap();
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&block.contents).unwrap();
+    (
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    )
+}
+
+#[test]
+fn kube_a_node_rotates_its_client_certificate_before_it_expires_and_keeps_working() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let mut node = TestNode::start_bootstrapped("rotator", &registry, &["--rotate-certificates"]);
+    let stored = node.state_dir.join("pki/kubelet-client-current.pem");
+    // Give the node a certificate from the cluster's CA that is 80 % into
+    // its lifetime in a few seconds and expires soon after: what a
+    // year-old certificate looks like, in seconds.
+    node.kill();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(c.dir.join("pki/ca.key")).unwrap())
+            .unwrap();
+    let ca = rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(c.dir.join("pki/ca.crt")).unwrap(),
+        ca_key,
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:rotator");
+    let at = |unix: i64| time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    let now = unix_now();
+    let expires = now + 45;
+    params.not_before = at(now - 120);
+    params.not_after = at(expires);
+    let short = params.signed_by(&key, &ca).unwrap().pem();
+    std::fs::write(&stored, format!("{short}{}", key.serialize_pem())).unwrap();
+    node.start_again();
+    let ns = c.namespace("rotation");
+    let image = push(&registry, &guests().hello, "rotation/hello:v1");
+    c.apply(
+        &ns,
+        &wasm_pod("before", &node.name, &image, &["before"], "Never"),
+    );
+    c.wait_phase(&ns, "before", "Succeeded", LONG);
+
+    // Renewed with the node's own certificate (not the bootstrap token),
+    // approved, stored privately, and valid for far longer.
+    let renewal = wait_for("the node's renewal request", LONG, || {
+        client_requests_by(c, "system:node:rotator", now)
+            .into_iter()
+            .next()
+    });
+    let conditions = renewal["status"]["conditions"].to_string();
+    assert!(conditions.contains("AutoApproved"), "{conditions}");
+    let (_, renewed_until) = wait_for("the renewed certificate to be stored", LONG, || {
+        let (from, until) = validity(&stored);
+        (until > expires + 3600).then_some((from, until))
+    });
+    assert!(renewed_until > unix_now() + 24 * 3600);
+    assert_eq!(mode(&stored), 0o600);
+    // The node's log since the restart: renewed, not bootstrapped again.
+    let log = node.log_text();
+    assert!(
+        log.contains("rotated the node's client certificate"),
+        "{log}"
+    );
+    assert!(!log.contains("bootstrap"), "{log}");
+
+    // Past the old certificate's expiry the node still talks to the API
+    // server: its lease is renewed, and a new pod runs and reports.
+    while unix_now() < expires + 5 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    c.apply(
+        &ns,
+        &wasm_pod("after", &node.name, &image, &["after"], "Never"),
+    );
+    c.wait_phase(&ns, "after", "Succeeded", LONG);
+    wait_for(
+        "a lease renewal after the old certificate expired",
+        LONG,
+        || {
+            let lease = c.get("kube-node-lease", "lease", &node.name)?;
+            let renewed = lease["spec"]["renewTime"].as_str()?.to_owned();
+            let renewed = renewed.parse::<k8s_openapi::jiff::Timestamp>().ok()?;
+            (renewed.as_second() > expires + 1).then_some(())
+        },
+    );
+    let log = node.log_text();
+    assert!(!log.contains("Unauthorized"), "{log}");
+    // Only one renewal: the new certificate is not due for months.
+    assert_eq!(client_requests_by(c, "system:node:rotator", now).len(), 1);
 }
 
 /// `sandlet node` with only bootstrap credentials, in a fresh state

@@ -261,9 +261,9 @@ impl TestNode {
     /// A node that joins with a bootstrap token (`scripts/cluster
     /// bootstrap-kubeconfig`), from a bare state directory: its
     /// `--kubeconfig` is `<state dir>/kubeconfig`, written by the node.
-    pub fn start_bootstrapped(name: &str, registry: &TestRegistry) -> TestNode {
+    pub fn start_bootstrapped(name: &str, registry: &TestRegistry, extra: &[&str]) -> TestNode {
         let bootstrap = cluster().bootstrap_kubeconfig(name, 3600);
-        TestNode::launch(cluster(), name, registry, &[], |state| {
+        TestNode::launch(cluster(), name, registry, extra, |state| {
             vec![
                 "--kubeconfig".into(),
                 state.join("kubeconfig").into(),

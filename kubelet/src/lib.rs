@@ -337,10 +337,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         server_address,
         serving.clone(),
         access,
-        Arc::new(server::Served {
-            pods: pods.clone(),
-            queries: queries.clone(),
-        }),
+        Arc::new(server::Served::new(pods.clone(), queries.clone())),
     ));
     let node_uid = node::register(&client, &identity, since).await?;
     tracing::info!(node = %identity.name, address = %server_address, "registered");

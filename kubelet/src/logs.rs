@@ -30,9 +30,15 @@ pub fn log_path(pod_dir: &Path, container: &str, restart_count: i32) -> PathBuf 
     pod_dir.join(format!("{container}.{restart_count}.log"))
 }
 
+/// The most one run's log file holds. A guest's output is limited
+/// (16 MiB by default), but each write becomes a record with a 40-byte
+/// prefix, so a guest writing a byte at a time could otherwise make a file
+/// 40 times its output; past this the file ends with a note saying so.
+pub const MAX_LOG_FILE_BYTES: u64 = 24 * 1024 * 1024;
+
 /// One log file being written by both guest streams.
 struct LogFile {
-    file: Mutex<File>,
+    file: Mutex<(File, u64)>,
 }
 
 /// An [`OutputSink`] for one stream of one container run.
@@ -58,11 +64,21 @@ impl OutputSink for LogSink {
             record.push(b'\n');
             rest = &rest[advance..];
         }
-        self.file
-            .file
-            .lock()
-            .expect("log file poisoned")
-            .write_all(&record)
+        let mut file = self.file.file.lock().expect("log file poisoned");
+        let (file, written) = &mut *file;
+        if *written >= MAX_LOG_FILE_BYTES {
+            return Ok(());
+        }
+        if *written + record.len() as u64 > MAX_LOG_FILE_BYTES {
+            // The file ends with the note, a few dozen bytes past the limit.
+            let note = format!(
+                "{now:.9} stderr F [sandlet] this run's log reached {MAX_LOG_FILE_BYTES} bytes; later output is not kept\n"
+            );
+            *written = MAX_LOG_FILE_BYTES;
+            return file.write_all(note.as_bytes());
+        }
+        *written += record.len() as u64;
+        file.write_all(&record)
     }
 }
 
@@ -72,13 +88,14 @@ pub fn open_sinks(path: &Path) -> io::Result<OutputSinks> {
         std::fs::create_dir_all(dir)?;
     }
     let file = Arc::new(LogFile {
-        file: Mutex::new(
+        file: Mutex::new((
             OpenOptions::new()
                 .create(true)
                 .truncate(true)
                 .write(true)
                 .open(path)?,
-        ),
+            0,
+        )),
     });
     Ok(OutputSinks {
         stdout: Arc::new(LogSink {
@@ -381,6 +398,32 @@ mod tests {
         write(&sinks, "out", "after\n");
         assert_eq!(reader.read_available().unwrap(), b"after\n");
         assert!(file_len(&path) > 0);
+    }
+
+    #[test]
+    fn a_log_stops_at_its_limit_with_a_note_however_the_guest_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.0.log");
+        let sinks = open_sinks(&path).unwrap();
+        // One-byte lines: each is a record 40 times its size.
+        let lines = "x\n".repeat(4096);
+        let mut sent = 0u64;
+        while sent < MAX_LOG_FILE_BYTES {
+            write(&sinks, "out", &lines);
+            sent += lines.len() as u64 * 20;
+        }
+        write(&sinks, "err", "after the limit\n");
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= MAX_LOG_FILE_BYTES + 200, "{size}");
+        assert!(size > MAX_LOG_FILE_BYTES - 64 * 4096, "{size}");
+        let text = read_log(&path, LogOptions::default()).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.ends_with("later output is not kept\n"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+        assert!(!text.contains("after the limit"));
     }
 
     #[test]

@@ -10,20 +10,34 @@
 //! 401/403 itself. The serving certificate is read from [`ServingCerts`] on
 //! every handshake: `--tls-cert-file`, or one the cluster issued
 //! ([`crate::certs`]), or until then a self-signed one ([`self_signed`]).
+//!
+//! No client can hold more than its share: at most [`MAX_CONNECTIONS`]
+//! connections at once (more are closed on accept), [`HANDSHAKE_TIMEOUT`]
+//! to finish TLS, [`HEADER_TIMEOUT`] to send a request's head, heads of at
+//! most [`MAX_HEAD_BYTES`] (431 beyond), [`MAX_STREAMS`] concurrent HTTP/2
+//! streams, and a connection with no request in progress that moves no
+//! byte for [`IDLE_TIMEOUT`] is closed. Request bodies are never read (no
+//! route takes one). Paths are matched as sent, never decoded or
+//! normalized: names in them must be the DNS names Kubernetes allows, so
+//! `..`, `%2f` and the like are refused before any lookup.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -34,6 +48,20 @@ use crate::logs::{FOLLOW_POLL, LogOptions, LogReader, log_path};
 use sandlet_data::QueryCounters;
 
 type Body = BoxBody<Bytes, Infallible>;
+
+/// Connections served at once; more are closed as they are accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Time a client has to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's head (HTTP/1).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in progress that moves no byte for this
+/// long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request head (HTTP/1 buffer, HTTP/2 header list).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Concurrent HTTP/2 streams on one connection.
+pub const MAX_STREAMS: u32 = 100;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -138,10 +166,26 @@ pub struct Access {
     pub gate: Gate,
 }
 
+/// Whole logs read at once; more requests wait their turn. A read holds
+/// up to a few times [`crate::logs::MAX_LOG_FILE_BYTES`] in memory.
+pub const MAX_LOG_READS: usize = 4;
+
 /// What the API's handlers read: the node's pods and its query counters.
 pub struct Served {
     pub pods: Arc<PodTable>,
     pub queries: Arc<QueryCounters>,
+    /// [`MAX_LOG_READS`] permits.
+    pub log_reads: tokio::sync::Semaphore,
+}
+
+impl Served {
+    pub fn new(pods: Arc<PodTable>, queries: Arc<QueryCounters>) -> Served {
+        Served {
+            pods,
+            queries,
+            log_reads: tokio::sync::Semaphore::new(MAX_LOG_READS),
+        }
+    }
 }
 
 /// Serves the kubelet API on `address` until the task is dropped.
@@ -180,8 +224,21 @@ pub async fn serve(
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| ServerError::Listen { address, source })?;
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(MAX_STREAMS);
+    let http = Arc::new(http);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // Refused connections are logged at most once a minute.
+    let mut last_warning: Option<Instant> = None;
     loop {
-        let (tcp, _) = match listener.accept().await {
+        let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(error) => {
                 tracing::warn!(%error, "kubelet API: accept failed");
@@ -189,14 +246,28 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                last_warning = Some(Instant::now());
+                tracing::warn!(%peer, limit = MAX_CONNECTIONS, "kubelet API: too many connections; closing new ones");
+            }
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let served = served.clone();
         let gate = gate.clone();
+        let http = http.clone();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(error) => {
-                    tracing::debug!(%error, "kubelet API: TLS handshake failed");
+            let _permit = permit;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "kubelet API: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "kubelet API: TLS handshake timed out");
                     return;
                 }
             };
@@ -208,19 +279,178 @@ pub async fn serve(
                 .and_then(|chain| chain.first())
                 .and_then(|leaf| User::from_certificate(leaf))
                 .map(Arc::new);
+            let activity = Arc::new(Activity::new());
+            let io = Watched {
+                inner: tls,
+                activity: activity.clone(),
+            };
+            let in_service = activity.clone();
             let service = hyper::service::service_fn(move |request| {
+                let busy = Busy::new(&in_service);
                 let served = served.clone();
                 let gate = gate.clone();
                 let user = user.clone();
-                async move { Ok::<_, Infallible>(admit(request, user.as_deref(), &gate, &served).await) }
+                async move {
+                    let response = admit(request, user.as_deref(), &gate, &served).await;
+                    Ok::<_, Infallible>(response.map(|body| Guarded { body, _busy: busy }))
+                }
             });
-            if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%error, "kubelet API: connection ended with an error");
+            let connection = http.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(connection);
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(error) = ended {
+                            tracing::debug!(%peer, %error, "kubelet API: connection ended with an error");
+                        }
+                        return;
+                    }
+                    () = tokio::time::sleep(IDLE_TIMEOUT / 4) => {
+                        if activity.idle_for() >= IDLE_TIMEOUT {
+                            tracing::debug!(%peer, "kubelet API: closing an idle connection");
+                            return;
+                        }
+                    }
+                }
             }
         });
+    }
+}
+
+/// When a connection last moved a byte, and how many of its requests are
+/// in progress (from arrival until the response body is sent or dropped).
+struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How long nothing has happened: zero while a request is in progress.
+    fn idle_for(&self) -> Duration {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
+/// One request in progress on a connection.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: &Arc<Activity>) -> Busy {
+        activity.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in progress.
+struct Guarded {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection's transport, noting every byte that moves.
+struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -286,7 +516,13 @@ async fn handle(request: Request<Incoming>, served: &Served) -> Response<Body> {
             metrics(crate::metrics::render_queries(&served.queries.snapshot()))
         }
         (&Method::GET, ["containerLogs", namespace, pod, container]) => {
-            container_logs(pods, namespace, pod, container, &query).await
+            let checked = check_name("namespace", namespace, Name::Label)
+                .and_then(|()| check_name("pod", pod, Name::Subdomain))
+                .and_then(|()| check_name("container", container, Name::Label));
+            match checked {
+                Ok(()) => container_logs(served, namespace, pod, container, &query).await,
+                Err(reason) => full(StatusCode::BAD_REQUEST, reason),
+            }
         }
         (_, [verb @ ("exec" | "attach" | "portForward" | "run"), ..]) => full(
             StatusCode::BAD_REQUEST,
@@ -298,8 +534,51 @@ async fn handle(request: Request<Incoming>, served: &Served) -> Response<Body> {
     }
 }
 
+/// The kinds of name Kubernetes allows in a path.
+#[derive(Clone, Copy)]
+enum Name {
+    /// RFC 1123 label: namespaces and containers.
+    Label,
+    /// RFC 1123 subdomain: pods.
+    Subdomain,
+}
+
+/// `text` as sent (never decoded) must be a `kind` name: anything else,
+/// `..`, `%2e`, `%2f`, NUL or upper case included, is refused by name.
+fn check_name(what: &str, text: &str, kind: Name) -> Result<(), String> {
+    let label = |part: &str| {
+        let bytes = part.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 63
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-'
+    };
+    let valid = match kind {
+        Name::Label => label(text),
+        Name::Subdomain => text.len() <= 253 && text.split('.').all(label),
+    };
+    if valid {
+        return Ok(());
+    }
+    let shown: String = text.chars().take(80).collect();
+    let rule = match kind {
+        Name::Label => {
+            "a DNS label: at most 63 of a-z, 0-9 and '-', starting and ending with a letter or digit"
+        }
+        Name::Subdomain => {
+            "a DNS subdomain: at most 253 of a-z, 0-9, '-' and '.', each part starting and ending with a letter or digit"
+        }
+    };
+    Err(format!(
+        "invalid {what} name {shown:?} in the path: it must be {rule} (paths are not decoded)"
+    ))
+}
+
 async fn container_logs(
-    pods: &PodTable,
+    served: &Served,
     namespace: &str,
     pod: &str,
     container: &str,
@@ -309,7 +588,7 @@ async fn container_logs(
         Ok(options) => options,
         Err(reason) => return full(StatusCode::BAD_REQUEST, reason),
     };
-    let Some(entry) = pods.get(namespace, pod) else {
+    let Some(entry) = served.pods.get(namespace, pod) else {
         return full(
             StatusCode::NOT_FOUND,
             format!("pod {namespace}/{pod} is not on this node"),
@@ -349,6 +628,7 @@ async fn container_logs(
             );
         }
     };
+    let permit = served.log_reads.acquire().await;
     let first = match reader.read_available() {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -358,6 +638,7 @@ async fn container_logs(
             );
         }
     };
+    drop(permit);
     if !follow {
         return full(StatusCode::OK, first);
     }
@@ -402,4 +683,46 @@ async fn container_logs(
         .header("content-type", "text/plain; charset=utf-8")
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_paths_are_kubernetes_names_as_sent() {
+        for ok in ["default", "a", "pod-1", "x9"] {
+            check_name("container", ok, Name::Label).unwrap();
+        }
+        for ok in ["web-0", "a.b.c", "job-7d9f.x"] {
+            check_name("pod", ok, Name::Subdomain).unwrap();
+        }
+        let long_label = "a".repeat(64);
+        let long_subdomain = ["a"; 128].join("."); // 255 characters
+        for bad in [
+            "",
+            ".",
+            "..",
+            "%2e%2e",
+            "..%2f..%2fetc",
+            "a%00",
+            "a\0",
+            "Main",
+            "-a",
+            "a-",
+            "a_b",
+            "a/b",
+            "ä",
+            long_label.as_str(),
+        ] {
+            let error = check_name("container", bad, Name::Label).unwrap_err();
+            assert!(error.starts_with("invalid container name"), "{error}");
+        }
+        for bad in ["..", ".a", "a.", "a..b", "%2e", long_subdomain.as_str()] {
+            assert!(check_name("pod", bad, Name::Subdomain).is_err(), "{bad:?}");
+        }
+        // A refusal shows at most 80 characters of what was sent.
+        let error = check_name("namespace", &"X".repeat(100_000), Name::Label).unwrap_err();
+        assert!(error.len() < 400, "{}", error.len());
+    }
 }

@@ -98,7 +98,7 @@ fn kube_a_plain_pod_runs_and_kubectl_logs_shows_its_output() {
 
 /// `curl -k` against a node's kubelet API: the HTTP status (0 when no
 /// answer came, e.g. a refused handshake) and the body.
-fn curl(args: &[&str], url: &str) -> (u16, String) {
+pub(crate) fn curl(args: &[&str], url: &str) -> (u16, String) {
     curl_tls(&["-k"], args, url)
 }
 

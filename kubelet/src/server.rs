@@ -500,37 +500,82 @@ async fn admit(
     }
 }
 
-async fn handle(request: Request<Incoming>, served: &Served) -> Response<Body> {
-    let pods = served.pods.as_ref();
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or("").to_owned();
+/// What a request asks for, decided from its method and path alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Healthz,
+    /// `/metrics/resource`.
+    ResourceMetrics,
+    /// `/metrics`: the node's own counters.
+    Metrics,
+    /// `/containerLogs/{namespace}/{pod}/{container}`, names checked.
+    ContainerLogs {
+        namespace: &'a str,
+        pod: &'a str,
+        container: &'a str,
+    },
+    /// `exec`, `attach`, `portForward` or `run`.
+    Unsupported(&'a str),
+    /// A route with a name that is not a Kubernetes name (400).
+    Invalid(String),
+    NotFound,
+}
+
+/// Routes `method` and `path` (as sent, never decoded).
+pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (request.method(), parts.as_slice()) {
-        (&Method::GET, ["healthz"]) => full(StatusCode::OK, "ok"),
-        (&Method::GET, ["metrics", "resource"]) => metrics(crate::metrics::render(
-            crate::metrics::NodeSample::of_this_process(),
-            &crate::metrics::containers(pods),
-            k8s_openapi::jiff::Timestamp::now().as_millisecond(),
-        )),
-        (&Method::GET, ["metrics"]) => {
-            metrics(crate::metrics::render_queries(&served.queries.snapshot()))
-        }
+    match (method, parts.as_slice()) {
+        (&Method::GET, ["healthz"]) => Route::Healthz,
+        (&Method::GET, ["metrics", "resource"]) => Route::ResourceMetrics,
+        (&Method::GET, ["metrics"]) => Route::Metrics,
         (&Method::GET, ["containerLogs", namespace, pod, container]) => {
             let checked = check_name("namespace", namespace, Name::Label)
                 .and_then(|()| check_name("pod", pod, Name::Subdomain))
                 .and_then(|()| check_name("container", container, Name::Label));
             match checked {
-                Ok(()) => container_logs(served, namespace, pod, container, &query).await,
-                Err(reason) => full(StatusCode::BAD_REQUEST, reason),
+                Ok(()) => Route::ContainerLogs {
+                    namespace,
+                    pod,
+                    container,
+                },
+                Err(reason) => Route::Invalid(reason),
             }
         }
-        (_, [verb @ ("exec" | "attach" | "portForward" | "run"), ..]) => full(
+        (_, [verb @ ("exec" | "attach" | "portForward" | "run"), ..]) => Route::Unsupported(verb),
+        _ => Route::NotFound,
+    }
+}
+
+async fn handle(request: Request<Incoming>, served: &Served) -> Response<Body> {
+    let path = request.uri().path();
+    let query = request.uri().query().unwrap_or("");
+    match route(request.method(), path) {
+        Route::Healthz => full(StatusCode::OK, "ok"),
+        Route::ResourceMetrics => metrics(crate::metrics::render(
+            crate::metrics::NodeSample::of_this_process(),
+            &crate::metrics::containers(&served.pods),
+            k8s_openapi::jiff::Timestamp::now().as_millisecond(),
+        )),
+        Route::Metrics => metrics(crate::metrics::render_queries(&served.queries.snapshot())),
+        Route::ContainerLogs {
+            namespace,
+            pod,
+            container,
+        } => container_logs(served, namespace, pod, container, query).await,
+        Route::Unsupported(verb) => full(
             StatusCode::BAD_REQUEST,
             format!(
                 "{verb} is not supported for wasm pods: a WebAssembly guest has no shell, terminal or network to attach to"
             ),
         ),
-        _ => full(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
+        Route::Invalid(reason) => full(StatusCode::BAD_REQUEST, reason),
+        Route::NotFound => {
+            let shown: String = path.chars().take(200).collect();
+            full(
+                StatusCode::NOT_FOUND,
+                format!("404 page not found: {shown}"),
+            )
+        }
     }
 }
 

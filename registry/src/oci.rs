@@ -17,7 +17,7 @@ use oci_client::client::{
     Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
 };
 use oci_client::errors::OciDistributionError;
-use oci_client::manifest::{ImageIndexEntry, OciDescriptor};
+use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
@@ -287,26 +287,7 @@ impl Registry {
                     reference: text.clone(),
                     reason: e.to_string(),
                 })?;
-        let layer = match manifest.layers.as_slice() {
-            [] => return Err(OciError::NoWasmLayer { reference: text }),
-            [layer] => layer.clone(),
-            layers => {
-                return Err(if layers.iter().any(is_wasm) {
-                    OciError::TooManyLayers {
-                        reference: text,
-                        count: layers.len(),
-                    }
-                } else {
-                    OciError::NoWasmLayer { reference: text }
-                });
-            }
-        };
-        if !is_wasm(&layer) {
-            return Err(OciError::NotWasmLayer {
-                reference: text,
-                media_type: layer.media_type,
-            });
-        }
+        let layer = wasm_layer(&manifest, &text)?;
         Ok((manifest_digest, layer))
     }
 
@@ -406,9 +387,36 @@ pub fn parse_reference(reference: &str) -> Result<Reference, OciError> {
         })
 }
 
+/// The one wasm layer of an image manifest, or why there is none
+/// (`reference` is only used in messages).
+pub fn wasm_layer(manifest: &OciImageManifest, reference: &str) -> Result<OciDescriptor, OciError> {
+    let text = reference.to_owned();
+    let layer = match manifest.layers.as_slice() {
+        [] => return Err(OciError::NoWasmLayer { reference: text }),
+        [layer] => layer.clone(),
+        layers => {
+            return Err(if layers.iter().any(is_wasm) {
+                OciError::TooManyLayers {
+                    reference: text,
+                    count: layers.len(),
+                }
+            } else {
+                OciError::NoWasmLayer { reference: text }
+            });
+        }
+    };
+    if !is_wasm(&layer) {
+        return Err(OciError::NotWasmLayer {
+            reference: text,
+            media_type: layer.media_type,
+        });
+    }
+    Ok(layer)
+}
+
 /// Picks the wasm entry of an image index: one whose platform is a wasi
 /// or wasm one, else the only entry.
-fn wasm_platform(entries: &[ImageIndexEntry]) -> Option<String> {
+pub fn wasm_platform(entries: &[ImageIndexEntry]) -> Option<String> {
     let wasm = entries.iter().find(|entry| {
         entry.platform.as_ref().is_some_and(|p| {
             let os = p.os.to_string();

@@ -12,6 +12,7 @@ mod cli;
 mod cluster;
 mod develop;
 mod fixtures;
+mod fuzz;
 mod hostile_api;
 mod kube;
 mod languages;

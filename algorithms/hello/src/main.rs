@@ -1,6 +1,7 @@
-//! `hello [--exit CODE] [--ticks N] [--sleep SECONDS] [ARGS...]`: prints each
-//! argument and each environment variable it was given, then `tick 1` to
-//! `tick N` a fifth of a second apart, sleeps SECONDS, and exits with CODE
+//! `hello [--append FILE] [--exit CODE] [--ticks N] [--sleep SECONDS] [ARGS...]`:
+//! appends a line `run` to FILE (in a volume: the tests count runs so), prints
+//! each argument and each environment variable it was given, then `tick 1`
+//! to `tick N` a fifth of a second apart, sleeps SECONDS, and exits with CODE
 //! (default 0).
 //!
 //! A WASI command, the simplest kind of module sandlet runs: it shows that a
@@ -16,6 +17,19 @@ fn main() {
     let mut sleep_secs = 0u64;
     let mut out = std::io::stdout().lock();
     while let Some(arg) = args.next() {
+        if arg == "--append" {
+            let path = args.next().unwrap_or_default();
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(b"run\n"));
+            if let Err(e) = appended {
+                eprintln!("hello: cannot append to {path:?}: {e}");
+                exit(65);
+            }
+            continue;
+        }
         if arg == "--ticks" || arg == "--sleep" {
             let value = args.next().unwrap_or_default();
             let Ok(n) = value.parse::<u32>() else {

@@ -188,7 +188,9 @@ pub fn mutant(
             })
         }
         Format::Wasm => {
-            let entropy: Vec<u8> = (0..1 + rng.below(4096)).map(|_| rng.next_u64() as u8).collect();
+            let entropy: Vec<u8> = (0..1 + rng.below(4096))
+                .map(|_| rng.next_u64() as u8)
+                .collect();
             let mut unstructured = arbitrary::Unstructured::new(&entropy);
             let config = wasm_smith::Config {
                 export_everything: rng.below(2) == 0,

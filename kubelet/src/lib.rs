@@ -341,7 +341,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
     ));
     let node_uid = node::register(&client, &identity, since).await?;
     tracing::info!(node = %identity.name, address = %server_address, "registered");
-    let heartbeat = Heartbeat::new(client.clone(), identity.clone(), node_uid, since);
+    let mut heartbeat = Heartbeat::new(client.clone(), identity.clone(), node_uid, since);
     heartbeat
         .renew_lease()
         .await

@@ -110,6 +110,12 @@ enum Slot {
     Main(usize),
 }
 
+/// First retry of a status the API server did not take.
+const STATUS_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Retries of an unsent status are at most this far apart, so statuses
+/// converge within seconds of the API server's return.
+const STATUS_RETRY_MAX: Duration = Duration::from_secs(4);
+
 struct Worker {
     ctx: Arc<NodeContext>,
     pod: Pod,
@@ -121,6 +127,11 @@ struct Worker {
     state: Mutex<PodState>,
     /// Serialises status patches so they arrive in order.
     publishing: tokio::sync::Mutex<()>,
+    /// Set while the latest status has not reached the API server; the
+    /// status retry task ([`Worker::retry_status`]) sends it until it does.
+    unsent: std::sync::atomic::AtomicBool,
+    /// Wakes the status retry task.
+    status_retry: tokio::sync::Notify,
     entry: Arc<PodEntry>,
     stop: CancellationToken,
     stop_reason: Mutex<Option<Stop>>,
@@ -184,6 +195,8 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
         uid,
         state: Mutex::new(state),
         publishing: tokio::sync::Mutex::new(()),
+        unsent: std::sync::atomic::AtomicBool::new(false),
+        status_retry: tokio::sync::Notify::new(),
         entry,
         stop: CancellationToken::new(),
         stop_reason: Mutex::new(None),
@@ -193,6 +206,7 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
         seen: std::time::Instant::now(),
     });
     let watching = tokio::spawn(watch_for_deletion(worker.clone(), updates));
+    let retrying = tokio::spawn(worker.clone().retry_status());
     worker.live().await;
     worker.deleted.cancelled().await;
     let gone = *worker.stop_reason.lock().expect("stop reason poisoned") == Some(Stop::Gone);
@@ -200,6 +214,7 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
         worker.remove_from_api().await;
     }
     watching.abort();
+    retrying.abort();
     ctx.pods
         .remove(&worker.namespace, &worker.name, &worker.uid);
     let dirs = ctx.pod_dirs(&worker.uid);
@@ -264,22 +279,66 @@ impl Worker {
         })
     }
 
-    /// Sends the current status to the API server.
+    /// Sends the current status to the API server; if it cannot (the API
+    /// server is away), the status retry task keeps sending the latest
+    /// status until it arrives.
     async fn publish(&self) {
+        use std::sync::atomic::Ordering;
         let _order = self.publishing.lock().await;
-        let status = self.with_state(PodState::to_status);
-        let patch = serde_json::json!({ "status": status });
         for attempt in 0..3 {
-            match self
-                .api
-                .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => return,
-                Err(kube::Error::Api(e)) if e.code == 404 => return,
+            match self.send_status().await {
+                Ok(()) => {
+                    self.unsent.store(false, Ordering::SeqCst);
+                    return;
+                }
                 Err(error) => {
                     tracing::warn!(%error, pod = %self.name, attempt, "cannot update pod status");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        self.unsent.store(true, Ordering::SeqCst);
+        self.status_retry.notify_one();
+    }
+
+    /// One patch of the current status (a pod already gone counts as sent).
+    async fn send_status(&self) -> Result<(), kube::Error> {
+        let status = self.with_state(PodState::to_status);
+        let patch = serde_json::json!({ "status": status });
+        match self
+            .api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Sends the latest status whenever [`Worker::publish`] could not,
+    /// every [`STATUS_RETRY_FIRST`] doubling to [`STATUS_RETRY_MAX`], until
+    /// it arrives; runs until the pod's worker ends.
+    async fn retry_status(self: Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        loop {
+            self.status_retry.notified().await;
+            let mut wait = STATUS_RETRY_FIRST;
+            while self.unsent.load(Ordering::SeqCst) {
+                tokio::time::sleep(wait).await;
+                let _order = self.publishing.lock().await;
+                if !self.unsent.load(Ordering::SeqCst) {
+                    break;
+                }
+                match self.send_status().await {
+                    Ok(()) => {
+                        self.unsent.store(false, Ordering::SeqCst);
+                        tracing::info!(pod = %self.name, "pod status reported after the API server returned");
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, pod = %self.name, retry_in = ?wait, "pod status still not reported");
+                        wait = (wait * 2).min(STATUS_RETRY_MAX);
+                    }
                 }
             }
         }

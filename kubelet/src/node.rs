@@ -331,8 +331,10 @@ impl Heartbeat {
         }
     }
 
-    /// Renews the Lease once (creating it if missing).
-    pub async fn renew_lease(&self) -> Result<(), kube::Error> {
+    /// Renews the Lease once (creating it if missing). A missing Lease is
+    /// also how a deleted Node shows: the garbage collector removes its
+    /// Lease with it, and the node registers again.
+    pub async fn renew_lease(&mut self) -> Result<(), kube::Error> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
         let now = Timestamp::now();
         let patch = serde_json::json!({ "spec": {
@@ -345,34 +347,65 @@ impl Heartbeat {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => leases
-                .create(
-                    &PostParams::default(),
-                    &lease_object(&self.id, &self.node_uid, now),
-                )
-                .await
-                .map(drop),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                self.ensure_registered().await?;
+                leases
+                    .create(
+                        &PostParams::default(),
+                        &lease_object(&self.id, &self.node_uid, now),
+                    )
+                    .await
+                    .map(drop)
+            }
             Err(e) => Err(e),
         }
     }
 
-    /// Refreshes the Node's conditions.
-    pub async fn report_status(&self) -> Result<(), kube::Error> {
+    /// Registers the node again if its Node object is gone (deleted while
+    /// the node ran), as it was registered at start; the node's pods go
+    /// on. Keeps the Node's current UID for the Lease's owner.
+    async fn ensure_registered(&mut self) -> Result<(), kube::Error> {
         let nodes: Api<Node> = Api::all(self.client.clone());
-        nodes
-            .patch_status(
-                &self.id.name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({
-                    "status": node_status(&self.id, self.since, Timestamp::now())
-                })),
-            )
+        match nodes.get_opt(&self.id.name).await? {
+            Some(node) => {
+                if let Some(uid) = node.metadata.uid {
+                    self.node_uid = uid;
+                }
+                Ok(())
+            }
+            None => {
+                tracing::warn!(node = %self.id.name, "the Node object was deleted: registering again");
+                let uid = register(&self.client, &self.id, self.since)
+                    .await
+                    .map_err(|NodeError::Register { source, .. }| source)?;
+                tracing::info!(node = %self.id.name, uid, "registered again");
+                self.node_uid = uid;
+                Ok(())
+            }
+        }
+    }
+
+    /// Refreshes the Node's conditions (registering it again if it was
+    /// deleted).
+    pub async fn report_status(&mut self) -> Result<(), kube::Error> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let patch = || {
+            Patch::Merge(serde_json::json!({
+                "status": node_status(&self.id, self.since, Timestamp::now())
+            }))
+        };
+        match nodes
+            .patch_status(&self.id.name, &PatchParams::default(), &patch())
             .await
-            .map(drop)
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => self.ensure_registered().await,
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs until the task is dropped.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut lease_tick = tokio::time::interval(LEASE_RENEW_INTERVAL);
         let mut status_tick = tokio::time::interval(STATUS_REPORT_INTERVAL);
         lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -5,13 +5,16 @@
 //! UID starts a worker, an update is handed to that pod's worker, a
 //! deletion ends it. It never decides anything about a pod itself.
 //!
-//! Guarantees: at most one worker per pod UID; a pod deleted while the
-//! watch was down is noticed at the next relist (its worker ends).
+//! Guarantees: at most one worker per pod UID; the watch never ends while
+//! the node runs (failures are retried every few seconds at most); a pod
+//! deleted while the watch was down is noticed at the next relist (its
+//! worker ends).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
@@ -21,14 +24,60 @@ use tokio::sync::watch;
 use crate::context::NodeContext;
 use crate::lifecycle::run_pod;
 
-/// Watches this node's pods until the watch fails for good.
+/// First retry of a failed pod watch; doubles up to [`WATCH_RETRY_MAX`].
+const WATCH_RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The pod watch is retried at least this often, so the node resumes
+/// within seconds of the API server's return (client-go's reflector waits
+/// up to 30 s; one node's re-list is cheap).
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// The pod watch's back-off, reset by every event that arrives.
+struct WatchBackoff(Duration);
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(WATCH_RETRY_MAX);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.0 = WATCH_RETRY_FIRST;
+    }
+}
+
+/// Watches this node's pods for as long as the node runs. Errors (the API
+/// server away, a watch expired) are logged and the watch is resumed with
+/// back-off, re-listing where it must; the pods' workers run on meanwhile.
 pub async fn run(ctx: Arc<NodeContext>) -> Result<(), watcher::Error> {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.identity.name));
-    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut events =
+        std::pin::pin!(watcher::watcher(api, config).backoff(WatchBackoff(WATCH_RETRY_FIRST)));
     let mut workers: HashMap<String, watch::Sender<Pod>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
-    while let Some(event) = events.try_next().await? {
+    let mut failing = false;
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("the pod watch is back");
+                }
+                event
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(%error, "the pod watch failed; resuming it with back-off");
+                } else {
+                    tracing::debug!(%error, "the pod watch still fails");
+                }
+                continue;
+            }
+        };
         match event {
             Event::Init => listed.clear(),
             Event::InitApply(pod) => {

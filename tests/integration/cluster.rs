@@ -258,6 +258,20 @@ impl TestNode {
         })
     }
 
+    /// [`TestNode::start_in`] with the credentials in `kubeconfig` (e.g.
+    /// one whose server is a proxy the test controls).
+    pub fn start_with_kubeconfig(
+        cluster: &Cluster,
+        name: &str,
+        registry: &TestRegistry,
+        extra: &[&str],
+        kubeconfig: PathBuf,
+    ) -> TestNode {
+        TestNode::launch(cluster, name, registry, extra, |_| {
+            vec!["--kubeconfig".into(), kubeconfig.into()]
+        })
+    }
+
     /// A node that joins with a bootstrap token (`scripts/cluster
     /// bootstrap-kubeconfig`), from a bare state directory: its
     /// `--kubeconfig` is `<state dir>/kubeconfig`, written by the node.

@@ -11,6 +11,7 @@ mod bootstrap;
 mod cli;
 mod cluster;
 mod develop;
+mod faults;
 mod fixtures;
 mod fuzz;
 mod hostile_api;

@@ -114,13 +114,7 @@ impl TestRegistry {
             ));
         }
         std::fs::write(root.join("config.yml"), config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(root.join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("registry.log")).unwrap())
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry) must be installed");
+        let child = Self::spawn(root);
         let mut registry = TestRegistry {
             child,
             dir,
@@ -129,6 +123,36 @@ impl TestRegistry {
         };
         registry.wait_ready();
         registry
+    }
+
+    fn spawn(root: &Path) -> Child {
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(root.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(root.join("registry.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed")
+    }
+
+    /// Stops the registry (SIGKILL), keeping what it stores.
+    #[allow(dead_code)]
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped registry again on the same address and storage.
+    #[allow(dead_code)]
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(self.dir.path());
+        self.wait_ready();
     }
 
     /// Waits until the registry accepts connections. Checks that it is our

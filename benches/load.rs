@@ -29,6 +29,12 @@
 //! 2. Throughput: 1,000 short pods, from the first create to the last pod
 //!    seen Succeeded.
 //! 3. Memory: the node's resident set size with 500 pods running at once.
+//! 4. Soak (`SANDLET_LOAD_ONLY=soak`, alone): 10,000 short pods
+//!    (`SANDLET_SOAK_PODS`) through the node in waves of 100, each created,
+//!    run to Succeeded and deleted before the next, as fast as the control
+//!    plane takes them; the node's resident memory and open file
+//!    descriptors against its idle baseline (after a first wave), pods that
+//!    never finished, and pod directories and log files left behind.
 //!
 //! Times are taken when this process receives the watch event, so they
 //! include the API server's and the watch's delivery time.
@@ -748,6 +754,125 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Entries (pod directories) under `dir`, and the files below them.
+fn left_behind(dir: &std::path::Path) -> (usize, usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    let mut dirs = 0;
+    let mut files = 0;
+    for entry in entries.flatten() {
+        dirs += 1;
+        let mut stack = vec![entry.path()];
+        while let Some(path) = stack.pop() {
+            match std::fs::read_dir(&path) {
+                Ok(children) => stack.extend(children.flatten().map(|c| c.path())),
+                Err(_) => files += 1,
+            }
+        }
+    }
+    (dirs, files)
+}
+
+/// Part 4: waves of short pods, then the node against its idle baseline.
+async fn soak(api: &Api<Pod>, timeline: &Timeline, node: &cluster::TestNode, image: &str) {
+    let pid = node.pid();
+    let total: usize = std::env::var("SANDLET_SOAK_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    const WAVE: usize = 100;
+    let wave = |label: String| {
+        let names: Vec<String> = (0..WAVE).map(|i| format!("{label}-{i}")).collect();
+        let pods: Vec<Pod> = names
+            .iter()
+            .map(|n| pod_object(n, &node.name, image, &[]))
+            .collect();
+        (names, pods)
+    };
+    let mut stuck = 0;
+    let mut run_wave = async |label: String| {
+        let (names, pods) = wave(label.clone());
+        create_all(api, pods, timeline, 50).await;
+        let start = Instant::now();
+        loop {
+            let done = {
+                let t = timeline.lock().unwrap();
+                names
+                    .iter()
+                    .filter(|n| t.get(*n).is_some_and(|s| s.finished.is_some()))
+                    .count()
+            };
+            if done == names.len() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                println!(
+                    "soak: wave {label}: {} of {} pods not finished after 120 s",
+                    names.len() - done,
+                    names.len()
+                );
+                stuck += names.len() - done;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        clear(api).await;
+        timeline.lock().unwrap().retain(|k, _| !names.contains(k));
+    };
+    let rss_start = rss_kib(pid);
+    let fds_start = fd_count(pid);
+    run_wave("soak-warm".to_owned()).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_idle = rss_kib(pid);
+    let fds_idle = fd_count(pid);
+    let started = Instant::now();
+    let mut peak = rss_idle;
+    for w in 0..total / WAVE {
+        run_wave(format!("soak-{w}")).await;
+        peak = peak.max(rss_kib(pid));
+        if (w + 1) % 10 == 0 {
+            println!(
+                "soak: {} pods in {:.0} s; node RSS {:.1} MiB, {} fds",
+                (w + 1) * WAVE,
+                started.elapsed().as_secs_f64(),
+                rss_kib(pid) as f64 / 1024.0,
+                fd_count(pid)
+            );
+        }
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_after = rss_kib(pid);
+    let fds_after = fd_count(pid);
+    let (pod_dirs, pod_files) = left_behind(&node.state_dir.join("pods"));
+    let (volume_dirs, volume_files) = left_behind(&node.runtime_dir.join("pods"));
+    println!(
+        "soak: {} pods in {:.1} s ({:.1} pods/s); stuck {stuck}",
+        total / WAVE * WAVE,
+        took.as_secs_f64(),
+        (total / WAVE * WAVE) as f64 / took.as_secs_f64()
+    );
+    println!(
+        "soak: node RSS {:.1} MiB at start, {:.1} MiB idle after the first wave, peak {:.1} MiB, {:.1} MiB 10 s after the last ({:+.1} % of idle; target within 10 %)",
+        rss_start as f64 / 1024.0,
+        rss_idle as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        (rss_after as f64 / rss_idle as f64 - 1.0) * 100.0
+    );
+    println!("soak: open fds {fds_start} at start, {fds_idle} idle, {fds_after} after");
+    println!(
+        "soak: left behind: {pod_dirs} pod directories ({pod_files} files) in the state directory, {volume_dirs} ({volume_files} files) in the runtime directory"
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would run this
     // too, so only run when asked to benchmark.
@@ -758,6 +883,25 @@ fn main() {
     let registry = registry::TestRegistry::start(registry::RegistrySetup::default());
     let image = cluster::push(&registry, &fixtures::guests().hello, "bench/hello:v1");
     let node = cluster::TestNode::start("load", &registry, &["--max-pods", "1100"]);
+    if std::env::var("SANDLET_LOAD_ONLY").as_deref() == Ok("soak") {
+        let ns = c.namespace("soak");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let kubeconfig = Kubeconfig::read_from(&c.kubeconfig).unwrap();
+            let config =
+                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                    .await
+                    .unwrap();
+            let client = kube::Client::try_from(config).unwrap();
+            let api: Api<Pod> = Api::namespaced(client, &ns);
+            let timeline: Timeline = Arc::default();
+            let watch = watch_timeline(api.clone(), timeline.clone());
+            soak(&api, &timeline, &node, &image).await;
+            watch.abort();
+        });
+        return;
+    }
     let compare_args = std::env::var("SANDLET_LOAD_COMPARE").ok();
     let compare = compare_args.as_deref().map(|args| {
         let mut all = vec!["--max-pods", "1100"];

@@ -33,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 use super::audit::AuditTrail;
 use super::guard::{GuardedQueryPlanner, PolicyViolation, find_in_chain};
 use super::policy;
-use super::postgres::SourceTimeout;
+use super::postgres::{SourceTimeout, SourceUnavailable};
 use super::table::DatasetTable;
 use super::{
     ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, QueryError, Table, Value,
@@ -261,6 +261,21 @@ impl Session {
                 first_keyword(sql)
             )));
         }
+        // A granted dataset whose source could not be opened has no
+        // columns to plan against: say so, rather than that the query
+        // names something not granted.
+        if let Ok(references) = state.resolve_table_references(&statement) {
+            for reference in &references {
+                if let Some(reason) = self
+                    .tables
+                    .iter()
+                    .find(|t| t.name() == reference.table())
+                    .and_then(|t| t.unavailable_reason())
+                {
+                    return Err(QueryError::Invalid(reason));
+                }
+            }
+        }
         let plan = state
             .statement_to_plan(statement)
             .await
@@ -310,6 +325,24 @@ impl Session {
         }
         if find_in_chain::<SourceTimeout>(&error).is_some() {
             return timed_out(self.timeout);
+        }
+        if let Some(gone) = find_in_chain::<SourceUnavailable>(&error) {
+            tracing::warn!(error = %gone, "a PostgreSQL dataset became unavailable while a query read it");
+            let names: Vec<&str> = self
+                .tables
+                .iter()
+                .filter(|t| matches!(t.config.source, super::SourceConfig::Postgres { .. }))
+                .map(|t| t.name())
+                .collect();
+            let which = match names.as_slice() {
+                [one] => format!("dataset {one} is"),
+                _ => format!("a dataset of {} is", names.join(", ")),
+            };
+            // Nothing of the server's message: it can name hosts and roles.
+            return QueryError::Invalid(format!(
+                "{which} unavailable on this station: its PostgreSQL server went away while the \
+                 query read it (the station's log has the details)"
+            ));
         }
         match error.find_root() {
             DataFusionError::ResourcesExhausted(_) => QueryError::LimitExceeded(format!(

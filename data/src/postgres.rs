@@ -49,6 +49,35 @@ const BATCH_ROWS: usize = 8192;
 #[error("PostgreSQL cancelled the scan at the statement timeout")]
 pub(crate) struct SourceTimeout;
 
+/// A PostgreSQL error that means the server went away (shut down,
+/// crashed, the connection closed or refused): the dataset is unavailable,
+/// not the query wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("the PostgreSQL server went away: {0}")]
+pub(crate) struct SourceUnavailable(String);
+
+/// Whether `error` says the server, not the statement, failed.
+fn server_gone(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                ]
+                .contains(code)
+        }
+        // No server error: the connection itself failed (refused, reset).
+        None => std::error::Error::source(error)
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()),
+    }
+}
+
 /// How one column is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -315,6 +344,9 @@ fn quote_ident(name: &str) -> String {
 fn external(error: tokio_postgres::Error) -> DataFusionError {
     if error.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
         return DataFusionError::External(Box::new(SourceTimeout));
+    }
+    if server_gone(&error) {
+        return DataFusionError::External(Box::new(SourceUnavailable(error.to_string())));
     }
     DataFusionError::External(Box::new(error))
 }

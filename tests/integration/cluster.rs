@@ -287,6 +287,21 @@ impl TestNode {
         })
     }
 
+    /// [`TestNode::start_in`] with its state directory inside `parent`
+    /// (e.g. a small tmpfs).
+    pub fn start_with_state_in(
+        cluster: &Cluster,
+        name: &str,
+        registry: &TestRegistry,
+        extra: &[&str],
+        parent: &Path,
+    ) -> TestNode {
+        let kubeconfig = cluster.node_kubeconfig(name);
+        TestNode::launch_in(cluster, name, registry, extra, Some(parent), |_| {
+            vec!["--kubeconfig".into(), kubeconfig.into()]
+        })
+    }
+
     fn launch(
         cluster: &Cluster,
         name: &str,
@@ -294,10 +309,24 @@ impl TestNode {
         extra: &[&str],
         credentials: impl FnOnce(&Path) -> Vec<OsString>,
     ) -> TestNode {
-        let state = tempfile::Builder::new()
-            .prefix("sandlet-node-")
-            .tempdir()
-            .unwrap();
+        TestNode::launch_in(cluster, name, registry, extra, None, credentials)
+    }
+
+    fn launch_in(
+        cluster: &Cluster,
+        name: &str,
+        registry: &TestRegistry,
+        extra: &[&str],
+        state_parent: Option<&Path>,
+        credentials: impl FnOnce(&Path) -> Vec<OsString>,
+    ) -> TestNode {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("sandlet-node-");
+        let state = match state_parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

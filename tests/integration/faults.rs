@@ -537,3 +537,215 @@ fn kube_fault_the_registry_down_during_a_pull_then_back() {
     assert!(events.contains("Failed"), "{events}");
     assert!(events.contains("Pulled"), "{events}");
 }
+
+#[test]
+fn kube_fault_a_postgresql_dataset_stopped_during_queries_then_back() {
+    // This breaks only a PostgreSQL server of its own: the shared cluster.
+    let c = crate::cluster::cluster();
+    let pg = crate::postgres::Postgres::private();
+    let data = tempfile::tempdir().unwrap();
+    let patients = crate::fixtures::write_patients(data.path(), "patients", 400, 11);
+    pg.create_database("faults");
+    pg.load_csv(
+        "faults",
+        "patients",
+        "id integer, age integer, sex text, bmi double precision, ssn text",
+        &data.path().join("patients.csv"),
+        true,
+    );
+    let config = data.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "datasets:\n  - name: patients\n    source: {{ postgres: {{ url: \"{}\", table: patients }} }}\n    policy:\n      allowedColumns: [age, sex, bmi]\n      allowedNamespaces: [fault-pg]\n",
+            pg.url("faults")
+        ),
+    )
+    .unwrap();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let image = push(
+        &registry,
+        &guests().federated_mean,
+        "faults/federated-mean:v1",
+    );
+    let node = TestNode::start_in(
+        c,
+        "fault-pg",
+        &registry,
+        &["--config", config.to_str().unwrap()],
+    );
+    let ns = c.namespace("fault-pg");
+    let pod = |name: &str| {
+        crate::cluster::with_datasets(
+            &crate::cluster::wasm_pod(
+                name,
+                &node.name,
+                &image,
+                &[r#"{"dataset": "patients", "column": "bmi"}"#],
+                "Never",
+            ),
+            "patients",
+        )
+    };
+    let sum: f64 = patients.bmis.iter().sum();
+    let answered = |pod: &Value| {
+        let message = terminated(pod).unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let result: Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(result["count"], 400);
+        crate::fixtures::assert_close(result["sum"].as_f64().unwrap(), sum);
+    };
+    c.apply(&ns, &pod("before"));
+    answered(&c.wait_phase(&ns, "before", "Succeeded", LONG));
+
+    // A burst of queries, and the server stopped while they run.
+    let names: Vec<String> = (0..12).map(|i| format!("during-{i}")).collect();
+    let manifest = names
+        .iter()
+        .map(|n| pod(n))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    c.apply(&ns, &manifest);
+    pg.stop();
+    // Every pod ends, with the right answer or a refusal that says what
+    // happened; none is lost and the node goes on.
+    let ended = wait_for("every pod to end", LONG, || {
+        let all = pods(c, &ns);
+        let ended: Vec<Value> = names
+            .iter()
+            .map(|n| {
+                all.iter()
+                    .find(|p| p["metadata"]["name"] == n.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| panic!("pod {n} was lost"))
+            })
+            .filter(|p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+            .collect();
+        (ended.len() == names.len()).then_some(ended)
+    });
+    let mut failed = 0;
+    for pod in &ended {
+        if pod["status"]["phase"] == "Succeeded" {
+            answered(pod);
+        } else {
+            failed += 1;
+            let message = terminated(pod).unwrap()["message"].as_str().unwrap_or("");
+            // Told that the dataset is unavailable, not that the query is
+            // wrong in some unnamed way.
+            assert!(
+                message.starts_with("invalid: dataset patients is unavailable on this station"),
+                "{}: {message}",
+                pod["metadata"]["name"]
+            );
+            assert!(
+                !message.contains(crate::postgres::READER_PASSWORD),
+                "{message}"
+            );
+        }
+    }
+    assert!(failed > 0, "the server was meant to stop under the burst");
+    // Each ran once: one audit record per pod (answered or not).
+    let records = crate::audit::records(&node.state_dir);
+    for name in &names {
+        let count = records.iter().filter(|r| r["pod"] == name.as_str()).count();
+        assert!(count <= 1, "pod {name} queried {count} times");
+    }
+
+    // Back: the next query is answered, and the record verifies.
+    pg.start_again();
+    let back = Instant::now();
+    c.apply(&ns, &pod("after"));
+    answered(&c.wait_phase(&ns, "after", "Succeeded", LONG));
+    eprintln!(
+        "fault PostgreSQL stopped: {failed} of 12 queries refused while it was down; a query answered {:.1?} after it returned",
+        back.elapsed()
+    );
+    let records = crate::audit::records(&node.state_dir);
+    assert_eq!(
+        crate::audit::verified_count(&node.state_dir),
+        records.len() as u64
+    );
+}
+
+/// Writes `dir/filler` until the file system is full; returns its size.
+fn fill(dir: &Path) -> u64 {
+    let mut file = std::fs::File::create(dir.join("filler")).unwrap();
+    let chunk = vec![0u8; 256 * 1024];
+    let mut written = 0u64;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling {}: {e}", dir.display()),
+        }
+    }
+    let _ = file.sync_all();
+    written
+}
+
+#[test]
+fn kube_fault_the_state_directory_full_then_space_again() {
+    let c = crate::cluster::cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let hello = push(&registry, &guests().hello, "disk/hello:v1");
+    // A module the node has not pulled yet, needed once the disk is full.
+    let other = push(&registry, &guests().hello_p1, "disk/other:v1");
+    let disk = crate::fixtures::SmallDisk::mount("48m");
+    let node = TestNode::start_with_state_in(c, "fault-disk", &registry, &[], disk.dir.path());
+    let ns = c.namespace("fault-disk");
+    let runs = Runs::new();
+    c.apply(&ns, &counted_pod("running", &node.name, &hello, &runs, 15));
+    c.wait_phase(&ns, "running", "Running", LONG);
+
+    let filled = fill(disk.dir.path());
+    assert!(filled > 0);
+    // A new pod cannot get its module: it waits, saying why.
+    c.apply(&ns, &counted_pod("new", &node.name, &other, &runs, 0));
+    let waiting = wait_for("the new pod to wait for space", LONG, || {
+        let pod = c.pod(&ns, "new");
+        let waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+        let reason = waiting["reason"].as_str()?.to_owned();
+        (reason == "ErrImagePull" || reason == "ImagePullBackOff").then_some(waiting)
+    });
+    let message = waiting["message"].as_str().unwrap_or("").to_owned();
+    assert!(
+        message.to_lowercase().contains("no space left"),
+        "{waiting}"
+    );
+    assert_eq!(runs.of("new"), 0);
+    // The pod that was running finishes, and its log reads back.
+    c.wait_phase(&ns, "running", "Succeeded", LONG);
+    let logs = c.kubectl(&["logs", "-n", &ns, "running"]);
+    assert!(logs.contains("hello from wasm"), "{logs}");
+
+    // Space again: the waiting pod gets its module and runs, once; the
+    // module store holds only whole modules (every one verifies on use).
+    std::fs::remove_file(disk.dir.path().join("filler")).unwrap();
+    let back = Instant::now();
+    let took = converged(
+        c,
+        &ns,
+        &["running".to_owned(), "new".to_owned()],
+        &runs,
+        back,
+    );
+    eprintln!(
+        "fault disk full: {} MiB filled; the waiting pod ran {took:.1?} after space returned",
+        filled >> 20
+    );
+    let logs = c.kubectl(&["logs", "-n", &ns, "running"]);
+    assert!(logs.contains("hello from wasm"), "{logs}");
+    c.apply(&ns, &counted_pod("again", &node.name, &other, &runs, 0));
+    c.wait_phase(&ns, "again", "Succeeded", LONG);
+    let modules = node.state_dir.join("modules");
+    for entry in std::fs::read_dir(&modules).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".partial-"),
+            "a partial module was left in the store: {name}"
+        );
+    }
+}

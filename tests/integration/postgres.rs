@@ -40,6 +40,45 @@ pub fn postgres() -> &'static Postgres {
 }
 
 impl Postgres {
+    /// A server of the caller's own (one the caller may stop), stopped
+    /// when this process ends.
+    #[allow(dead_code)]
+    pub fn private() -> Postgres {
+        let harness = Harness::up("postgres");
+        let port = harness.value("PGPORT").parse().unwrap();
+        let bin = harness.bin();
+        let server = Postgres {
+            dir: harness.dir,
+            port,
+            bin,
+        };
+        server.psql(
+            "postgres",
+            &format!("CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'"),
+        );
+        server
+    }
+
+    /// `scripts/postgres down` (PostgreSQL's fast shutdown: sessions end).
+    #[allow(dead_code)]
+    pub fn stop(&self) {
+        self.script("down");
+    }
+
+    /// `scripts/postgres start`: the same server again.
+    #[allow(dead_code)]
+    pub fn start_again(&self) {
+        self.script("start");
+    }
+
+    fn script(&self, action: &str) {
+        crate::fixtures::run_ok(
+            Command::new(crate::fixtures::repo_root().join("scripts/postgres"))
+                .arg(action)
+                .arg(&self.dir),
+        );
+    }
+
     /// Runs SQL as the superuser in `database`; panics with psql's stderr.
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let output = Command::new(self.bin.join("psql"))

@@ -116,17 +116,7 @@ fn kube_a_node_joins_with_a_bootstrap_token_and_runs_pods_as_itself() {
     c.wait_phase(&ns, "hello", "Succeeded", LONG);
 
     // A restart uses the stored certificate: no new request.
-    let requests = || {
-        let csrs: Value = serde_json::from_str(&c.kubectl(&["get", "csr", "-o", "json"])).unwrap();
-        csrs["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|csr| {
-                csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
-            })
-            .count()
-    };
+    let requests = || client_requests(c).len();
     let before = requests();
     node.kill();
     node.start_again();
@@ -163,19 +153,26 @@ fn kube_a_node_joins_with_a_bootstrap_token_and_runs_pods_as_itself() {
 /// The client certificate requests (CSRs) made by `username` since
 /// `since` (unix seconds).
 fn client_requests_by(c: &crate::cluster::Cluster, username: &str, since: i64) -> Vec<Value> {
-    let csrs: Value = serde_json::from_str(&c.kubectl(&["get", "csr", "-o", "json"])).unwrap();
-    csrs["items"]
-        .as_array()
-        .unwrap()
-        .iter()
+    client_requests(c)
+        .into_iter()
         .filter(|csr| {
-            csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
-                && csr["spec"]["username"] == username
+            csr["spec"]["username"] == username
                 && csr["metadata"]["creationTimestamp"]
                     .as_str()
                     .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
                     .is_some_and(|t| t.as_second() >= since)
         })
+        .collect()
+}
+
+/// Every request for a node client certificate.
+fn client_requests(c: &crate::cluster::Cluster) -> Vec<Value> {
+    let csrs: Value = serde_json::from_str(&c.kubectl(&["get", "csr", "-o", "json"])).unwrap();
+    csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|csr| csr["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet")
         .cloned()
         .collect()
 }

@@ -111,6 +111,13 @@ fn pods(c: &Cluster, namespace: &str) -> Vec<Value> {
     list["items"].as_array().unwrap().clone()
 }
 
+/// The pod called `name` among `all`; a pod that is not there was lost.
+fn named<'a>(all: &'a [Value], name: &str) -> &'a Value {
+    all.iter()
+        .find(|p| p["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("pod {name} was lost"))
+}
+
 /// The terminated state of a pod's container, if it has one.
 fn terminated(pod: &Value) -> Option<&Value> {
     let state = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
@@ -130,9 +137,7 @@ fn converged(
     wait_for("every pod's status to converge", LONG, || {
         let all = pods(c, namespace);
         let done = names.iter().all(|name| {
-            let Some(pod) = all.iter().find(|p| p["metadata"]["name"] == name.as_str()) else {
-                panic!("pod {name} was lost");
-            };
+            let pod = named(&all, name);
             let phase = pod["status"]["phase"].as_str().unwrap_or("");
             let code = terminated(pod).and_then(|t| t["exitCode"].as_i64());
             phase == "Succeeded" && code == Some(0)
@@ -282,9 +287,7 @@ fn kube_fault_sandlet_killed_mid_burst_and_restarted() {
         let all = pods(c, &ns);
         let mut killed = Vec::new();
         for name in &names {
-            let Some(pod) = all.iter().find(|p| p["metadata"]["name"] == name.as_str()) else {
-                panic!("pod {name} was lost");
-            };
+            let pod = named(&all, name);
             match (pod["status"]["phase"].as_str(), terminated(pod)) {
                 (Some("Failed"), Some(t)) if t["exitCode"] == 137 => {
                     let message = t["message"].to_string();
@@ -630,12 +633,7 @@ fn kube_fault_a_postgresql_dataset_stopped_during_queries_then_back() {
         let all = pods(c, &ns);
         let ended: Vec<Value> = names
             .iter()
-            .map(|n| {
-                all.iter()
-                    .find(|p| p["metadata"]["name"] == n.as_str())
-                    .cloned()
-                    .unwrap_or_else(|| panic!("pod {n} was lost"))
-            })
+            .map(|n| named(&all, n).clone())
             .filter(|p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
             .collect();
         (ended.len() == names.len()).then_some(ended)

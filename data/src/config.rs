@@ -29,6 +29,11 @@ pub const DEFAULT_MAX_RESULT_ROWS: u64 = 1000;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DataConfig {
     pub datasets: Vec<DatasetConfig>,
+    /// Datasets granted to pods of a namespace that ask for none
+    /// themselves, by namespace (the station file's `defaultGrants`). Each
+    /// dataset named allows its namespace; a pod that names datasets gets
+    /// those and not these.
+    pub default_grants: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One dataset, with its source resolved to absolute paths.
@@ -221,11 +226,62 @@ impl DataConfig {
                 policy: dataset.policy,
             });
         }
-        Ok(DataConfig { datasets })
+        Ok(DataConfig {
+            datasets,
+            default_grants: Default::default(),
+        })
     }
 
     pub fn dataset(&self, name: &str) -> Option<&DatasetConfig> {
         self.datasets.iter().find(|d| d.name == name)
+    }
+
+    /// Grants `datasets` by default to pods of `namespace` that ask for
+    /// none. Refused when the namespace has a default grant already, or a
+    /// dataset is unknown or does not allow the namespace: a default can
+    /// never reach further than `allowedNamespaces`.
+    pub fn grant_by_default(
+        &mut self,
+        namespace: &str,
+        datasets: Vec<String>,
+    ) -> Result<(), String> {
+        if self.default_grants.contains_key(namespace) {
+            return Err(format!(
+                "defaultGrants: namespace {namespace:?} is listed twice"
+            ));
+        }
+        if datasets.is_empty() {
+            return Err(format!(
+                "defaultGrants: namespace {namespace:?} is granted no dataset"
+            ));
+        }
+        for name in &datasets {
+            let Some(dataset) = self.dataset(name) else {
+                return Err(format!(
+                    "defaultGrants: namespace {namespace:?} is granted dataset {name:?}, which this station does not have"
+                ));
+            };
+            if !dataset.policy.allows_namespace(namespace) {
+                return Err(format!(
+                    "defaultGrants: namespace {namespace:?} is granted dataset {name:?}, whose allowedNamespaces does not include it"
+                ));
+            }
+        }
+        let mut unique: Vec<String> = Vec::with_capacity(datasets.len());
+        for name in datasets {
+            if !unique.contains(&name) {
+                unique.push(name);
+            }
+        }
+        self.default_grants.insert(namespace.to_owned(), unique);
+        Ok(())
+    }
+
+    /// The datasets granted by default to pods of `namespace`.
+    pub fn default_grant(&self, namespace: &str) -> &[String] {
+        self.default_grants
+            .get(namespace)
+            .map_or(&[], |d| d.as_slice())
     }
 }
 

@@ -530,6 +530,7 @@ mod tests {
                 source: SourceConfig::Csv(path),
                 policy,
             }],
+            default_grants: Default::default(),
         }
     }
 

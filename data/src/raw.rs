@@ -103,14 +103,24 @@ fn dataset_paths(config: &DataConfig) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// The dataset whose files a host directory would expose (the directory
-/// holds them, or is inside a dataset directory), comparing canonical paths
-/// so that symlinks do not hide an overlap.
-pub fn exposed_dataset(config: &DataConfig, host_dir: &Path) -> Option<String> {
-    let host = host_dir.canonicalize().ok()?;
+/// The dataset whose files a host directory or file would expose (the
+/// directory holds them, or is inside a dataset directory, or the file is
+/// one of them), comparing canonical paths so that symlinks do not hide an
+/// overlap, and for a file its device and inode so that a hard link does
+/// not either.
+pub fn exposed_dataset(config: &DataConfig, host: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let canonical = host.canonicalize().ok()?;
+    let inode = std::fs::metadata(&canonical)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| (m.dev(), m.ino()));
     dataset_paths(config).into_iter().find_map(|(name, path)| {
         let path = path.canonicalize().unwrap_or(path);
-        (path.starts_with(&host) || host.starts_with(&path)).then_some(name)
+        let same_file = inode.is_some_and(|inode| {
+            std::fs::metadata(&path).is_ok_and(|m| (m.dev(), m.ino()) == inode)
+        });
+        (same_file || path.starts_with(&canonical) || canonical.starts_with(&path)).then_some(name)
     })
 }
 
@@ -132,6 +142,7 @@ mod tests {
                     ..DisclosurePolicy::default()
                 },
             }],
+            default_grants: Default::default(),
         }
     }
 

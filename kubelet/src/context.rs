@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
+
+use crate::events::EventRecorder;
 use sandlet_data::{AuditLog, DataConfig, QueryCounters};
 use sandlet_registry::pull::ImagePuller;
 use sandlet_registry::store::ModuleStore;
@@ -43,6 +45,9 @@ pub struct NodeContext {
     pub volumes_dir: PathBuf,
     /// Events to send (see [`event_queue`]).
     pub events: tokio::sync::mpsc::Sender<(Event, ObjectReference)>,
+    /// What the event queue publishes through: forgets a pod's events when
+    /// the pod is gone.
+    pub recorder: Arc<EventRecorder>,
     /// ConfigMaps and Secrets, read once for many pods.
     pub objects: ObjectReader,
     pub pods: Arc<PodTable>,
@@ -143,7 +148,7 @@ impl Bucket {
 /// The sending side of the event queue, and the task that drains it at
 /// `rate`.
 pub fn event_queue(
-    recorder: Recorder,
+    recorder: Arc<EventRecorder>,
     rate: EventRate,
 ) -> tokio::sync::mpsc::Sender<(Event, ObjectReference)> {
     let (sender, receiver) = tokio::sync::mpsc::channel::<(Event, ObjectReference)>(EVENT_QUEUE);

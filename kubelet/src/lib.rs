@@ -32,6 +32,8 @@ pub mod bootstrap;
 pub mod certs;
 pub mod context;
 pub mod env;
+pub mod events;
+pub mod file_mounts;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
@@ -55,7 +57,6 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::events::{Recorder, Reporter};
 use sandlet_data::{QueryCounters, open_audit_log};
 use sandlet_registry::oci::{Registry, RegistryOptions};
 use sandlet_registry::pull::ImagePuller;
@@ -351,13 +352,11 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         swap.map(|(swap, rotation)| tokio::spawn(rotation::run(client.clone(), swap, rotation)));
     let certificates = (options.tls.is_none() && options.rotate_server_certificates)
         .then(|| tokio::spawn(certs::run(client.clone(), subject, pki, serving, renew_at)));
-    let recorder = Recorder::new(
+    let recorder = Arc::new(events::EventRecorder::new(
         client.clone(),
-        Reporter {
-            controller: "sandlet".to_owned(),
-            instance: Some(identity.name.clone()),
-        },
-    );
+        "sandlet",
+        &identity.name,
+    ));
     let ctx = Arc::new(NodeContext {
         objects: objects::ObjectReader::new(client.clone()),
         client,
@@ -371,7 +370,8 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         queries,
         pods_dir: options.state_dir.join("pods"),
         volumes_dir: runtime_dir.join("pods"),
-        events: context::event_queue(recorder, options.event_rate),
+        events: context::event_queue(recorder.clone(), options.event_rate),
+        recorder,
         pods,
         restart_backoff: options.restart_backoff,
     });

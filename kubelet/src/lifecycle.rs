@@ -28,7 +28,6 @@
 //! pod object seen.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,10 +47,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::{ContainerRun, Metered, NodeContext, PodEntry, pod_reference};
 use crate::env::{ConfigError, DownwardFacts, PodObjects, expand, referenced_objects, resolve_env};
+use crate::file_mounts::{self, FileMount, StagedFiles};
 use crate::logs::{LogOptions, log_path, open_sinks, read_log};
 use crate::plan::{ContainerPlan, PodPlan, RestartPolicy};
 use crate::status::{Phase, PodState, Run, Terminated, termination_message};
-use crate::volumes::{Tokens, VolumeInputs, bound_token_request, materialize, token_audiences};
+use crate::volumes::{
+    HostVolume, Tokens, VolumeInputs, bound_token_request, materialize, token_audiences,
+};
 
 /// Longest restart back-off, as the kubelet's.
 pub const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(300);
@@ -142,7 +144,7 @@ struct Worker {
     pins: Mutex<HashMap<sandlet_runtime::Digest, Pin>>,
     /// The pod's volumes as host directories, made once per pod (by the
     /// first container to start) and shared by all its containers.
-    volumes: tokio::sync::Mutex<Option<Arc<BTreeMap<String, PathBuf>>>>,
+    volumes: tokio::sync::Mutex<Option<Arc<BTreeMap<String, HostVolume>>>>,
     /// When this process first saw the pod (for the start-up trace).
     seen: std::time::Instant,
 }
@@ -217,6 +219,7 @@ pub async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>) {
     retrying.abort();
     ctx.pods
         .remove(&worker.namespace, &worker.name, &worker.uid);
+    ctx.recorder.forget(&worker.uid);
     let dirs = ctx.pod_dirs(&worker.uid);
     for dir in [dirs.disk, dirs.memory] {
         if let Err(error) = tokio::fs::remove_dir_all(&dir).await
@@ -541,7 +544,7 @@ impl Worker {
             }
             let module = self.obtain_module(plan, slot).await?;
             let module_ready = self.seen.elapsed();
-            let (run_plan, sinks) = match self.prepare_run(plan, slot, &module).await {
+            let (run_plan, sinks, staged) = match self.prepare_run(plan, slot, &module).await {
                 Ok(ready) => {
                     config_failures = 0;
                     failing_since = None;
@@ -609,6 +612,15 @@ impl Worker {
                 outcome = self.ctx.engine.run_metered(&module, &run_plan, &sinks, &usage) => Some(outcome),
                 _ = self.stop.cancelled() => None,
             };
+            // What the guest wrote into read-write file mounts reaches the
+            // host before anyone can see the container terminated.
+            for failed in staged.write_back() {
+                self.event(
+                    EventType::Warning,
+                    "FailedWriteBack",
+                    format!("Container {}: cannot write back {failed}", container.name),
+                );
+            }
             let finished_at = Timestamp::now();
             let mut terminated = match outcome {
                 Some(outcome) => terminated_of(outcome, started_at, finished_at),
@@ -879,7 +891,7 @@ impl Worker {
         plan: &PodPlan,
         slot: Slot,
         module: &PreparedModule,
-    ) -> Result<(RunPlan, sandlet_runtime::OutputSinks), ConfigError> {
+    ) -> Result<(RunPlan, sandlet_runtime::OutputSinks, StagedFiles), ConfigError> {
         let container = self.container_plan(plan, slot);
         // The pod's volumes are made once, by the first container to get
         // here; the others wait for them.
@@ -922,6 +934,7 @@ impl Worker {
         drop(made);
         let args: Vec<String> = container.args.iter().map(|a| expand(a, &env)).collect();
         let mut builder = RunPlan::builder(container.name.clone());
+        let mut raw_paths = Vec::new();
         match module.kind() {
             ModuleKind::Algorithm => {
                 builder = builder.input(args.first().cloned().unwrap_or_else(|| "{}".to_owned()));
@@ -933,6 +946,7 @@ impl Worker {
                     let raw = raw_file_mounts(config, &plan.datasets, &pod_dir.join("raw"))
                         .map_err(|e| ConfigError(e.to_string()))?;
                     for mount in raw {
+                        raw_paths.push(mount.guest.clone());
                         builder = builder.dir(mount.host, mount.guest, DirAccess::ReadOnly);
                     }
                 }
@@ -941,8 +955,26 @@ impl Worker {
         for (key, value) in env {
             builder = builder.env(key, value);
         }
+        let mut files = Vec::new();
+        let mut dir_paths: Vec<&str> = raw_paths.iter().map(String::as_str).collect();
         for mount in &container.mounts {
-            let mut host = volume_dirs[&mount.volume].clone();
+            let volume = &volume_dirs[&mount.volume];
+            if volume.file {
+                if mount.sub_path.is_some() {
+                    return Err(ConfigError(format!(
+                        "volume {:?} is a single file: a subPath of it cannot be mounted",
+                        mount.volume
+                    )));
+                }
+                files.push(FileMount {
+                    host: volume.path.clone(),
+                    guest_path: mount.guest_path.clone(),
+                    read_only: mount.read_only,
+                });
+                continue;
+            }
+            dir_paths.push(&mount.guest_path);
+            let mut host = volume.path.clone();
             if let Some(sub) = &mount.sub_path {
                 host = host.join(sub);
                 std::fs::create_dir_all(&host).map_err(|e| {
@@ -955,6 +987,19 @@ impl Worker {
                 DirAccess::ReadWrite
             };
             builder = builder.dir(host, mount.guest_path.clone(), access);
+        }
+        let staged = file_mounts::stage(
+            &pod_dir.join("files").join(&container.name),
+            &files,
+            &dir_paths,
+        )?;
+        for dir in &staged.dirs {
+            let access = if dir.read_only {
+                DirAccess::ReadOnly
+            } else {
+                DirAccess::ReadWrite
+            };
+            builder = builder.dir(dir.host.clone(), dir.guest.clone(), access);
         }
         let mut limits = Limits {
             timeout: POD_RUN_TIMEOUT,
@@ -979,7 +1024,7 @@ impl Worker {
         let restart_count = self.container_mut(slot, |c| c.restart_count);
         let sinks = open_sinks(&log_path(&pod_dir, &container.name, restart_count))
             .map_err(|e| ConfigError(format!("cannot create the container log: {e}")))?;
-        Ok((run_plan, sinks))
+        Ok((run_plan, sinks, staged))
     }
 
     /// Whose queries a container's are, for the audit log.

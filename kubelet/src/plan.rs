@@ -235,6 +235,23 @@ fn check_volume(volume: &Volume) -> Result<(), Rejection> {
         || volume.host_path.is_some()
         || volume.downward_api.is_some()
         || volume.projected.is_some();
+    if let Some(host) = &volume.host_path {
+        let kind = host.type_.as_deref().unwrap_or("");
+        if !matches!(
+            kind,
+            "" | "Directory" | "DirectoryOrCreate" | "File" | "FileOrCreate"
+        ) {
+            return Err(reject(
+                "UnsupportedVolume",
+                format!(
+                    "volume {:?}: hostPath type {kind} is not supported; wasm guests are given \
+                     directories (Directory, DirectoryOrCreate) and regular files (File, \
+                     FileOrCreate) only",
+                    volume.name
+                ),
+            ));
+        }
+    }
     if supported {
         return Ok(());
     }
@@ -379,7 +396,8 @@ fn container_plan(c: &Container, volumes: &[Volume]) -> Result<ContainerPlan, Re
 }
 
 /// The datasets named in the pod's annotation that the station allows for
-/// its namespace. Asking for a dataset the station does not have, or one
+/// its namespace, or without the annotation the station's default grant
+/// for the namespace. Asking for a dataset the station does not have, or one
 /// its namespace may not use, is refused outright rather than granted
 /// silently less: the algorithm would otherwise fail later with a less
 /// helpful error.
@@ -394,7 +412,17 @@ fn granted_datasets(
         .as_ref()
         .and_then(|a| a.get(DATASETS_ANNOTATION))
     else {
-        return Ok(Vec::new());
+        // No annotation: the station's default grant for the namespace,
+        // checked again against each dataset's namespaces.
+        let defaults = data.map_or(&[][..], |d| d.default_grant(namespace));
+        return Ok(defaults
+            .iter()
+            .filter(|name| {
+                data.and_then(|d| d.dataset(name))
+                    .is_some_and(|d| d.policy.allows_namespace(namespace))
+            })
+            .cloned()
+            .collect());
     };
     let mut granted = Vec::new();
     for name in wanted.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -519,6 +547,96 @@ mod tests {
         assert_eq!(
             PodPlan::from_pod(&p, None).unwrap_err().reason,
             "InvalidPodSpec"
+        );
+    }
+
+    #[test]
+    fn host_path_types_a_guest_cannot_be_given_are_refused_at_once() {
+        for kind in ["Socket", "CharDevice", "BlockDevice", "file", "Fifo"] {
+            let p = basic(serde_json::json!({
+                "volumes": [{ "name": "h", "hostPath": { "path": "/run/x", "type": kind } }]
+            }));
+            let e = PodPlan::from_pod(&p, None).unwrap_err();
+            assert_eq!(e.reason, "UnsupportedVolume", "{kind}");
+            assert!(
+                e.message
+                    .contains(&format!("hostPath type {kind} is not supported")),
+                "{e:?}"
+            );
+        }
+        for kind in ["", "Directory", "DirectoryOrCreate", "File", "FileOrCreate"] {
+            let p = basic(serde_json::json!({
+                "volumes": [{ "name": "h", "hostPath": { "path": "/run/x", "type": kind } }]
+            }));
+            assert!(PodPlan::from_pod(&p, None).is_ok(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_namespace_default_grant_applies_only_without_the_annotation_and_only_there() {
+        let mut config = crate::station::StationConfig::parse(
+            "datasets:\n  - name: patients\n    source: { csv: p.csv }\n    policy:\n      allowedNamespaces: [v6-org1, research]\n  - name: labs\n    source: { csv: l.csv }\ndefaultGrants:\n  - namespace: v6-org1\n    datasets: [patients]\n",
+            std::path::Path::new("station.yaml"),
+            std::path::Path::new("/srv"),
+        )
+        .unwrap()
+        .data;
+        let in_namespace = |namespace: &str, annotation: Option<&str>| {
+            let mut p = basic(serde_json::json!({}));
+            p.metadata.namespace = Some(namespace.into());
+            p.metadata.annotations =
+                annotation.map(|a| [(DATASETS_ANNOTATION.to_owned(), a.to_owned())].into());
+            p
+        };
+        let granted = |p: &Pod, config: &DataConfig| {
+            PodPlan::from_pod(p, Some(config)).map(|plan| plan.datasets)
+        };
+        assert_eq!(
+            granted(&in_namespace("v6-org1", None), &config).unwrap(),
+            ["patients"]
+        );
+        // Other namespaces get nothing by default, even one the dataset allows.
+        assert!(
+            granted(&in_namespace("research", None), &config)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            granted(&in_namespace("v6-org2", None), &config)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            granted(&in_namespace("v6-org1x", None), &config)
+                .unwrap()
+                .is_empty()
+        );
+        // A pod that names datasets gets those, not the default: an empty
+        // annotation asks for none.
+        assert_eq!(
+            granted(&in_namespace("v6-org1", Some("labs")), &config).unwrap(),
+            ["labs"]
+        );
+        assert!(
+            granted(&in_namespace("v6-org1", Some("")), &config)
+                .unwrap()
+                .is_empty()
+        );
+        // A default edited past the dataset's namespaces after validation
+        // still grants nothing there.
+        config
+            .default_grants
+            .insert("default".into(), vec!["patients".into(), "labs".into()]);
+        assert_eq!(
+            granted(&in_namespace("default", None), &config).unwrap(),
+            ["labs"]
+        );
+        // Without a station file, nothing.
+        assert!(
+            PodPlan::from_pod(&in_namespace("v6-org1", None), None)
+                .unwrap()
+                .datasets
+                .is_empty()
         );
     }
 

@@ -1,6 +1,7 @@
 //! The station file: the one YAML file (CONTRACT.md section 4) that says
-//! which datasets a station holds under which policies, and, under
-//! `modules.allow`, which modules may run there.
+//! which datasets a station holds under which policies, under
+//! `defaultGrants` which datasets pods of a namespace get when they name
+//! none themselves, and under `modules.allow` which modules may run there.
 //!
 //! This module owns the file: reading it, its top-level shape, and errors
 //! that name the file, line and reason. It composes the parts that other
@@ -31,8 +32,20 @@ pub struct StationConfig {
 struct RawStation {
     #[serde(default)]
     datasets: Vec<DatasetSpec>,
+    #[serde(default, rename = "defaultGrants")]
+    default_grants: Vec<RawDefaultGrant>,
     #[serde(default)]
     modules: Option<RawModules>,
+}
+
+/// `defaultGrants: [ { namespace: NAME, datasets: [...] } ]`: for pods
+/// that cannot carry the `sandlet.dev/datasets` annotation (their
+/// controller writes the pod, as vantage6's node does).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaultGrant {
+    namespace: String,
+    datasets: Vec<String>,
 }
 
 /// `modules: { allow: [ { repository: ..., digests: [...] } ] }`.
@@ -105,11 +118,29 @@ impl StationConfig {
                 message,
             }
         })?;
-        let data =
+        let mut data =
             DataConfig::from_specs(raw.datasets, base).map_err(|source| ConfigError::Dataset {
                 path: path.to_owned(),
                 source,
             })?;
+        for grant in raw.default_grants {
+            if !is_namespace_name(&grant.namespace) {
+                return Err(ConfigError::Syntax {
+                    path: path.to_owned(),
+                    location: None,
+                    message: format!(
+                        "defaultGrants: {:?} is not a namespace name (a DNS label: a-z, 0-9 and -, at most 63)",
+                        grant.namespace
+                    ),
+                });
+            }
+            data.grant_by_default(&grant.namespace, grant.datasets)
+                .map_err(|message| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    location: None,
+                    message,
+                })?;
+        }
         let modules = match raw.modules {
             None => AllowList::allow_all(),
             Some(modules) => AllowList::new(modules.allow).map_err(|e| ConfigError::Syntax {
@@ -120,6 +151,17 @@ impl StationConfig {
         };
         Ok(StationConfig { data, modules })
     }
+}
+
+/// A Kubernetes namespace name: an RFC 1123 DNS label.
+fn is_namespace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 #[cfg(test)]
@@ -272,6 +314,61 @@ datasets:
         );
         let err = parse("modules:\n  allow:\n    - repository: '*'\n").unwrap_err();
         assert!(err.to_string().contains("allow-list rule"), "{err}");
+    }
+
+    #[test]
+    fn default_grants_stay_within_each_datasets_namespaces() {
+        let head = "datasets:\n  - name: patients\n    source: { csv: p.csv }\n    policy: { allowedNamespaces: [v6-org1, research] }\n  - name: labs\n    source: { csv: l.csv }\n";
+        let config = parse(&format!(
+            "{head}defaultGrants:\n  - namespace: v6-org1\n    datasets: [patients, labs, patients]\n"
+        ))
+        .unwrap();
+        assert_eq!(config.data.default_grant("v6-org1"), ["patients", "labs"]);
+        assert!(config.data.default_grant("research").is_empty());
+        assert!(config.data.default_grant("v6-org2").is_empty());
+        for (grants, error) in [
+            // Wider than the dataset's allowedNamespaces, under any spelling.
+            (
+                "  - namespace: default\n    datasets: [patients]\n",
+                "allowedNamespaces does not include it",
+            ),
+            (
+                "  - namespace: V6-org1\n    datasets: [patients]\n",
+                "not a namespace name",
+            ),
+            (
+                "  - namespace: 'v6-org1 '\n    datasets: [patients]\n",
+                "not a namespace name",
+            ),
+            (
+                "  - namespace: ''\n    datasets: [patients]\n",
+                "not a namespace name",
+            ),
+            (
+                "  - namespace: v6-org1\n    datasets: [Patients]\n",
+                "does not have",
+            ),
+            (
+                "  - namespace: v6-org1\n    datasets: [nothing]\n",
+                "does not have",
+            ),
+            ("  - namespace: v6-org1\n    datasets: []\n", "no dataset"),
+            (
+                "  - namespace: v6-org1\n    datasets: [labs]\n  - namespace: v6-org1\n    datasets: [patients]\n",
+                "listed twice",
+            ),
+            (
+                "  - namespace: v6-org1\n    dataset: [labs]\n",
+                "unknown field `dataset`",
+            ),
+        ] {
+            let err = parse(&format!("{head}defaultGrants:\n{grants}")).unwrap_err();
+            assert!(
+                err.to_string().starts_with("/etc/sandlet/data.yaml: "),
+                "{err}"
+            );
+            assert!(err.to_string().contains(error), "{grants}: {err}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, HostPathVolumeSource, KeyToPath, Volume};
 use sandlet_data::{DataConfig, exposed_dataset};
 
 use crate::env::{ConfigError, DownwardFacts, ObjectKind, PodObjects, field_value, resource_value};
@@ -92,17 +92,27 @@ pub struct PodDirs {
     pub memory: PathBuf,
 }
 
-/// Creates (or refreshes) every volume of the pod and returns the host
-/// directory of each, by volume name.
+/// Where one volume is on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostVolume {
+    pub path: PathBuf,
+    /// A single file (a hostPath of type `File` or `FileOrCreate`, or an
+    /// untyped one naming a file) rather than a directory; see
+    /// [`crate::file_mounts`] for how a guest is given it.
+    pub file: bool,
+}
+
+/// Creates (or refreshes) every volume of the pod and returns where each
+/// is on the host, by volume name.
 pub fn materialize(
     dirs: &PodDirs,
     volumes: &[Volume],
     inputs: &VolumeInputs<'_>,
-) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
+) -> Result<BTreeMap<String, HostVolume>, ConfigError> {
     let mut made = BTreeMap::new();
     for volume in volumes {
-        let dir = materialize_one(dirs, volume, inputs)?;
-        made.insert(volume.name.clone(), dir);
+        let host = materialize_one(dirs, volume, inputs)?;
+        made.insert(volume.name.clone(), host);
     }
     Ok(made)
 }
@@ -202,11 +212,79 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> ConfigError {
     ConfigError(format!("{what} {}: {e}", path.display()))
 }
 
+/// A hostPath volume: the host directory or file the cluster admin named,
+/// checked against its `type` as the kubelet checks it, and never one that
+/// holds (or is, or links to) a dataset's file.
+fn host_path(
+    volume: &Volume,
+    host: &HostPathVolumeSource,
+    data: Option<&DataConfig>,
+) -> Result<HostVolume, ConfigError> {
+    let path = PathBuf::from(&host.path);
+    let kind = host.type_.as_deref().unwrap_or("");
+    let not = |what: &str| {
+        ConfigError(format!(
+            "volume {:?}: hostPath {} is not an existing {what}",
+            volume.name, host.path
+        ))
+    };
+    // Symlinks are followed, as the kubelet follows them.
+    let file = match kind {
+        "" => match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => false,
+            Ok(m) if m.is_file() => true,
+            _ => return Err(not("directory or regular file")),
+        },
+        "Directory" | "DirectoryOrCreate" => {
+            if kind == "DirectoryOrCreate" {
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| io_error("cannot create hostPath", &path, e))?;
+            }
+            if !path.is_dir() {
+                return Err(not("directory"));
+            }
+            false
+        }
+        "File" | "FileOrCreate" => {
+            if kind == "FileOrCreate" && std::fs::symlink_metadata(&path).is_err() {
+                // As the kubelet does: an empty file, mode 0644; the
+                // directory it goes in must exist.
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(&path)
+                    .map_err(|e| io_error("cannot create hostPath", &path, e))?;
+            }
+            if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                return Err(not("regular file"));
+            }
+            true
+        }
+        other => {
+            return Err(ConfigError(format!(
+                "volume {:?}: hostPath type {other} is not supported; wasm guests are given \
+                 directories and regular files only",
+                volume.name
+            )));
+        }
+    };
+    if let Some(dataset) = data.and_then(|d| exposed_dataset(d, &path)) {
+        return Err(ConfigError(format!(
+            "volume {:?}: hostPath {} would expose the files of dataset {dataset:?}, which \
+             pods reach only through data queries (or rawFiles under /data)",
+            volume.name, host.path
+        )));
+    }
+    Ok(HostVolume { path, file })
+}
+
 fn materialize_one(
     dirs: &PodDirs,
     volume: &Volume,
     inputs: &VolumeInputs<'_>,
-) -> Result<PathBuf, ConfigError> {
+) -> Result<HostVolume, ConfigError> {
     let rendered_dir = dirs.memory.join(&volume.name);
     let namespace = inputs
         .facts
@@ -216,34 +294,7 @@ fn materialize_one(
         .clone()
         .unwrap_or_else(|| "default".into());
     if let Some(host) = &volume.host_path {
-        let path = PathBuf::from(&host.path);
-        match host.type_.as_deref().unwrap_or("") {
-            "" | "Directory" => {}
-            "DirectoryOrCreate" => {
-                std::fs::create_dir_all(&path)
-                    .map_err(|e| io_error("cannot create hostPath", &path, e))?;
-            }
-            other => {
-                return Err(ConfigError(format!(
-                    "volume {:?}: hostPath type {other} is not supported; wasm guests see directories only",
-                    volume.name
-                )));
-            }
-        }
-        if !path.is_dir() {
-            return Err(ConfigError(format!(
-                "volume {:?}: hostPath {} is not an existing directory",
-                volume.name, host.path
-            )));
-        }
-        if let Some(dataset) = inputs.data.and_then(|d| exposed_dataset(d, &path)) {
-            return Err(ConfigError(format!(
-                "volume {:?}: hostPath {} would expose the files of dataset {dataset:?}, which \
-                 pods reach only through data queries (or rawFiles under /data)",
-                volume.name, host.path
-            )));
-        }
-        return Ok(path);
+        return host_path(volume, host, inputs.data);
     }
     if let Some(empty) = &volume.empty_dir {
         // Kept across container restarts, removed with the pod.
@@ -254,7 +305,10 @@ fn materialize_one(
         };
         std::fs::create_dir_all(&own_dir)
             .map_err(|e| io_error("cannot create emptyDir", &own_dir, e))?;
-        return Ok(own_dir);
+        return Ok(HostVolume {
+            path: own_dir,
+            file: false,
+        });
     }
     // The remaining types are rendered files: write them afresh.
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -336,7 +390,10 @@ fn materialize_one(
         )));
     }
     write_files(&rendered_dir, &files)?;
-    Ok(rendered_dir)
+    Ok(HostVolume {
+        path: rendered_dir,
+        file: false,
+    })
 }
 
 fn add_file(
@@ -511,6 +568,8 @@ mod tests {
         let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
         let places = pod_dirs(dir.path());
         let dirs = materialize(&places, &volumes, &inputs(&p, &objects, &tokens)).unwrap();
+        assert!(dirs.values().all(|v| !v.file));
+        let dirs: BTreeMap<String, PathBuf> = dirs.into_iter().map(|(k, v)| (k, v.path)).collect();
         let read = |v: &str, f: &str| std::fs::read_to_string(dirs[v].join(f)).unwrap();
         // Rendered volumes (tokens, Secrets) and memory emptyDirs live in
         // the runtime directory; other emptyDirs on disk.
@@ -599,6 +658,141 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("without `..`"), "{e}");
+    }
+
+    #[test]
+    fn host_paths_are_checked_against_their_type_and_files_are_given_as_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let file = host.path().join("input");
+        std::fs::write(&file, "x").unwrap();
+        let objects = PodObjects {
+            config_maps: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+        };
+        let tokens = Tokens::new();
+        let made = |source: serde_json::Value| {
+            let p = pod(serde_json::json!([{ "name": "h", "hostPath": source }]));
+            let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+            materialize(
+                &pod_dirs(dir.path()),
+                &volumes,
+                &inputs(&p, &objects, &tokens),
+            )
+            .map(|mut m| m.remove("h").unwrap())
+        };
+        let as_file = HostVolume {
+            path: file.clone(),
+            file: true,
+        };
+        assert_eq!(
+            made(serde_json::json!({ "path": file, "type": "File" })).unwrap(),
+            as_file
+        );
+        assert_eq!(made(serde_json::json!({ "path": file })).unwrap(), as_file);
+        assert_eq!(
+            made(serde_json::json!({ "path": file, "type": "FileOrCreate" })).unwrap(),
+            as_file
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+        // FileOrCreate makes an empty 0644 file in an existing directory.
+        let created = host.path().join("output");
+        let v = made(serde_json::json!({ "path": created, "type": "FileOrCreate" })).unwrap();
+        assert!(v.file);
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(&created).unwrap();
+        assert_eq!((m.len(), m.permissions().mode() & 0o777), (0, 0o644));
+        let e = made(
+            serde_json::json!({ "path": host.path().join("no/output"), "type": "FileOrCreate" }),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("cannot create hostPath"), "{e}");
+        // Each type holds to what it names.
+        for (source, error) in [
+            (
+                serde_json::json!({ "path": host.path(), "type": "File" }),
+                "not an existing regular file",
+            ),
+            (
+                serde_json::json!({ "path": file, "type": "Directory" }),
+                "not an existing directory",
+            ),
+            (
+                serde_json::json!({ "path": host.path().join("none"), "type": "File" }),
+                "not an existing regular file",
+            ),
+            (
+                serde_json::json!({ "path": host.path().join("none") }),
+                "not an existing directory or regular file",
+            ),
+            (
+                serde_json::json!({ "path": "/dev/null" }),
+                "not an existing directory or regular file",
+            ),
+            (
+                serde_json::json!({ "path": "/dev/null", "type": "File" }),
+                "not an existing regular file",
+            ),
+            (
+                serde_json::json!({ "path": "/dev/null", "type": "CharDevice" }),
+                "type CharDevice is not supported",
+            ),
+        ] {
+            let e = made(source.clone()).unwrap_err();
+            assert!(e.0.contains(error), "{source}: {e}");
+        }
+        assert!(!host.path().join("none").exists());
+    }
+
+    #[test]
+    fn a_dataset_file_cannot_be_mounted_as_a_file_however_it_is_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let station = tempfile::tempdir().unwrap();
+        let srv = station.path().join("srv");
+        std::fs::create_dir(&srv).unwrap();
+        std::fs::write(srv.join("p.csv"), "a\n1\n").unwrap();
+        std::os::unix::fs::symlink(srv.join("p.csv"), station.path().join("sym.csv")).unwrap();
+        std::fs::hard_link(srv.join("p.csv"), station.path().join("hard.csv")).unwrap();
+        std::fs::write(station.path().join("other.csv"), "fine").unwrap();
+        let config = crate::station::StationConfig::parse(
+            "datasets:\n  - name: patients\n    source: { csv: srv/p.csv }\n",
+            Path::new("station.yaml"),
+            station.path(),
+        )
+        .unwrap()
+        .data;
+        let objects = PodObjects {
+            config_maps: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+        };
+        let tokens = Tokens::new();
+        let attempt = |path: PathBuf, kind: Option<&str>| {
+            let p = pod(
+                serde_json::json!([{ "name": "h", "hostPath": { "path": path, "type": kind } }]),
+            );
+            let volumes = p.spec.as_ref().unwrap().volumes.clone().unwrap();
+            let inputs = VolumeInputs {
+                data: Some(&config),
+                ..inputs(&p, &objects, &tokens)
+            };
+            materialize(&pod_dirs(dir.path()), &volumes, &inputs)
+        };
+        for path in [
+            srv.join("p.csv"),
+            srv.join("./p.csv"),
+            station.path().join("srv/../srv/p.csv"),
+            station.path().join("sym.csv"),
+            station.path().join("hard.csv"),
+        ] {
+            for kind in [None, Some("File"), Some("FileOrCreate")] {
+                let e = attempt(path.clone(), kind).unwrap_err();
+                assert!(
+                    e.0.contains("would expose the files of dataset \"patients\""),
+                    "{path:?} {kind:?}: {e}"
+                );
+            }
+        }
+        assert!(attempt(station.path().join("other.csv"), Some("File")).is_ok());
     }
 
     #[test]

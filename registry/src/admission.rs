@@ -104,6 +104,25 @@ impl AllowList {
         Ok(AllowList { rules: Some(valid) })
     }
 
+    /// Whether any rule covers `repository` at all. Checked before the
+    /// registry is contacted, so that a module of a repository no rule
+    /// names causes no connection, not even a name lookup.
+    pub fn check_repository(&self, reference: &str, repository: &str) -> Result<(), NotAllowed> {
+        let Some(rules) = &self.rules else {
+            return Ok(());
+        };
+        if rules.iter().any(|rule| match &rule.repository {
+            RepositoryPattern::Exact(exact) => exact == repository,
+            RepositoryPattern::Under(prefix) => repository.starts_with(prefix.as_str()),
+        }) {
+            return Ok(());
+        }
+        Err(NotAllowed {
+            reference: reference.to_owned(),
+            reason: format!("no allow-list rule covers repository {repository}"),
+        })
+    }
+
     /// Whether the module of `repository` (`registry/path/name`, no tag)
     /// with these digests may run.
     pub fn check(
@@ -160,6 +179,39 @@ mod tests {
             repository: repository.to_owned(),
             digests,
         }
+    }
+
+    #[test]
+    fn a_repository_no_rule_covers_is_refused_before_its_digests_are_known() {
+        let list = AllowList::new(vec![
+            rule("127.0.0.1:5000/v6/*", None),
+            rule(
+                "127.0.0.1:5000/tools/mean",
+                Some(vec![Digest::of(b"m").to_string()]),
+            ),
+        ])
+        .unwrap();
+        for covered in ["127.0.0.1:5000/v6/mean", "127.0.0.1:5000/tools/mean"] {
+            assert!(list.check_repository("r", covered).is_ok(), "{covered}");
+        }
+        for other in [
+            "ghcr.io/vantage6/infrastructure/alpine",
+            "127.0.0.1:5001/v6/mean",
+            "127.0.0.1:5000/v6",
+            "127.0.0.1:5000/tools/mean2",
+            "127.0.0.1:5000/v6x/mean",
+        ] {
+            let e = list.check_repository("r", other).unwrap_err();
+            assert!(
+                e.reason.contains("no allow-list rule covers"),
+                "{other}: {e}"
+            );
+        }
+        assert!(
+            AllowList::allow_all()
+                .check_repository("r", "ghcr.io/x")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -295,8 +295,9 @@ impl Registry {
     /// there), verifying every byte. Concurrent pulls of one module download
     /// it once.
     ///
-    /// The allow-list is checked against the reference and the digests the
-    /// registry reports before any byte of the module is downloaded.
+    /// The allow-list is checked against the repository before the
+    /// registry is contacted, then against the digests the registry reports
+    /// before any byte of the module is downloaded.
     pub async fn pull(
         &self,
         reference: &str,
@@ -306,6 +307,13 @@ impl Registry {
     ) -> Result<PulledModule, OciError> {
         let text = reference;
         let reference = parse_reference(reference)?;
+        let repository = format!(
+            "{}/{}",
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        // A repository no rule names is refused before any connection.
+        allow.check_repository(text, &repository)?;
         let auth = credentials.for_registry(reference.resolve_registry());
         let (manifest_digest, layer) = self.resolve(&reference, &auth).await?;
         let module_digest = layer
@@ -315,11 +323,6 @@ impl Registry {
                 reference: reference.whole(),
                 reason: e.to_string(),
             })?;
-        let repository = format!(
-            "{}/{}",
-            reference.resolve_registry(),
-            reference.repository()
-        );
         allow.check(text, &repository, &manifest_digest, &module_digest)?;
         let downloaded = store
             .fetch_once(&module_digest, || async {

@@ -1649,3 +1649,237 @@ fn kube_a_changed_config_map_or_secret_reaches_the_next_pod_at_once() {
     );
     assert_eq!(env_of("third"), ("v3".into(), "t2".into()));
 }
+
+#[test]
+fn kube_host_files_are_given_as_single_files_and_written_back_before_the_pod_ends() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let hello = push(&registry, &guests().hello, "algorithms/hello:v1");
+    let escape = push(&registry, &guests().escape, "tests/escape:v1");
+    let node = TestNode::start("files", &registry, &[]);
+    let ns = c.namespace("files");
+    // A task directory as vantage6's node writes one: the pod is granted
+    // `input` and `output`, not their neighbour.
+    let task = tempfile::tempdir().unwrap();
+    let file = |name: &str, content: &str| {
+        let path = task.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    let input = file("input", "question");
+    let output = file("output", "");
+    let sibling = file("token", "the neighbour's secret");
+    let created = task.path().join("created");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: files}}
+spec:
+  restartPolicy: Never
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  tolerations: [{{key: kubernetes.io/arch, operator: Equal, value: wasm32-wasi}}]
+  volumes:
+  - {{name: in, hostPath: {{path: {input}, type: File}}}}
+  - {{name: out, hostPath: {{path: {output}, type: File}}}}
+  - {{name: new, hostPath: {{path: {created}, type: FileOrCreate}}}}
+  - {{name: scratch, hostPath: {{path: {scratch}, type: FileOrCreate}}}}
+  containers:
+  - name: writes-output
+    image: {hello}
+    args: [--append, /task/output]
+    volumeMounts:
+    - {{name: in, mountPath: /task/input, readOnly: true}}
+    - {{name: out, mountPath: /task/output}}
+  - name: writes-created
+    image: {hello}
+    args: [--append, /made/created]
+    volumeMounts: [{{name: new, mountPath: /made/created}}]
+  - name: reads-input
+    image: {escape}
+    args: [read, /task/input]
+    volumeMounts: [{{name: in, mountPath: /task/input, readOnly: true}}]
+  - name: neighbour-hidden
+    image: {escape}
+    args: [read, /task/token]
+    volumeMounts: [{{name: in, mountPath: /task/input, readOnly: true}}]
+  - name: neighbour-hidden-dotdot
+    image: {escape}
+    args: [read, /task/input/../token]
+    volumeMounts: [{{name: in, mountPath: /task/input, readOnly: true}}]
+  - name: read-only-file
+    image: {escape}
+    args: [write, /ro]
+    volumeMounts: [{{name: in, mountPath: /ro/existing.txt, readOnly: true}}]
+  - name: read-only-tampered-copy
+    image: {hello}
+    args: [--append, /task/input]
+    volumeMounts:
+    - {{name: in, mountPath: /task/input, readOnly: true}}
+    - {{name: scratch, mountPath: /task/scratch}}
+"#,
+        node = node.name,
+        input = input.display(),
+        output = output.display(),
+        created = created.display(),
+        scratch = task.path().join("scratch").display(),
+    );
+    c.apply(&ns, &manifest);
+    // The moment the writer is reported terminated, its output is in the
+    // host file: whoever waits for the pod reads the final content.
+    let status_of = |pod: &Value, name: &str| {
+        pod["status"]["containerStatuses"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let writer = wait_for("the writer to be reported terminated", LONG, || {
+        let pod = c.pod(&ns, "files");
+        let status = status_of(&pod, "writes-output");
+        (!status["state"]["terminated"].is_null()).then_some(status)
+    });
+    let written = std::fs::read_to_string(&output).unwrap();
+    assert_eq!(writer["state"]["terminated"]["exitCode"], 0, "{writer}");
+    assert!(
+        written.contains("run"),
+        "output when reported terminated: {written:?}"
+    );
+    let pod = wait_for("every container to finish", LONG, || {
+        let pod = c.pod(&ns, "files");
+        pod["status"]["phase"]
+            .as_str()
+            .is_some_and(|p| p == "Succeeded" || p == "Failed")
+            .then_some(pod)
+    });
+    let logs = |container: &str| c.kubectl(&["logs", "-n", &ns, "files", "-c", container]);
+    let exit = |name: &str| status_of(&pod, name)["state"]["terminated"]["exitCode"].clone();
+    // Reading the granted file is what was granted (the escape guest calls
+    // any successful read an escape, exit 10).
+    let log = logs("reads-input");
+    assert!(
+        log.contains("read 8 bytes from /task/input"),
+        "reads-input: {log}"
+    );
+    // Its neighbour in the host directory is not there, however named.
+    for name in ["neighbour-hidden", "neighbour-hidden-dotdot"] {
+        let log = logs(name);
+        assert!(log.contains("contained"), "{name}: {log}");
+        assert_eq!(exit(name), 0, "{name}: {log}");
+    }
+    // A read-only file cannot be written, removed or added to.
+    let log = logs("read-only-file");
+    assert!(
+        log.contains("contained: no write succeeded in /ro"),
+        "{log}"
+    );
+    assert_eq!(exit("read-only-file"), 0);
+    // Beside a read-write file its copy can be changed, but the host file
+    // never is.
+    assert_eq!(exit("read-only-tampered-copy"), 0);
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "question");
+    assert_eq!(
+        std::fs::read_to_string(&sibling).unwrap(),
+        "the neighbour's secret"
+    );
+    // FileOrCreate made the file, and the guest's line reached it.
+    assert_eq!(exit("writes-created"), 0);
+    assert_eq!(std::fs::read_to_string(&created).unwrap(), "run\n");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "run\n");
+
+    // A file volume with a subPath, and a file in a directory that is
+    // mounted as well, cannot be given: the reason is in the status.
+    let clash = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: clash}}
+spec:
+  restartPolicy: Never
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  tolerations: [{{key: kubernetes.io/arch, operator: Equal, value: wasm32-wasi}}]
+  volumes:
+  - {{name: in, hostPath: {{path: {input}, type: File}}}}
+  - {{name: scratch, emptyDir: {{}}}}
+  containers:
+  - name: main
+    image: {hello}
+    volumeMounts:
+    - {{name: in, mountPath: /task/input}}
+    - {{name: scratch, mountPath: /task}}
+"#,
+        node = node.name,
+        input = input.display(),
+    );
+    c.apply(&ns, &clash);
+    let waiting = wait_waiting(&ns, "clash", &["CreateContainerConfigError"]);
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("also a directory mount"),
+        "{waiting}"
+    );
+}
+
+#[test]
+fn kube_a_namespace_default_grant_reaches_pods_without_the_annotation() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let image = push(
+        &registry,
+        &guests().federated_mean,
+        "algorithms/federated-mean:v1",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let patients = crate::fixtures::write_patients(data.path(), "patients", 120, 3);
+    let config = data.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy:\n      allowedColumns: [age, sex, bmi]\n      allowedNamespaces: [grant-tasks, grant-named]\ndefaultGrants:\n  - namespace: grant-tasks\n    datasets: [patients]\n",
+    )
+    .unwrap();
+    let node = TestNode::start(
+        "default-grants",
+        &registry,
+        &["--config", config.to_str().unwrap()],
+    );
+    let tasks = c.namespace("grant-tasks");
+    let named = c.namespace("grant-named");
+    let input = r#"{"dataset": "patients", "column": "bmi"}"#;
+    let pod = |name: &str| wasm_pod(name, &node.name, &image, &[input], "Never");
+    let message = |pod: &Value| {
+        container_status(pod)["state"]["terminated"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    // No annotation, in the namespace with a default grant: granted.
+    c.apply(&tasks, &pod("unannotated"));
+    let done = c.wait_phase(&tasks, "unannotated", "Succeeded", LONG);
+    let result: Value = serde_json::from_str(&message(&done)).unwrap();
+    assert_eq!(result["count"], 120);
+    crate::fixtures::assert_close(result["sum"].as_f64().unwrap(), patients.bmis.iter().sum());
+    // A namespace the dataset allows but without a default: the pod must
+    // ask, and without asking the guest cannot see the dataset.
+    c.apply(&named, &pod("unasked"));
+    let failed = c.wait_phase(&named, "unasked", "Failed", LONG);
+    assert!(message(&failed).contains("not-granted"), "{failed}");
+    c.apply(&named, &with_datasets(&pod("asked"), "patients"));
+    c.wait_phase(&named, "asked", "Succeeded", LONG);
+    // The default namespace gets nothing.
+    let other = c.namespace("grant-other");
+    c.apply(&other, &pod("elsewhere"));
+    let failed = c.wait_phase(&other, "elsewhere", "Failed", LONG);
+    assert!(message(&failed).contains("not-granted"), "{failed}");
+    // Every access, default or asked for, is on the audit record with its
+    // namespace and the datasets it was granted.
+    let records = crate::audit::records(&node.state_dir);
+    for (namespace, pod) in [(&tasks, "unannotated"), (&named, "asked")] {
+        let record = records
+            .iter()
+            .find(|r| r["pod"] == pod)
+            .unwrap_or_else(|| panic!("no record of {pod}: {records:#?}"));
+        assert_eq!(record["namespace"], namespace.as_str());
+        assert_eq!(record["decision"], "answered");
+        assert_eq!(record["datasets"], serde_json::json!(["patients"]));
+    }
+}

@@ -705,3 +705,64 @@ async fn one_pulls_credentials_never_serve_another_pull() {
         "{again:?}"
     );
 }
+
+/// A module from a repository that no allow-list rule covers is refused
+/// before the registry is contacted: a station that lists only its own
+/// registry never connects elsewhere because a pod named another (as
+/// vantage6's node does with its probe image).
+#[tokio::test]
+async fn a_repository_outside_the_allow_list_is_never_contacted() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A "registry" that only counts the connections made to it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let accept = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let allow = AllowList::new(vec![sandlet_registry::admission::AllowRule {
+        repository: format!("{addr}/reviewed/*"),
+        digests: None,
+    }])
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let store = ModuleStore::open(state.path(), 1 << 30).unwrap();
+    let client = loopback_client(&addr);
+    for reference in [
+        format!("{addr}/unreviewed/mean:v1"),
+        format!("{addr}/reviewedx/mean:v1"),
+        format!("{addr}/reviewed:v1"),
+        format!("{addr}/reviewed-not/mean:v1"),
+        format!("{addr}/unreviewed/mean@sha256:{}", Digest::of(b"m").hex()),
+    ] {
+        let err = client
+            .pull(&reference, &Credentials::anonymous(), &store, &allow)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OciError::NotAllowed(_)), "{reference}: {err}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "a refused repository was contacted"
+    );
+    // The control: a covered repository is contacted (and fails, as this
+    // is no registry).
+    let covered = client
+        .pull(
+            &format!("{addr}/reviewed/mean:v1"),
+            &Credentials::anonymous(),
+            &store,
+            &allow,
+        )
+        .await;
+    assert!(covered.is_err());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(connections.load(Ordering::SeqCst) >= 1);
+    accept.abort();
+}

@@ -98,6 +98,19 @@ impl Cluster {
         child.wait_with_output().unwrap()
     }
 
+    /// `kubectl ARGS` running on, its stdout piped (for `--watch`).
+    pub fn kubectl_spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", &self.path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run kubectl")
+    }
+
     /// `kubectl ARGS`, which must succeed; its stdout.
     pub fn kubectl(&self, args: &[&str]) -> String {
         let out = self.kubectl_raw(args, None);

@@ -24,6 +24,8 @@ pub struct Guests {
     pub hello_p1: PathBuf,
     pub column_stats: PathBuf,
     pub federated_mean: PathBuf,
+    /// The federated mean as a vantage6 algorithm (`algorithms/vantage6-mean`).
+    pub vantage6_mean: PathBuf,
     pub escape: PathBuf,
     pub unknown_world: PathBuf,
     pub imports_unknown: PathBuf,
@@ -82,12 +84,14 @@ pub fn guests() -> &'static Guests {
         let column_stats = cargo_build("algorithms/column-stats", p2).join("column_stats.wasm");
         let federated_mean =
             cargo_build("algorithms/federated-mean", p2).join("federated_mean.wasm");
+        let vantage6_mean = cargo_build("algorithms/vantage6-mean", p2).join("vantage6_mean.wasm");
         let guests_dir = cargo_build("tests/guests", p2);
         let guests = Guests {
             hello,
             hello_p1,
             column_stats,
             federated_mean,
+            vantage6_mean,
             escape: guests_dir.join("escape.wasm"),
             unknown_world: guests_dir.join("unknown_world.wasm"),
             imports_unknown: guests_dir.join("imports_unknown.wasm"),
@@ -97,6 +101,7 @@ pub fn guests() -> &'static Guests {
             &guests.hello_p1,
             &guests.column_stats,
             &guests.federated_mean,
+            &guests.vantage6_mean,
             &guests.escape,
             &guests.unknown_world,
             &guests.imports_unknown,

@@ -25,3 +25,4 @@ mod queries;
 mod registry;
 mod runtime;
 mod sandbox;
+mod vantage6;

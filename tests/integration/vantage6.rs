@@ -1,0 +1,249 @@
+//! vantage6 on sandlet: the task Jobs of vantage6's node (5.x), run as
+//! wasm.
+//!
+//! `kube_a_vantage6_shaped_job_*` builds the Job exactly as vantage6 5.0.3's
+//! node does (`vantage6/node/k8s/container_manager.py`: no arguments,
+//! tolerations, node selector or annotation; base32 environment; input and
+//! output as hostPath Files) and checks what the node relies on, against
+//! the real control plane without the vantage6 stack.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{TestNode, cluster, push, wait_for};
+use crate::fixtures::guests;
+use crate::registry::{RegistrySetup, TestRegistry};
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// A value as vantage6's node encodes it: base32, `=` written as `!`.
+fn v6_encode(value: &str) -> String {
+    sandlet_vantage6::encode(value)
+}
+
+/// The Job vantage6's node creates for run `run` of a federated step of
+/// `method` (see the module docs).
+fn v6_job(run: u32, image: &str, task_dir: &std::path::Path, method: &str) -> String {
+    let env = [
+        ("OUTPUT_FILE", "/app/vantage6/task/output".to_owned()),
+        ("INPUT_FILE", "/app/vantage6/task/input".to_owned()),
+        ("SESSION_FOLDER", "/app/vantage6/task/session".to_owned()),
+        (
+            "SESSION_FILE",
+            "/app/vantage6/task/session/session_state.parquet".to_owned(),
+        ),
+        ("USER_REQUESTED_DATAFRAMES", String::new()),
+        ("HOST", "http://127.0.0.1".to_owned()),
+        ("PORT", "7654".to_owned()),
+        ("API_PATH", String::new()),
+        ("ALGORITHM_METHOD", method.to_owned()),
+        ("FUNCTION_ACTION", "federated_compute".to_owned()),
+        ("TASK_ID", "3".to_owned()),
+        ("NODE_ID", "1".to_owned()),
+        ("ORGANIZATION_ID", "1".to_owned()),
+        ("COLLABORATION_ID", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| serde_json::json!({ "name": name, "value": v6_encode(&value) }))
+    .collect::<Vec<_>>();
+    let name = format!("vantage6-run-{run}");
+    let path = |p: &str| task_dir.join(p).display().to_string();
+    serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": { "node_id": "84f74f858513ffe1" },
+            "annotations": {
+                "run_id": run.to_string(), "task_id": "3", "task_parent_id": "",
+                "init_org_id": "1", "action": "federated_compute", "session_id": "1",
+                "df_name": "", "df_id": "", "df_label": ""
+            }
+        },
+        "spec": {
+            "backoffLimit": 3,
+            "template": {
+                "metadata": { "labels": { "app": name, "role": "federated_compute" } },
+                "spec": {
+                    "containers": [{
+                        "name": name,
+                        "image": image,
+                        "imagePullPolicy": "Always",
+                        "tty": true,
+                        "env": env,
+                        "envFrom": [],
+                        "volumeMounts": [
+                            { "mountPath": "/app/vantage6/task/output", "name": format!("{name}-output"), "readOnly": false },
+                            { "mountPath": "/app/vantage6/task/input", "name": format!("{name}-input"), "readOnly": false },
+                            { "mountPath": "/app/vantage6/task/session", "name": "session000000001", "readOnly": false }
+                        ]
+                    }],
+                    "restartPolicy": "Never",
+                    "volumes": [
+                        { "name": format!("{name}-output"), "hostPath": { "path": path(&format!("{run}/output")), "type": "File" } },
+                        { "name": format!("{name}-input"), "hostPath": { "path": path(&format!("{run}/input")), "type": "File" } },
+                        { "name": "session000000001", "hostPath": { "path": path("sessions/session000000001"), "type": "Directory" } }
+                    ]
+                }
+            }
+        }
+    })
+    .to_string()
+}
+
+/// Writes run `run`'s input and an empty output, as the node does before it
+/// creates the Job.
+fn v6_files(task_dir: &std::path::Path, run: u32, arguments: &str) {
+    let dir = task_dir.join(run.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(task_dir.join("sessions/session000000001")).unwrap();
+    std::fs::write(dir.join("input"), arguments).unwrap();
+    std::fs::write(dir.join("output"), "").unwrap();
+}
+
+/// The phases of the pod of `job`, in the order a watch saw them, until it
+/// is terminal.
+fn watched_phases(namespace: &str, job: &str) -> Vec<String> {
+    let c = cluster();
+    let mut watch = c.kubectl_spawn(&[
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        "-l",
+        &format!("app={job}"),
+        "--watch",
+        "-o",
+        "jsonpath={.status.phase}{\"\\n\"}",
+    ]);
+    let mut phases: Vec<String> = Vec::new();
+    use std::io::BufRead;
+    let stdout = std::io::BufReader::new(watch.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let phase = line.unwrap();
+        if phase.is_empty() || phases.last() == Some(&phase) {
+            continue;
+        }
+        let done = phase == "Succeeded" || phase == "Failed";
+        phases.push(phase);
+        if done {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    phases
+}
+
+#[test]
+fn kube_a_vantage6_shaped_job_runs_as_wasm_and_leaves_its_result_in_the_task_dir() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let image = push(&registry, &guests().vantage6_mean, "v6/mean:1.0");
+    let data = tempfile::tempdir().unwrap();
+    let patients = crate::fixtures::write_patients(data.path(), "patients", 200, 11);
+    let config = data.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "datasets:\n  - name: patients\n    source: {{ csv: patients.csv }}\n    policy:\n      allowedColumns: [age, sex, bmi]\n      allowedNamespaces: [v6-tasks]\ndefaultGrants:\n  - namespace: v6-tasks\n    datasets: [patients]\nmodules:\n  allow:\n    - repository: {}/v6/*\n",
+            registry.addr
+        ),
+    )
+    .unwrap();
+    let node = TestNode::start(
+        "v6-station",
+        &registry,
+        &["--config", config.to_str().unwrap()],
+    );
+    // The namespace routes its pods to this node: vantage6's Jobs carry no
+    // tolerations or selector of their own.
+    let ns = c.namespace("v6-tasks");
+    c.kubectl(&[
+        "annotate",
+        "namespace",
+        &ns,
+        &format!(
+            "scheduler.alpha.kubernetes.io/node-selector=kubernetes.io/hostname={}",
+            node.name
+        ),
+        r#"scheduler.alpha.kubernetes.io/defaultTolerations=[{"key":"kubernetes.io/arch","operator":"Equal","value":"wasm32-wasi","effect":"NoSchedule"},{"key":"kubernetes.io/arch","operator":"Equal","value":"wasm32-wasi","effect":"NoExecute"}]"#,
+    ]);
+    let task_dir = tempfile::tempdir().unwrap();
+    let tasks = task_dir.path();
+
+    // Run 1: the partial step. Its pod is seen Running before Succeeded,
+    // and the output file holds the result the moment the Job counts it.
+    v6_files(tasks, 1, r#"{"column": "bmi"}"#);
+    let watcher = std::thread::spawn(move || watched_phases("v6-tasks", "vantage6-run-1"));
+    std::thread::sleep(Duration::from_millis(500));
+    c.apply(&ns, &v6_job(1, &image, tasks, "partial"));
+    let job = wait_for("job 1 to succeed", LONG, || {
+        let job = c.get(&ns, "job", "vantage6-run-1")?;
+        (job["status"]["succeeded"].as_i64() == Some(1)).then_some(job)
+    });
+    let output = std::fs::read_to_string(tasks.join("1/output")).unwrap();
+    let result: Value = serde_json::from_str(&output)
+        .unwrap_or_else(|e| panic!("output {output:?} is not JSON: {e}; job {job}"));
+    assert_eq!(result["count"], 200);
+    crate::fixtures::assert_close(result["sum"].as_f64().unwrap(), patients.bmis.iter().sum());
+    let phases = watcher.join().unwrap();
+    let running = phases.iter().position(|p| p == "Running");
+    let succeeded = phases.iter().position(|p| p == "Succeeded");
+    assert!(
+        matches!((running, succeeded), (Some(r), Some(s)) if r < s),
+        "phases seen by a watch: {phases:?}"
+    );
+    // The input is unchanged, the logs say what ran.
+    assert_eq!(
+        std::fs::read_to_string(tasks.join("1/input")).unwrap(),
+        r#"{"column": "bmi"}"#
+    );
+    let logs = c.kubectl(&["logs", "-n", &ns, "job/vantage6-run-1"]);
+    assert!(
+        logs.contains("running partial (federated_compute) of task 3"),
+        "{logs}"
+    );
+
+    // Run 2: a hidden column. The station refuses, the Job fails, the
+    // refusal is in the log the node collects, and no output is written.
+    v6_files(tasks, 2, r#"{"column": "ssn"}"#);
+    c.apply(&ns, &v6_job(2, &image, tasks, "partial"));
+    wait_for("job 2 to fail", LONG, || {
+        let job = c.get(&ns, "job", "vantage6-run-2")?;
+        (job["status"]["failed"].as_i64() >= Some(1)).then_some(())
+    });
+    let logs = c.kubectl(&["logs", "-n", &ns, "job/vantage6-run-2"]);
+    assert!(logs.contains("error > not-granted"), "{logs}");
+    assert_eq!(std::fs::read_to_string(tasks.join("2/output")).unwrap(), "");
+
+    // Run 3: a method the algorithm does not have.
+    v6_files(tasks, 3, r#"{"column": "bmi"}"#);
+    c.apply(&ns, &v6_job(3, &image, tasks, "central"));
+    wait_for("job 3 to fail", LONG, || {
+        let job = c.get(&ns, "job", "vantage6-run-3")?;
+        (job["status"]["failed"].as_i64() >= Some(1)).then_some(())
+    });
+    let logs = c.kubectl(&["logs", "-n", &ns, "job/vantage6-run-3"]);
+    assert!(logs.contains("no method \"central\""), "{logs}");
+
+    // vantage6's start-up pods: an image from a registry the station does
+    // not list fails at once, before any connection (the isolation probe
+    // needs a failure within 15 s), and never hangs Pending.
+    c.apply(
+        &ns,
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "v6-isolation-probe-1", "labels": {"role": "central_compute"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "probe", "image": "curlimages/curl:latest",
+            "command": ["sh", "-c", "curl -s https://example.com"]}]}}"#,
+    );
+    let probe = c.wait_phase(
+        &ns,
+        "v6-isolation-probe-1",
+        "Failed",
+        Duration::from_secs(15),
+    );
+    assert_eq!(probe["status"]["reason"], "ModuleNotAllowed", "{probe}");
+    let probe_exit = &probe["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"];
+    assert_ne!(probe_exit, 0, "{probe}");
+}

@@ -29,6 +29,10 @@ const PYTHON_SDK: &[(&str, &str)] = &[
         "sandlet_app.py",
         include_str!("../../sdk/python/sandlet_app.py"),
     ),
+    (
+        "sandlet_vantage6.py",
+        include_str!("../../sdk/python/sandlet_vantage6.py"),
+    ),
 ];
 const JS_SDK: &[(&str, &str)] = &[
     ("sandlet.js", include_str!("../../sdk/js/sandlet.js")),

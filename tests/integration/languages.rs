@@ -79,7 +79,7 @@ pub fn sandlet_build() -> Command {
 
 /// `algorithms/LANG/NAME` built by `sandlet build` into
 /// `wasm-target/LANG/NAME-KEY/`, unless it is there already.
-fn build_example(lang: &str, name: &str, bin: &Path) -> PathBuf {
+pub fn build_example(lang: &str, name: &str, bin: &Path) -> PathBuf {
     let algorithm = repo_root().join("algorithms").join(lang).join(name);
     let sources = [
         repo_root().join("wit"),

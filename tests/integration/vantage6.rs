@@ -136,6 +136,84 @@ fn watched_phases(namespace: &str, job: &str) -> Vec<String> {
     phases
 }
 
+/// Three runs of `image` from run id `first` on: a partial step that must
+/// succeed and leave its result, a refused query and an unknown method that
+/// must fail with the reason in the Job's log.
+fn v6_runs(
+    ns: &str,
+    tasks: &std::path::Path,
+    first: u32,
+    image: &str,
+    patients: &crate::fixtures::Patients,
+) {
+    let c = cluster();
+    // The partial step. Its pod is seen Running before Succeeded, and the
+    // output file holds the result the moment the Job counts it.
+    let run = first;
+    let job = format!("vantage6-run-{run}");
+    v6_files(tasks, run, r#"{"column": "bmi"}"#);
+    let watched = {
+        let (ns, job) = (ns.to_owned(), job.clone());
+        std::thread::spawn(move || watched_phases(&ns, &job))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    c.apply(ns, &v6_job(run, image, tasks, "partial"));
+    let succeeded = wait_for(&format!("{job} to succeed"), LONG, || {
+        let object = c.get(ns, "job", &job)?;
+        (object["status"]["succeeded"].as_i64() == Some(1)).then_some(object)
+    });
+    let output = std::fs::read_to_string(tasks.join(format!("{run}/output"))).unwrap();
+    let result: Value = serde_json::from_str(&output)
+        .unwrap_or_else(|e| panic!("{image}: output {output:?} is not JSON: {e}; {succeeded}"));
+    assert_eq!(result["count"], 200, "{image}");
+    crate::fixtures::assert_close(result["sum"].as_f64().unwrap(), patients.bmis.iter().sum());
+    let phases = watched.join().unwrap();
+    let running = phases.iter().position(|p| p == "Running");
+    let done = phases.iter().position(|p| p == "Succeeded");
+    assert!(
+        matches!((running, done), (Some(r), Some(s)) if r < s),
+        "{image}: phases seen by a watch: {phases:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tasks.join(format!("{run}/input"))).unwrap(),
+        r#"{"column": "bmi"}"#
+    );
+    let logs = c.kubectl(&["logs", "-n", ns, &format!("job/{job}")]);
+    assert!(
+        logs.contains("running partial (federated_compute) of task 3"),
+        "{image}: {logs}"
+    );
+
+    // A hidden column: the station refuses, the Job fails, the refusal is
+    // in the log the node collects, and no output is written.
+    let run = first + 1;
+    let job = format!("vantage6-run-{run}");
+    v6_files(tasks, run, r#"{"column": "ssn"}"#);
+    c.apply(ns, &v6_job(run, image, tasks, "partial"));
+    wait_for(&format!("{job} to fail"), LONG, || {
+        let object = c.get(ns, "job", &job)?;
+        (object["status"]["failed"].as_i64() >= Some(1)).then_some(())
+    });
+    let logs = c.kubectl(&["logs", "-n", ns, &format!("job/{job}")]);
+    assert!(logs.contains("error > not-granted"), "{image}: {logs}");
+    assert_eq!(
+        std::fs::read_to_string(tasks.join(format!("{run}/output"))).unwrap(),
+        ""
+    );
+
+    // A method the algorithm does not have.
+    let run = first + 2;
+    let job = format!("vantage6-run-{run}");
+    v6_files(tasks, run, r#"{"column": "bmi"}"#);
+    c.apply(ns, &v6_job(run, image, tasks, "central"));
+    wait_for(&format!("{job} to fail"), LONG, || {
+        let object = c.get(ns, "job", &job)?;
+        (object["status"]["failed"].as_i64() >= Some(1)).then_some(())
+    });
+    let logs = c.kubectl(&["logs", "-n", ns, &format!("job/{job}")]);
+    assert!(logs.contains("no method \"central\""), "{image}: {logs}");
+}
+
 #[test]
 fn kube_a_vantage6_shaped_job_runs_as_wasm_and_leaves_its_result_in_the_task_dir() {
     let c = cluster();
@@ -172,61 +250,16 @@ fn kube_a_vantage6_shaped_job_runs_as_wasm_and_leaves_its_result_in_the_task_dir
     ]);
     let task_dir = tempfile::tempdir().unwrap();
     let tasks = task_dir.path();
-
-    // Run 1: the partial step. Its pod is seen Running before Succeeded,
-    // and the output file holds the result the moment the Job counts it.
-    v6_files(tasks, 1, r#"{"column": "bmi"}"#);
-    let watcher = std::thread::spawn(move || watched_phases("v6-tasks", "vantage6-run-1"));
-    std::thread::sleep(Duration::from_millis(500));
-    c.apply(&ns, &v6_job(1, &image, tasks, "partial"));
-    let job = wait_for("job 1 to succeed", LONG, || {
-        let job = c.get(&ns, "job", "vantage6-run-1")?;
-        (job["status"]["succeeded"].as_i64() == Some(1)).then_some(job)
-    });
-    let output = std::fs::read_to_string(tasks.join("1/output")).unwrap();
-    let result: Value = serde_json::from_str(&output)
-        .unwrap_or_else(|e| panic!("output {output:?} is not JSON: {e}; job {job}"));
-    assert_eq!(result["count"], 200);
-    crate::fixtures::assert_close(result["sum"].as_f64().unwrap(), patients.bmis.iter().sum());
-    let phases = watcher.join().unwrap();
-    let running = phases.iter().position(|p| p == "Running");
-    let succeeded = phases.iter().position(|p| p == "Succeeded");
-    assert!(
-        matches!((running, succeeded), (Some(r), Some(s)) if r < s),
-        "phases seen by a watch: {phases:?}"
+    // The same algorithm from each guest SDK: Rust and Python.
+    let python = crate::languages::build_example(
+        "python",
+        "vantage6-mean",
+        &crate::languages::toolchain("python"),
     );
-    // The input is unchanged, the logs say what ran.
-    assert_eq!(
-        std::fs::read_to_string(tasks.join("1/input")).unwrap(),
-        r#"{"column": "bmi"}"#
-    );
-    let logs = c.kubectl(&["logs", "-n", &ns, "job/vantage6-run-1"]);
-    assert!(
-        logs.contains("running partial (federated_compute) of task 3"),
-        "{logs}"
-    );
-
-    // Run 2: a hidden column. The station refuses, the Job fails, the
-    // refusal is in the log the node collects, and no output is written.
-    v6_files(tasks, 2, r#"{"column": "ssn"}"#);
-    c.apply(&ns, &v6_job(2, &image, tasks, "partial"));
-    wait_for("job 2 to fail", LONG, || {
-        let job = c.get(&ns, "job", "vantage6-run-2")?;
-        (job["status"]["failed"].as_i64() >= Some(1)).then_some(())
-    });
-    let logs = c.kubectl(&["logs", "-n", &ns, "job/vantage6-run-2"]);
-    assert!(logs.contains("error > not-granted"), "{logs}");
-    assert_eq!(std::fs::read_to_string(tasks.join("2/output")).unwrap(), "");
-
-    // Run 3: a method the algorithm does not have.
-    v6_files(tasks, 3, r#"{"column": "bmi"}"#);
-    c.apply(&ns, &v6_job(3, &image, tasks, "central"));
-    wait_for("job 3 to fail", LONG, || {
-        let job = c.get(&ns, "job", "vantage6-run-3")?;
-        (job["status"]["failed"].as_i64() >= Some(1)).then_some(())
-    });
-    let logs = c.kubectl(&["logs", "-n", &ns, "job/vantage6-run-3"]);
-    assert!(logs.contains("no method \"central\""), "{logs}");
+    let python = push(&registry, &python, "v6/mean-python:1.0");
+    for (first, image) in [(1, &image), (11, &python)] {
+        v6_runs(&ns, tasks, first, image, &patients);
+    }
 
     // vantage6's start-up pods: an image from a registry the station does
     // not list fails at once, before any connection (the isolation probe

@@ -523,6 +523,32 @@ pub fn worker_processes(ns: &Path, id: &str) -> Vec<u32> {
 
 /// `pod` (a manifest from [`wasm_pod`]) asking for `datasets` with the
 /// `sandlet.dev/datasets` annotation.
+/// A node of its own for a station holding `rows` generated patients (the
+/// dataset `patients`, columns age, sex and bmi visible, for the pods of
+/// `namespaces`), with `rest` appended to its station file; the node, the
+/// patients, and the directory the station's files are in.
+pub fn patients_station(
+    name: &str,
+    registry: &TestRegistry,
+    rows: usize,
+    seed: u64,
+    namespaces: &str,
+    rest: &str,
+) -> (TestNode, crate::fixtures::Patients, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let patients = crate::fixtures::write_patients(data.path(), "patients", rows, seed);
+    let config = data.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "datasets:\n  - name: patients\n    source: {{ csv: patients.csv }}\n    policy:\n      allowedColumns: [age, sex, bmi]\n      allowedNamespaces: [{namespaces}]\n{rest}"
+        ),
+    )
+    .unwrap();
+    let node = TestNode::start(name, registry, &["--config", config.to_str().unwrap()]);
+    (node, patients, data)
+}
+
 pub fn with_datasets(pod: &str, datasets: &str) -> String {
     pod.replacen(
         "metadata:\n",

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{TestNode, cluster, push, wait_for, wasm_pod, with_datasets};
+use crate::cluster::{
+    TestNode, cluster, patients_station, push, wait_for, wasm_pod, with_datasets,
+};
 use crate::fixtures::guests;
 use crate::registry::{RegistrySetup, TestRegistry};
 
@@ -1078,19 +1080,8 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
         &guests().federated_mean,
         "algorithms/federated-mean:v1",
     );
-    let data = tempfile::tempdir().unwrap();
-    let patients = crate::fixtures::write_patients(data.path(), "patients", 300, 7);
-    let config = data.path().join("station.yaml");
-    std::fs::write(
-        &config,
-        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy:\n      allowedColumns: [age, sex, bmi]\n      allowedNamespaces: [alg-research]\n",
-    )
-    .unwrap();
-    let node = TestNode::start(
-        "algorithms",
-        &registry,
-        &["--config", config.to_str().unwrap()],
-    );
+    let (node, patients, data) =
+        patients_station("algorithms", &registry, 300, 7, "alg-research", "");
     let ns = c.namespace("alg-research");
     let other = c.namespace("alg-other");
     let algorithm_pod = |name: &str, input: &str| {
@@ -1829,18 +1820,13 @@ fn kube_a_namespace_default_grant_reaches_pods_without_the_annotation() {
         &guests().federated_mean,
         "algorithms/federated-mean:v1",
     );
-    let data = tempfile::tempdir().unwrap();
-    let patients = crate::fixtures::write_patients(data.path(), "patients", 120, 3);
-    let config = data.path().join("station.yaml");
-    std::fs::write(
-        &config,
-        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy:\n      allowedColumns: [age, sex, bmi]\n      allowedNamespaces: [grant-tasks, grant-named]\ndefaultGrants:\n  - namespace: grant-tasks\n    datasets: [patients]\n",
-    )
-    .unwrap();
-    let node = TestNode::start(
+    let (node, patients, _data) = patients_station(
         "default-grants",
         &registry,
-        &["--config", config.to_str().unwrap()],
+        120,
+        3,
+        "grant-tasks, grant-named",
+        "defaultGrants:\n  - namespace: grant-tasks\n    datasets: [patients]\n",
     );
     let tasks = c.namespace("grant-tasks");
     let named = c.namespace("grant-named");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{TestNode, cluster, push, wait_for};
+use crate::cluster::{cluster, patients_station, push, wait_for};
 use crate::fixtures::guests;
 use crate::registry::{RegistrySetup, TestRegistry};
 
@@ -219,21 +219,16 @@ fn kube_a_vantage6_shaped_job_runs_as_wasm_and_leaves_its_result_in_the_task_dir
     let c = cluster();
     let registry = TestRegistry::start(RegistrySetup::default());
     let image = push(&registry, &guests().vantage6_mean, "v6/mean:1.0");
-    let data = tempfile::tempdir().unwrap();
-    let patients = crate::fixtures::write_patients(data.path(), "patients", 200, 11);
-    let config = data.path().join("station.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "datasets:\n  - name: patients\n    source: {{ csv: patients.csv }}\n    policy:\n      allowedColumns: [age, sex, bmi]\n      allowedNamespaces: [v6-tasks]\ndefaultGrants:\n  - namespace: v6-tasks\n    datasets: [patients]\nmodules:\n  allow:\n    - repository: {}/v6/*\n",
-            registry.addr
-        ),
-    )
-    .unwrap();
-    let node = TestNode::start(
+    let (node, patients, _data) = patients_station(
         "v6-station",
         &registry,
-        &["--config", config.to_str().unwrap()],
+        200,
+        11,
+        "v6-tasks",
+        &format!(
+            "defaultGrants:\n  - namespace: v6-tasks\n    datasets: [patients]\nmodules:\n  allow:\n    - repository: {}/v6/*\n",
+            registry.addr
+        ),
     );
     // The namespace routes its pods to this node: vantage6's Jobs carry no
     // tolerations or selector of their own.

@@ -275,3 +275,251 @@ fn kube_a_vantage6_shaped_job_runs_as_wasm_and_leaves_its_result_in_the_task_dir
     let probe_exit = &probe["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"];
     assert_ne!(probe_exit, 0, "{probe}");
 }
+
+/// `scripts/vantage6 up` in a directory of its own (Keycloak, HQ, a control
+/// plane, two sandlet stations and two unmodified vantage6 nodes); `down`
+/// when dropped, and by its watchdog if this process dies first.
+struct Vantage6 {
+    dir: tempfile::TempDir,
+    env: std::collections::BTreeMap<String, String>,
+    cluster: std::collections::BTreeMap<String, String>,
+}
+
+/// The `export NAME="VALUE"` lines of a shell env file.
+fn exports(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| {
+            let (name, value) = l.split_once('=')?;
+            let value = value.split(" #").next().unwrap_or(value).trim();
+            Some((name.to_owned(), value.trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
+impl Vantage6 {
+    fn up() -> Vantage6 {
+        let dir = tempfile::Builder::new()
+            .prefix("sandlet-v6-")
+            .tempdir()
+            .unwrap();
+        let out = std::process::Command::new(crate::fixtures::repo_root().join("scripts/vantage6"))
+            .arg("up")
+            .arg(dir.path())
+            .env("SANDLET_BIN", env!("CARGO_BIN_EXE_sandlet"))
+            .env("SANDLET_V6_MODULE", &guests().vantage6_mean)
+            .env("SANDLET_CLUSTER_OWNER", std::process::id().to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/vantage6 up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = exports(&dir.path().join("env"));
+        let cluster = exports(&dir.path().join("cluster/env"));
+        Vantage6 { dir, env, cluster }
+    }
+
+    /// tests/vantage6/client.py ARGS with the official client; its stdout.
+    fn client(&self, args: &[&str]) -> String {
+        let root = crate::fixtures::repo_root();
+        let out = std::process::Command::new(&self.env["V6_PYTHON"])
+            .arg(root.join("tests/vantage6/client.py"))
+            .args(args)
+            .envs(&self.env)
+            .env("PYTHONPATH", root.join("scripts/vantage6.d"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "client.py {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A task for both organisations, waited for; its summary.
+    fn task(&self, image: &str, method: &str, arguments: &str) -> Value {
+        let line = self.client(&["task", image, method, arguments, "240"]);
+        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let path = format!(
+            "{}:{}",
+            self.cluster["PATH"].trim_end_matches(":$PATH"),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.cluster["KUBECONFIG"])
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Vantage6 {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(crate::fixtures::repo_root().join("scripts/vantage6"))
+            .arg("down")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Sum and count of the bmi column of a patients CSV.
+fn bmi_sum_count(csv: &str) -> (f64, usize) {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let bmis: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    (bmis.iter().sum(), bmis.len())
+}
+
+/// The run of organisation `org` in a task summary.
+fn run_of<'a>(task: &'a Value, org: &str) -> &'a Value {
+    task["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["organization"].to_string() == org)
+        .unwrap_or_else(|| panic!("no run of organisation {org}: {task}"))
+}
+
+#[test]
+fn kube_an_unmodified_vantage6_runs_its_tasks_as_wasm_on_sandlet_stations() {
+    let v6 = Vantage6::up();
+    let image = &v6.env["V6_MEAN_IMAGE"];
+    let orgs: Vec<&str> = v6.env["V6_ORGS"].split(',').collect();
+    let datasets: Vec<&str> = v6.env["V6_DATASETS"].split(',').collect();
+    assert_eq!(orgs.len(), 2);
+    assert_eq!(datasets.len(), 2);
+
+    // The official client's task for both organisations: each station's
+    // partial step ran as wasm on its own sandlet node, and the federated
+    // mean equals the mean computed directly from both files.
+    let mean = v6.task(image, "partial", r#"{"column": "bmi"}"#);
+    assert_eq!(mean["status"], "completed", "{mean}");
+    let (mut sum, mut count) = (0.0, 0i64);
+    for (org, csv) in orgs.iter().zip(&datasets) {
+        let run = run_of(&mean, org);
+        assert_eq!(run["status"], "completed", "{run}");
+        let (direct_sum, direct_count) = bmi_sum_count(csv);
+        assert_eq!(run["result"]["count"], direct_count as i64, "{run}");
+        crate::fixtures::assert_close(run["result"]["sum"].as_f64().unwrap(), direct_sum);
+        sum += run["result"]["sum"].as_f64().unwrap();
+        count += run["result"]["count"].as_i64().unwrap();
+    }
+    let direct: Vec<(f64, usize)> = datasets.iter().map(|d| bmi_sum_count(d)).collect();
+    let direct_mean =
+        direct.iter().map(|d| d.0).sum::<f64>() / direct.iter().map(|d| d.1).sum::<usize>() as f64;
+    assert!(((sum / count as f64) - direct_mean).abs() < 1e-9);
+    eprintln!(
+        "vantage6 two-station task: created to results read in {:.2} s",
+        mean["seconds"]
+    );
+    // They ran as wasm on the sandlet nodes named after the organisations.
+    let pods: Value = serde_json::from_str(&v6.kubectl(&[
+        "get",
+        "events",
+        "-A",
+        "-o",
+        "json",
+        "--field-selector",
+        "reason=Started",
+    ]))
+    .unwrap();
+    let started_by: Vec<String> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["regarding"]["namespace"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("v6-"))
+                || e["involvedObject"]["namespace"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("v6-"))
+        })
+        .filter_map(|e| {
+            e["reportingInstance"]
+                .as_str()
+                .or(e["reportingComponent"].as_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        started_by.iter().any(|s| s == "station-1"),
+        "{started_by:?}"
+    );
+    assert!(
+        started_by.iter().any(|s| s == "station-2"),
+        "{started_by:?}"
+    );
+
+    // A query that breaks the station's policy (a column it hides): the
+    // task fails, and each run's log carries the station's refusal.
+    let hidden = v6.task(image, "partial", r#"{"column": "ssn"}"#);
+    assert_eq!(hidden["status"], "failed", "{hidden}");
+    for org in &orgs {
+        let run = run_of(&hidden, org);
+        assert_eq!(run["status"], "crashed", "{run}");
+        assert!(
+            run["log"].as_str().unwrap().contains("not-granted"),
+            "{run}"
+        );
+        assert!(run["result"].is_null(), "{run}");
+    }
+
+    // An image the vantage6 nodes do not allow never runs.
+    let elsewhere = image.replace("/v6/", "/unreviewed/");
+    let refused = v6.task(&elsewhere, "partial", r#"{"column": "bmi"}"#);
+    assert_eq!(refused["status"], "failed", "{refused}");
+    for org in &orgs {
+        assert_eq!(run_of(&refused, org)["status"], "not allowed", "{refused}");
+    }
+
+    // A run stopped half-way (its pod deleted) is reported crashed, not
+    // lost; the other station's run completes.
+    let task = v6.client(&["create", image, "wait", r#"{"seconds": 40}"#]);
+    let task = task.trim().to_owned();
+    let running = wait_for("the first station's run to be Running", LONG, || {
+        let pods: Value =
+            serde_json::from_str(&v6.kubectl(&["get", "pods", "-n", "v6-station-1", "-o", "json"]))
+                .unwrap();
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["status"]["phase"] == "Running")
+            .and_then(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+    });
+    v6.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        "v6-station-1",
+        &running,
+        "--wait=false",
+    ]);
+    let line = v6.client(&["wait", &task, "240"]);
+    let waited: Value = serde_json::from_str(line.trim()).unwrap();
+    let killed = run_of(&waited, orgs[0]);
+    assert_eq!(killed["status"], "crashed", "{waited}");
+    assert_eq!(killed["finished"], true, "{waited}");
+    let other = run_of(&waited, orgs[1]);
+    assert_eq!(other["status"], "completed", "{waited}");
+    assert_eq!(other["result"]["waited"], 40, "{waited}");
+}

@@ -8,6 +8,10 @@
 //! the only one the station grants the task (a vantage6 task's pod names
 //! none itself: the station grants its namespace a default).
 //!
+//! Method `wait`, arguments `{"seconds": N}`: waits N seconds (at most 600)
+//! and returns `{"waited": N}`, touching no data: a stand-in for a long
+//! computation, with which the tests stop a run half-way.
+//!
 //! The central step (sum of sums over sum of counts) is left to the
 //! researcher's client: a guest has no network to create subtasks with.
 
@@ -73,11 +77,22 @@ fn partial(task: &Task) -> Result<Value, String> {
     Ok(json!({ "sum": sum, "count": count }))
 }
 
+fn wait(task: &Task) -> Result<Value, String> {
+    let seconds = task
+        .arguments
+        .get("seconds")
+        .and_then(Value::as_u64)
+        .filter(|s| *s <= 600)
+        .ok_or("argument \"seconds\" must be a whole number of seconds up to 600")?;
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    Ok(json!({ "waited": seconds }))
+}
+
 struct Vantage6Mean;
 
 impl Guest for Vantage6Mean {
     fn run(_input: String) -> Result<String, String> {
-        sandlet_vantage6::run(&[("partial", partial)])
+        sandlet_vantage6::run(&[("partial", partial), ("wait", wait)])
     }
 }
 

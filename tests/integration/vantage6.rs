@@ -394,7 +394,7 @@ fn run_of<'a>(task: &'a Value, org: &str) -> &'a Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["organization"].to_string() == org)
+        .find(|r| r["organization"].as_i64() == org.parse::<i64>().ok())
         .unwrap_or_else(|| panic!("no run of organisation {org}: {task}"))
 }
 

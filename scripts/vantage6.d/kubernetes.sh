@@ -12,7 +12,11 @@
 #
 # SANDLET_BIN and SANDLET_V6_MODULE name a sandlet binary and a built
 # vantage6-mean component to use instead of building them (the tests set
-# both, as for scripts/demo).
+# both, as for scripts/demo). SANDLET_V6_WORKER=1 also adds a container
+# worker, v6-worker, and pushes V6_CONTAINER_IMAGE, a trivial container of
+# vantage6's task contract (it writes a fixed result), which the vantage6
+# nodes also allow: the benchmark routes the task namespaces to the worker
+# to time the same task as container Jobs (benches/vantage6.rs).
 
 # The rows of each organisation's generated dataset, in DIR/nodes.tsv order.
 V6_ROWS=(240 360 300)
@@ -88,10 +92,36 @@ subjects: [{kind: ServiceAccount, name: vantage6-node, namespace: $1}]
 YAML
 }
 
-# start_station DIR N ORG NODE SANDLET REGISTRY: the data station of
-# organisation ORG (the N-th of DIR/nodes.tsv) and its vantage6 node NODE.
+# v6_worker DIR: the container worker v6-worker and the trivial container
+# image pushed to its registry; prints the image's reference.
+v6_worker() {
+    local dir=$1 rootfs="$1/trivial-rootfs"
+    "$root/scripts/cluster" worker "$dir/cluster" v6-worker >&2
+    rm -rf "$rootfs"
+    mkdir -p "$rootfs/bin"
+    cp /bin/busybox "$rootfs/bin/busybox"
+    ln -s busybox "$rootfs/bin/sh"
+    cat >"$rootfs/trivial.sh" <<'SH'
+#!/bin/sh
+# vantage6's task contract at its most trivial: a fixed result in the output file.
+echo "info > a trivial container"
+printf '{"sum": 0.0, "count": 0}' >/app/vantage6/task/output
+SH
+    chmod 755 "$rootfs/trivial.sh"
+    "$root/scripts/worker" push "$dir/cluster" v6/trivial 1.0 "$rootfs" --entrypoint /trivial.sh
+}
+
+# The regular expression vantage6's allow-list takes for the v6/ algorithms
+# of registry $1 (it is one because it holds `^`).
+v6_pattern() {
+    printf '^%s/v6/' "${1//./\\.}"
+}
+
+# start_station DIR N ORG NODE SANDLET REGISTRY [PATTERN]: the data station
+# of organisation ORG (the N-th of DIR/nodes.tsv) and its vantage6 node
+# NODE, which allows the v6/ algorithms of REGISTRY (and PATTERN).
 start_station() {
-    local dir=$1 n=$2 org=$3 node=$4 sandlet=$5 registry=$6
+    local dir=$1 n=$2 org=$3 node=$4 sandlet=$5 registry=$6 extra=${7:-}
     local station="$dir/stations/$org" ns="v6-$org" kubeconfig token pattern
     mkdir -p "$station"
     station_patients "$station/patients.csv" "${V6_ROWS[$n]:-300}" "$((n + 21))"
@@ -129,9 +159,10 @@ YAML
     (umask 077 && kubectl create token vantage6-node -n "$ns" --duration=48h >"$token")
     # vantage6 matches its allow-list as a regular expression when it holds
     # one of its special characters: only this registry's v6/ algorithms.
-    pattern="^${registry//./\\.}/v6/"
+    pattern="'$(v6_pattern "$registry")'"
+    [ -z "$extra" ] || pattern+=", '$extra'"
     V6_NODE_EXTRA_CONFIG="policies:
-  allowed_algorithms: ['$pattern']" \
+  allowed_algorithms: [$pattern]" \
         start_v6_node "$dir" "$node" "$(cat "$dir/nodes/$node/api-key")" "$SANDLET_API_SERVER" \
         "$SANDLET_CLUSTER_CA" "$token" "$ns"
     printf '%s\n' "$station/patients.csv" >>"$dir/stations/datasets"
@@ -162,6 +193,12 @@ YAML
     say "pushing vantage6-mean to $image"
     "$sandlet" push --insecure-registry "$registry" "$module" "$image" >/dev/null
 
+    local container_image="" worker_pattern=""
+    if [ "${SANDLET_V6_WORKER:-0}" = 1 ]; then
+        container_image=$(v6_worker "$dir")
+        worker_pattern=$(v6_pattern "${container_image%%/*}")
+    fi
+
     mkdir -p "$dir/stations"
     : >"$dir/stations/datasets"
     local stations=()
@@ -169,7 +206,7 @@ YAML
     for line in "${stations[@]}"; do
         IFS=$'\t' read -r org_id org node <<<"$line"
         [ -n "$node" ] || continue
-        start_station "$dir" "$n" "$org" "$node" "$sandlet" "$registry"
+        start_station "$dir" "$n" "$org" "$node" "$sandlet" "$registry" "$worker_pattern"
         n=$((n + 1))
     done
     datasets=$(paste -sd, "$dir/stations/datasets")
@@ -178,6 +215,7 @@ export V6_DATASETS="$datasets"
 export V6_MEAN_IMAGE="$image"
 export KUBECONFIG="$KUBECONFIG"
 ENV
+    [ -z "$container_image" ] || echo "export V6_CONTAINER_IMAGE=\"$container_image\"" >>"$dir/env"
     say "waiting for the vantage6 nodes to come online at HQ"
     (
         # shellcheck disable=SC1091

@@ -522,4 +522,26 @@ fn kube_an_unmodified_vantage6_runs_its_tasks_as_wasm_on_sandlet_stations() {
     let other = run_of(&waited, orgs[1]);
     assert_eq!(other["status"], "completed", "{waited}");
     assert_eq!(other["result"]["waited"], 40, "{waited}");
+
+    // `down` leaves nothing running or mounted.
+    let dir = v6.dir.path().to_owned();
+    drop(v6);
+    let mentions = |text: &[u8]| {
+        let needle = dir.as_os_str().as_encoded_bytes();
+        text.windows(needle.len()).any(|w| w == needle)
+    };
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| mentions(&c)))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes of {} left: {left:?}",
+        dir.display()
+    );
+    let mounts = std::fs::read("/proc/self/mounts").unwrap();
+    assert!(!mentions(&mounts), "mounts under {} left", dir.display());
 }

@@ -174,7 +174,9 @@ kubernetes_up() {
     module=$(v6_mean_module)
     [ -x "$sandlet" ] || die "no sandlet binary at $sandlet"
     [ -f "$module" ] || die "no vantage6-mean component at $module"
-    "$root/scripts/cluster" up "$dir/cluster"
+    # No watchdog of its own: scripts/vantage6's stops the cluster with the
+    # rest, and none is left once `down` has run.
+    SANDLET_CLUSTER_OWNER="" "$root/scripts/cluster" up "$dir/cluster"
     # shellcheck disable=SC1091
     source "$dir/cluster/env"
 

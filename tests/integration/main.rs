@@ -25,4 +25,5 @@ mod queries;
 mod registry;
 mod runtime;
 mod sandbox;
+mod v6platform;
 mod vantage6;

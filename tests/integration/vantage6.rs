@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::cluster::{cluster, patients_station, push, wait_for};
 use crate::fixtures::guests;
 use crate::registry::{RegistrySetup, TestRegistry};
+use crate::v6platform::Vantage6;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -276,107 +277,6 @@ fn kube_a_vantage6_shaped_job_runs_as_wasm_and_leaves_its_result_in_the_task_dir
     assert_ne!(probe_exit, 0, "{probe}");
 }
 
-/// `scripts/vantage6 up` in a directory of its own (Keycloak, HQ, a control
-/// plane, two sandlet stations and two unmodified vantage6 nodes); `down`
-/// when dropped, and by its watchdog if this process dies first.
-struct Vantage6 {
-    dir: tempfile::TempDir,
-    env: std::collections::BTreeMap<String, String>,
-    cluster: std::collections::BTreeMap<String, String>,
-}
-
-/// The `export NAME="VALUE"` lines of a shell env file.
-fn exports(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| {
-            let (name, value) = l.split_once('=')?;
-            let value = value.split(" #").next().unwrap_or(value).trim();
-            Some((name.to_owned(), value.trim_matches('"').to_owned()))
-        })
-        .collect()
-}
-
-impl Vantage6 {
-    fn up() -> Vantage6 {
-        let dir = tempfile::Builder::new()
-            .prefix("sandlet-v6-")
-            .tempdir()
-            .unwrap();
-        let out = std::process::Command::new(crate::fixtures::repo_root().join("scripts/vantage6"))
-            .arg("up")
-            .arg(dir.path())
-            .env("SANDLET_BIN", env!("CARGO_BIN_EXE_sandlet"))
-            .env("SANDLET_V6_MODULE", &guests().vantage6_mean)
-            .env("SANDLET_CLUSTER_OWNER", std::process::id().to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/vantage6 up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = exports(&dir.path().join("env"));
-        let cluster = exports(&dir.path().join("cluster/env"));
-        Vantage6 { dir, env, cluster }
-    }
-
-    /// tests/vantage6/client.py ARGS with the official client; its stdout.
-    fn client(&self, args: &[&str]) -> String {
-        let root = crate::fixtures::repo_root();
-        let out = std::process::Command::new(&self.env["V6_PYTHON"])
-            .arg(root.join("tests/vantage6/client.py"))
-            .args(args)
-            .envs(&self.env)
-            .env("PYTHONPATH", root.join("scripts/vantage6.d"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "client.py {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// A task for both organisations, waited for; its summary.
-    fn task(&self, image: &str, method: &str, arguments: &str) -> Value {
-        let line = self.client(&["task", image, method, arguments, "240"]);
-        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        let path = format!(
-            "{}:{}",
-            self.cluster["PATH"].trim_end_matches(":$PATH"),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let out = std::process::Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.cluster["KUBECONFIG"])
-            .env("PATH", path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Vantage6 {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(crate::fixtures::repo_root().join("scripts/vantage6"))
-            .arg("down")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// Sum and count of the bmi column of a patients CSV.
 fn bmi_sum_count(csv: &str) -> (f64, usize) {
     let text = std::fs::read_to_string(csv).unwrap();
@@ -400,7 +300,7 @@ fn run_of<'a>(task: &'a Value, org: &str) -> &'a Value {
 
 #[test]
 fn kube_an_unmodified_vantage6_runs_its_tasks_as_wasm_on_sandlet_stations() {
-    let v6 = Vantage6::up();
+    let v6 = Vantage6::up(false);
     let image = &v6.env["V6_MEAN_IMAGE"];
     let orgs: Vec<&str> = v6.env["V6_ORGS"].split(',').collect();
     let datasets: Vec<&str> = v6.env["V6_DATASETS"].split(',').collect();
@@ -530,13 +430,29 @@ fn kube_an_unmodified_vantage6_runs_its_tasks_as_wasm_on_sandlet_stations() {
         let needle = dir.as_os_str().as_encoded_bytes();
         text.windows(needle.len()).any(|w| w == needle)
     };
-    let left: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| mentions(&c)))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let scan = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| mentions(&c)))
+            .map(|e| {
+                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                format!(
+                    "{} {}",
+                    e.file_name().to_string_lossy(),
+                    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                )
+            })
+            .collect()
+    };
+    // The watchdog notices `down` within a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut left = scan();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        left = scan();
+    }
     assert!(
         left.is_empty(),
         "processes of {} left: {left:?}",

@@ -142,8 +142,9 @@ struct Worker {
     /// Keeps this pod's modules from being evicted from the store while
     /// the pod exists (one pin per module).
     pins: Mutex<HashMap<sandlet_runtime::Digest, Pin>>,
-    /// The pod's volumes as host directories, made once per pod (by the
-    /// first container to start) and shared by all its containers.
+    /// The pod's volumes on the host (directories, or single files), made
+    /// once per pod (by the first container to start) and shared by all
+    /// its containers.
     volumes: tokio::sync::Mutex<Option<Arc<BTreeMap<String, HostVolume>>>>,
     /// When this process first saw the pod (for the start-up trace).
     seen: std::time::Instant,

@@ -188,14 +188,7 @@ fn v6_runs(
     // A hidden column: the station refuses, the Job fails, the refusal is
     // in the log the node collects, and no output is written.
     let run = first + 1;
-    let job = format!("vantage6-run-{run}");
-    v6_files(tasks, run, r#"{"column": "ssn"}"#);
-    c.apply(ns, &v6_job(run, image, tasks, "partial"));
-    wait_for(&format!("{job} to fail"), LONG, || {
-        let object = c.get(ns, "job", &job)?;
-        (object["status"]["failed"].as_i64() >= Some(1)).then_some(())
-    });
-    let logs = c.kubectl(&["logs", "-n", ns, &format!("job/{job}")]);
+    let logs = failed_job_logs(ns, tasks, run, image, "partial", r#"{"column": "ssn"}"#);
     assert!(logs.contains("error > not-granted"), "{image}: {logs}");
     assert_eq!(
         std::fs::read_to_string(tasks.join(format!("{run}/output"))).unwrap(),
@@ -203,16 +196,36 @@ fn v6_runs(
     );
 
     // A method the algorithm does not have.
-    let run = first + 2;
+    let logs = failed_job_logs(
+        ns,
+        tasks,
+        first + 2,
+        image,
+        "central",
+        r#"{"column": "bmi"}"#,
+    );
+    assert!(logs.contains("no method \"central\""), "{image}: {logs}");
+}
+
+/// Runs `method` of `image` as vantage6's run `run` with `arguments`, waits
+/// for its Job to count a failure, and returns the Job's log.
+fn failed_job_logs(
+    ns: &str,
+    tasks: &std::path::Path,
+    run: u32,
+    image: &str,
+    method: &str,
+    arguments: &str,
+) -> String {
+    let c = cluster();
     let job = format!("vantage6-run-{run}");
-    v6_files(tasks, run, r#"{"column": "bmi"}"#);
-    c.apply(ns, &v6_job(run, image, tasks, "central"));
+    v6_files(tasks, run, arguments);
+    c.apply(ns, &v6_job(run, image, tasks, method));
     wait_for(&format!("{job} to fail"), LONG, || {
         let object = c.get(ns, "job", &job)?;
         (object["status"]["failed"].as_i64() >= Some(1)).then_some(())
     });
-    let logs = c.kubectl(&["logs", "-n", ns, &format!("job/{job}")]);
-    assert!(logs.contains("no method \"central\""), "{image}: {logs}");
+    c.kubectl(&["logs", "-n", ns, &format!("job/{job}")])
 }
 
 #[test]

@@ -26,6 +26,11 @@ ensure_rust() {
             rustup target add "$target"
         fi
     done
+    # OpenDP draws its noise from OpenSSL, linked from the system.
+    ensure_commands pkg-config:pkg-config
+    if ! pkg-config --exists openssl 2>/dev/null; then
+        ensure_commands __sandlet_libssl_dev:libssl-dev
+    fi
     local components
     components=$(rustup component list --installed 2>/dev/null || true)
     for component in rustfmt clippy; do

@@ -66,6 +66,6 @@ mod testing;
 
 pub use error::{AuditError, Result};
 pub use log::{AuditLog, DEFAULT_MAX_FILE_BYTES};
-pub use record::{Access, Caller, Decision, GENESIS_HASH, Receipt, Record};
+pub use record::{Access, Caller, Decision, GENESIS_HASH, PrivacyEntry, Receipt, Record};
 pub use show::{DecisionFilter, Filter, FilterError, parse_since, read, render_table};
 pub use verify::{BreakKind, Broken, Verified, verify};

@@ -100,6 +100,26 @@ pub struct Access {
     pub rows: u64,
     /// How long the query took, in milliseconds. Must be finite.
     pub duration_ms: f64,
+    /// What the access did to a privacy budget, if anything: the charge of a
+    /// differentially private query, or an admin's reset.
+    pub privacy: Option<PrivacyEntry>,
+}
+
+/// A change to one privacy budget account (a dataset and a namespace).
+/// Amounts of ε are exact decimals as text (`"0.1"`), as the ledger counts
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivacyEntry {
+    /// `charge` (a query spent `epsilon`) or `reset` (the admin set the
+    /// account back to nothing spent; `epsilon` is what it had spent).
+    pub action: String,
+    pub dataset: String,
+    pub namespace: String,
+    pub epsilon: String,
+    /// Spent on the account after this change.
+    pub spent: String,
+    /// The account's whole budget.
+    pub total: String,
 }
 
 /// One stored record: an [`Access`] with the fields the log added.
@@ -147,6 +167,10 @@ struct BodyOut<'a> {
     reason: Option<&'a str>,
     rows: u64,
     duration_ms: f64,
+    /// Written only when there is one, so that records without it keep
+    /// the bytes (and hashes) they always had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    privacy: Option<&'a PrivacyEntry>,
 }
 
 /// The body as read back. Fields are required (`null` is fine for the optional ones) so that a
@@ -171,6 +195,8 @@ struct BodyIn {
     reason: Option<String>,
     rows: u64,
     duration_ms: f64,
+    #[serde(default)]
+    privacy: Option<PrivacyEntry>,
 }
 
 const HASH_KEY: &[u8] = br#","hash":""#;
@@ -238,6 +264,7 @@ pub(crate) fn encode_line(
         reason: access.reason.as_deref(),
         rows: access.rows,
         duration_ms: access.duration_ms,
+        privacy: access.privacy.as_ref(),
     };
     // Serialising plain strings, integers and a finite float into a Vec cannot fail.
     let mut line = serde_json::to_vec(&body).expect("a record body always serialises");
@@ -333,6 +360,7 @@ pub(crate) fn decode_line(line: &[u8]) -> Result<Record, LineError> {
             reason: body.reason,
             rows: body.rows,
             duration_ms: body.duration_ms,
+            privacy: body.privacy,
         },
         hash: stored,
     })
@@ -408,6 +436,27 @@ mod tests {
         assert_eq!(record.access.duration_ms, a.duration_ms);
         assert_eq!(record.hash, hash);
         assert!(String::from_utf8_lossy(&line).contains(r#""decision":"limit-exceeded""#));
+    }
+
+    #[test]
+    fn a_privacy_entry_is_written_after_the_fields_it_adds_to_and_reads_back() {
+        let plain = access(Some("ns-a"), Decision::Answered);
+        let (line, _) = encode_line(1, GENESIS_HASH, at("2026-12-02T13:20:01.123Z"), &plain);
+        assert!(!String::from_utf8_lossy(&line).contains("privacy"));
+        let mut charged = plain.clone();
+        charged.privacy = Some(PrivacyEntry {
+            action: "charge".into(),
+            dataset: "patients".into(),
+            namespace: "ns-a".into(),
+            epsilon: "0.1".into(),
+            spent: "0.3".into(),
+            total: "1".into(),
+        });
+        let (line, _) = encode_line(2, GENESIS_HASH, at("2026-12-02T13:20:01.123Z"), &charged);
+        let text = String::from_utf8_lossy(&line);
+        assert!(text.find("\"duration_ms\"").unwrap() < text.find("\"privacy\"").unwrap());
+        let record = decode_line(&line[..line.len() - 1]).unwrap();
+        assert_eq!(record.access, charged);
     }
 
     #[test]

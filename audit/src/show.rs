@@ -167,7 +167,7 @@ pub fn read(dir: &Path, filter: &Filter) -> Result<Vec<Record>> {
 /// wide terminal. The full SQL is in the log.
 const SQL_SHOWN_CHARS: usize = 60;
 
-const HEADERS: [&str; 11] = [
+const HEADERS: [&str; 12] = [
     "SEQ",
     "TIME",
     "VIA",
@@ -178,18 +178,19 @@ const HEADERS: [&str; 11] = [
     "RULE",
     "ROWS",
     "MS",
+    "EPSILON",
     "SQL",
 ];
 /// Numbers align right.
-const RIGHT_ALIGNED: [bool; 11] = [
-    true, false, false, false, false, false, false, false, true, true, false,
+const RIGHT_ALIGNED: [bool; 12] = [
+    true, false, false, false, false, false, false, false, true, true, false, false,
 ];
 
 /// An aligned table of `records`, one line each under a header line: SEQ TIME VIA NAMESPACE POD
 /// DATASETS DECISION RULE ROWS MS SQL. Missing values show as `-`; the SQL is put on one line
 /// and cut to about 60 characters.
 pub fn render_table(records: &[Record]) -> String {
-    let rows: Vec<[String; 11]> = records
+    let rows: Vec<[String; 12]> = records
         .iter()
         .map(|r| {
             [
@@ -207,6 +208,7 @@ pub fn render_table(records: &[Record]) -> String {
                 optional(r.access.rule.as_deref()),
                 r.access.rows.to_string(),
                 format!("{:.1}", r.access.duration_ms),
+                epsilon(r.access.privacy.as_ref()),
                 one_line(&r.access.sql),
             ]
         })
@@ -237,6 +239,18 @@ pub fn render_table(records: &[Record]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A charge as `0.1 (0.3/1)`: charged, then spent of the budget after it;
+/// a reset as `reset (0.3/1)`: what had been spent.
+fn epsilon(entry: Option<&crate::record::PrivacyEntry>) -> String {
+    match entry {
+        None => "-".into(),
+        Some(e) if e.action == "charge" => {
+            cell(&format!("{} ({}/{})", e.epsilon, e.spent, e.total))
+        }
+        Some(e) => cell(&format!("{} ({}/{})", e.action, e.epsilon, e.total)),
+    }
 }
 
 fn optional(value: Option<&str>) -> String {

@@ -28,6 +28,7 @@ pub(crate) fn access(namespace: Option<&str>, decision: Decision) -> Access {
         reason: (!answered).then(|| "a group has fewer than 10 rows".into()),
         rows: if answered { 42 } else { 0 },
         duration_ms: 12.5,
+        privacy: None,
     }
 }
 

@@ -84,6 +84,10 @@ fn decision_of<T>(result: &Result<T, QueryError>) -> (Decision, Option<String>, 
 /// The rule a refusal names: its first word when that is a policy field or
 /// rule name (`minGroupSize: ...`, `queryTimeout: ...`, `audit: ...`).
 pub(crate) fn rule_of(message: &str) -> Option<String> {
+    // A spent budget names no policy field of its own: its rule is privacy.
+    if message.starts_with("privacy budget ") {
+        return Some("privacy".to_owned());
+    }
     let (head, _) = message.split_once(": ")?;
     (!head.is_empty() && head.chars().all(|c| c.is_ascii_alphabetic())).then(|| head.to_owned())
 }
@@ -120,6 +124,7 @@ impl AuditTrail {
         plan_fingerprint: Option<String>,
         rows: u64,
         elapsed: Duration,
+        privacy: Option<sandlet_audit::PrivacyEntry>,
         result: Result<T, QueryError>,
     ) -> Result<T, QueryError> {
         let (decision, rule, reason) = decision_of(&result);
@@ -134,6 +139,7 @@ impl AuditTrail {
             reason,
             rows: if result.is_ok() { rows } else { 0 },
             duration_ms: elapsed.as_secs_f64() * 1000.0,
+            privacy,
         };
         let log = Arc::clone(&self.log);
         let written = tokio::task::spawn_blocking(move || log.append(&access).map(|_| access))
@@ -201,7 +207,7 @@ mod tests {
             counters: Some(Arc::clone(&counters)),
         };
         let answered = trail
-            .record("SELECT 1", vec!["t".into()], None, 1, Duration::ZERO, Ok(7))
+            .record("SELECT 1", vec!["t".into()], None, 1, Duration::ZERO, None, Ok(7))
             .await;
         assert_eq!(answered, Ok(7));
         assert_eq!(sandlet_audit::verify(log.dir()).unwrap().records, 1);
@@ -211,7 +217,7 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         std::fs::create_dir(&file).unwrap();
         let refused = trail
-            .record("SELECT 2", vec!["t".into()], None, 1, Duration::ZERO, Ok(8))
+            .record("SELECT 2", vec!["t".into()], None, 1, Duration::ZERO, None, Ok(8))
             .await;
         assert!(
             matches!(&refused, Err(QueryError::Denied(m)) if m.starts_with("audit: ")),

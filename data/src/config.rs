@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use sandlet_core::quantity::{parse_memory_limit, parse_timeout};
+use sandlet_privacy::{PrivacyPolicy, PrivacySpec};
 
 /// Default `minGroupSize`: DataSHIELD and vantage6 both use thresholds of
 /// 3 to 5; we take the stricter end.
@@ -55,7 +56,7 @@ pub enum SourceConfig {
 
 /// The disclosure-control rules of one dataset. Omitted fields take the
 /// strict defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DisclosurePolicy {
     /// Each aggregate output row must summarise at least this many rows.
@@ -78,6 +79,18 @@ pub struct DisclosurePolicy {
     /// How much memory one query's operators may hold (`256Mi`).
     #[serde(deserialize_with = "memory_text")]
     pub query_memory: u64,
+    /// Differential privacy: with it, the dataset answers only noisy
+    /// aggregates, each charged to a per-namespace budget (README,
+    /// "Differential privacy"). Written under `policy:` or beside it.
+    #[serde(deserialize_with = "privacy_spec")]
+    pub privacy: Option<PrivacyPolicy>,
+}
+
+fn privacy_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PrivacyPolicy>, D::Error> {
+    let spec = PrivacySpec::deserialize(d)?;
+    PrivacyPolicy::try_from(spec)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Default `queryTimeout`: a grouped mean over ten million rows takes a few
@@ -108,6 +121,7 @@ impl Default for DisclosurePolicy {
             allowed_namespaces: None,
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             query_memory: DEFAULT_QUERY_MEMORY,
+            privacy: None,
         }
     }
 }
@@ -129,6 +143,8 @@ pub struct DatasetSpec {
     source: RawSource,
     #[serde(default)]
     policy: DisclosurePolicy,
+    #[serde(default, deserialize_with = "privacy_spec")]
+    privacy: Option<PrivacyPolicy>,
 }
 
 /// `{ csv: PATH }`, `{ parquet: PATH }` or `{ postgres: { url, table } }`:
@@ -163,7 +179,7 @@ impl DataConfig {
     pub fn from_specs(specs: Vec<DatasetSpec>, base: &Path) -> Result<DataConfig, DatasetError> {
         let mut seen = HashSet::new();
         let mut datasets = Vec::with_capacity(specs.len());
-        for dataset in specs {
+        for mut dataset in specs {
             let invalid = |reason: String| DatasetError {
                 name: dataset.name.clone(),
                 reason,
@@ -186,6 +202,31 @@ impl DataConfig {
             }
             if dataset.policy.max_result_rows == 0 {
                 return Err(invalid("maxResultRows must be at least 1".to_owned()));
+            }
+            if let Some(privacy) = dataset.privacy.take() {
+                if dataset.policy.privacy.is_some() {
+                    return Err(invalid(
+                        "privacy is given twice, beside policy and in it: keep one".to_owned(),
+                    ));
+                }
+                dataset.policy.privacy = Some(privacy);
+            }
+            if let Some(privacy) = &dataset.policy.privacy {
+                if dataset.policy.raw_files {
+                    return Err(invalid(
+                        "rawFiles would hand out every row that privacy protects: a dataset \
+                         with privacy cannot have rawFiles"
+                            .to_owned(),
+                    ));
+                }
+                if let Some(allowed) = &dataset.policy.allowed_columns
+                    && let Some(column) =
+                        privacy.bounds.keys().find(|c| !allowed.contains(c))
+                {
+                    return Err(invalid(format!(
+                        "privacy.bounds names column {column:?}, which allowedColumns does not allow"
+                    )));
+                }
             }
             let source = match dataset.source {
                 RawSource {

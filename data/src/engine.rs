@@ -34,9 +34,11 @@ use super::audit::AuditTrail;
 use super::guard::{GuardedQueryPlanner, PolicyViolation, find_in_chain};
 use super::policy;
 use super::postgres::{SourceTimeout, SourceUnavailable};
+use super::private;
 use super::table::DatasetTable;
 use super::{
-    ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, QueryError, Table, Value,
+    ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, Ledger, LedgerError,
+    PrivacyEntry, QueryError, Table, Value,
 };
 use sandlet_core::quantity::{DurationText, Size};
 
@@ -58,6 +60,33 @@ pub struct GrantedDatasets {
     session: Arc<tokio::sync::OnceCell<Session>>,
     /// Where every query is recorded before it is answered.
     audit: Option<AuditTrail>,
+    /// Where private queries are charged; without it they are refused.
+    budget: Option<Budget>,
+}
+
+/// Where a run's differentially private queries are charged: the station's
+/// ledger, and the account (namespace) of whoever runs.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub ledger: Arc<Ledger>,
+    /// The pod's namespace; [`Budget::LOCAL`] for `sandlet run` and
+    /// `sandlet query`.
+    pub namespace: String,
+}
+
+impl Budget {
+    /// The account of runs on the station's own command line: no
+    /// Kubernetes namespace can have this name.
+    pub const LOCAL: &'static str = "@local";
+}
+
+/// What the audit record of one query says beyond its outcome.
+#[derive(Debug, Default)]
+struct QueryRecord {
+    /// SHA-256 of the checked plan, once there is one.
+    fingerprint: Option<String>,
+    /// The privacy budget charge, if the query made one.
+    privacy: Option<PrivacyEntry>,
 }
 
 /// How long each step of one query took; for benchmarks.
@@ -89,7 +118,14 @@ impl GrantedDatasets {
             datasets,
             session: Default::default(),
             audit: None,
+            budget: None,
         })
+    }
+
+    /// Charges this run's differentially private queries to `budget`.
+    pub fn budgeted(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Records every query of this run in `trail` before answering it; a
@@ -124,8 +160,8 @@ impl GrantedDatasets {
     #[doc(hidden)]
     pub async fn query_timed(&self, sql: &str) -> Result<(Table, QueryTimings), QueryError> {
         let started = Instant::now();
-        let mut fingerprint = None;
-        let result = self.run_query(sql, &mut fingerprint).await;
+        let mut record = QueryRecord::default();
+        let result = self.run_query(sql, &mut record).await;
         let Some(trail) = &self.audit else {
             return result;
         };
@@ -134,14 +170,22 @@ impl GrantedDatasets {
             .map_or(0, |(table, _)| table.rows.len() as u64);
         let datasets = self.names().map(str::to_owned).collect();
         trail
-            .record(sql, datasets, fingerprint, rows, started.elapsed(), result)
+            .record(
+                sql,
+                datasets,
+                record.fingerprint,
+                rows,
+                started.elapsed(),
+                record.privacy,
+                result,
+            )
             .await
     }
 
     async fn run_query(
         &self,
         sql: &str,
-        fingerprint: &mut Option<String>,
+        record: &mut QueryRecord,
     ) -> Result<(Table, QueryTimings), QueryError> {
         if self.datasets.is_empty() {
             return Err(QueryError::NotGranted(
@@ -151,7 +195,7 @@ impl GrantedDatasets {
         let timeout = self.timeout();
         let run = async {
             let session = self.session().await?;
-            session.query(sql, fingerprint).await
+            session.query(sql, self.budget.as_ref(), record).await
         };
         // A malformed file can make a reader panic (the parquet crate does
         // on some corrupt footers): that ends this query, not the run.
@@ -247,7 +291,8 @@ impl Session {
     async fn query(
         &self,
         sql: &str,
-        fingerprint: &mut Option<String>,
+        budget: Option<&Budget>,
+        record: &mut QueryRecord,
     ) -> Result<(Table, QueryTimings), QueryError> {
         let mut timings = QueryTimings::default();
         let started = Instant::now();
@@ -283,9 +328,13 @@ impl Session {
             .map_err(planning_error)?;
         timings.plan = started.elapsed();
 
+        if let Some(private) = private::analyse(&plan, &self.tables)? {
+            return self.private_query(private, budget, record, timings).await;
+        }
+
         let started = Instant::now();
         let checked = policy::check(&plan, &self.tables)?;
-        *fingerprint = Some(format!(
+        record.fingerprint = Some(format!(
             "{:x}",
             Sha256::digest(checked.plan.display_indent().to_string())
         ));
@@ -294,6 +343,94 @@ impl Session {
         timings.policy = started.elapsed();
 
         let started = Instant::now();
+        let frame = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| self.execution_error(e))?;
+        let columns = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let batches = frame.collect().await.map_err(|e| self.execution_error(e))?;
+        timings.execute = started.elapsed();
+        let rows = rows_of(&batches)?;
+        if rows.len() > max_rows {
+            return Err(QueryError::LimitExceeded(format!(
+                "maxResultRows: the result has more than {max_rows} rows"
+            )));
+        }
+        Ok((Table { columns, rows }, timings))
+    }
+
+    /// Answers a query of a differentially private dataset: charges its
+    /// budget, runs the aggregate exactly, adds the noise and runs the rest
+    /// of the plan over the noisy table. The charge stands whatever happens
+    /// after it: a query that fails while it reads the data has still
+    /// looked at it.
+    async fn private_query(
+        &self,
+        private: private::Private,
+        budget: Option<&Budget>,
+        record: &mut QueryRecord,
+        mut timings: QueryTimings,
+    ) -> Result<(Table, QueryTimings), QueryError> {
+        let started = Instant::now();
+        record.fingerprint = Some(format!(
+            "{:x}",
+            Sha256::digest(private.exact.display_indent().to_string())
+        ));
+        let Some(budget) = budget else {
+            return Err(QueryError::Denied(format!(
+                "privacy: dataset {} is differentially private, and this run keeps no privacy \
+                 budget ledger to charge",
+                private.name
+            )));
+        };
+        let epsilon = private.policy.per_query;
+        let ledger = Arc::clone(&budget.ledger);
+        let (dataset, namespace, total) = (
+            private.name.clone(),
+            budget.namespace.clone(),
+            private.policy.epsilon,
+        );
+        let charge = tokio::task::spawn_blocking(move || {
+            ledger.charge(&dataset, &namespace, total, epsilon)
+        })
+        .await
+        .map_err(|e| QueryError::Denied(format!("privacy: the budget ledger failed: {e}")))?;
+        let charge = match charge {
+            Ok(charge) => charge,
+            Err(exhausted @ LedgerError::Exhausted { .. }) => {
+                return Err(QueryError::LimitExceeded(exhausted.to_string()));
+            }
+            Err(unavailable) => return Err(QueryError::Denied(format!("privacy: {unavailable}"))),
+        };
+        record.privacy = Some(PrivacyEntry {
+            action: "charge".to_owned(),
+            dataset: private.name.clone(),
+            namespace: budget.namespace.clone(),
+            epsilon: charge.charged.to_string(),
+            spent: charge.spent.to_string(),
+            total: charge.total.to_string(),
+        });
+        timings.policy = started.elapsed();
+
+        let started = Instant::now();
+        let exact = self
+            .ctx
+            .execute_logical_plan(private.exact.clone())
+            .await
+            .map_err(|e| self.execution_error(e))?
+            .collect()
+            .await
+            .map_err(|e| self.execution_error(e))?;
+        let (plan, _release) = private.release(&exact, charge.charged)?;
+        let max_rows = usize::try_from(self.tables[private.dataset].config.policy.max_result_rows)
+            .unwrap_or(usize::MAX);
+        let plan = limited(plan, max_rows)?;
         let frame = self
             .ctx
             .execute_logical_plan(plan)

@@ -8,6 +8,8 @@
 //! - `files`, `postgres`, `table`: sources as DataFusion tables that show
 //!   only allowed columns;
 //! - `rowset`, `guard`, `policy`: disclosure control on the logical plan;
+//! - `private`: differentially private answers for datasets with a
+//!   `privacy:` policy (noise and budgets from `sandlet-privacy`);
 //! - `audit`: what each query leaves on the record ([`AuditTrail`]);
 //! - `engine`: [`GrantedDatasets`], a run's whole data capability, the
 //!   [`DataAccess`] the wasmtime engine serves to guests;
@@ -26,6 +28,7 @@ mod files;
 mod guard;
 mod policy;
 mod postgres;
+mod private;
 mod raw;
 mod rowset;
 mod table;
@@ -34,9 +37,10 @@ pub use audit::{AuditTrail, QueryCounters, audit_dir, open_audit_log};
 pub use config::{
     DataConfig, DatasetConfig, DatasetError, DatasetSpec, DisclosurePolicy, SourceConfig,
 };
-pub use engine::{GrantError, GrantedDatasets, QueryTimings};
+pub use engine::{Budget, GrantError, GrantedDatasets, QueryTimings};
 pub use raw::{RAW_FILES_ROOT, RawFilesError, RawMount, exposed_dataset, raw_file_mounts};
-pub use sandlet_audit::{AuditLog, Caller, Decision};
+pub use sandlet_audit::{AuditLog, Caller, Decision, PrivacyEntry};
+pub use sandlet_privacy::{Epsilon, Ledger, LedgerError, PrivacyPolicy};
 pub use sandlet_core::data::{
     ColumnInfo, DataAccess, DatasetInfo, NoDatasets, QueryError, Table, Value,
 };

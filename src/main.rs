@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sandlet_data::{
-    AuditTrail, Caller, DataAccess, DataConfig, GrantedDatasets, NoDatasets, audit_dir,
-    open_audit_log,
+    AuditTrail, Budget, Caller, DataAccess, DataConfig, GrantedDatasets, Ledger, NoDatasets,
+    audit_dir, open_audit_log,
 };
 use sandlet_kubelet::station::StationConfig;
 use sandlet_registry::admission::AllowList;
@@ -67,6 +67,10 @@ enum Command {
     /// Read the data-access audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The differential-privacy budgets: what each namespace has spent of
+    /// each private dataset.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
     /// Scaffold an algorithm that builds and runs as it is, with a test
     /// (DIR/test/run).
     New(NewArgs),
@@ -108,6 +112,36 @@ enum AuditCommand {
     },
     /// Print the log's records as a table.
     Show(AuditShowArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BudgetCommand {
+    /// Print every account: dataset, namespace, ε spent, its budget and
+    /// what is left (budgets from --config), and how many charges.
+    List {
+        /// The station file, for each private dataset's budget; its private
+        /// datasets are listed even where nothing is spent yet.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set one account back to nothing spent; the reset goes on the audit
+    /// record.
+    Reset {
+        /// The dataset.
+        #[arg(value_name = "DATASET")]
+        dataset: String,
+        /// The namespace whose account is reset (`@local` for `sandlet run`
+        /// and `sandlet query`).
+        #[arg(long, value_name = "NS")]
+        namespace: String,
+        /// The station file, to record the account's budget with the reset.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -340,6 +374,7 @@ fn main() -> ExitCode {
         Command::Node(args) => runtime.block_on(node(*args)),
         Command::Query(args) => runtime.block_on(query(args)),
         Command::Audit(command) => audit(command),
+        Command::Budget(command) => budget(command),
         Command::New(args) => new(args),
         Command::Build(args) => build(args),
     }
@@ -419,8 +454,12 @@ async fn run(args: RunArgs) -> ExitCode {
                 module_digest: Some(module.digest().to_string()),
                 ..Caller::default()
             };
+            let budget = match local_budget(&args.store) {
+                Ok(budget) => budget,
+                Err(reason) => return fail(reason),
+            };
             match audit_trail(&args.store, caller) {
-                Ok(trail) => Arc::new(granted.audited(trail)),
+                Ok(trail) => Arc::new(granted.audited(trail).budgeted(budget)),
                 Err(reason) => return fail(reason),
             }
         }
@@ -554,6 +593,18 @@ fn audit_trail(store: &StoreArgs, caller: Caller) -> Result<AuditTrail, String> 
         station: host_name().unwrap_or_else(|| "localhost".to_owned()),
         caller,
         counters: None,
+    })
+}
+
+/// The privacy budget account of this host's runs and queries: the
+/// `@local` namespace of `<state dir>/privacy`.
+fn local_budget(store: &StoreArgs) -> Result<Budget, String> {
+    let ledger = Ledger::open(&state_dir_of(store)?).map_err(|e| {
+        format!("the privacy budget ledger cannot be opened, so no query may run: {e}")
+    })?;
+    Ok(Budget {
+        ledger: Arc::new(ledger),
+        namespace: Budget::LOCAL.to_owned(),
     })
 }
 
@@ -834,8 +885,12 @@ async fn query(args: QueryArgs) -> ExitCode {
         via: "query".to_owned(),
         ..Caller::default()
     };
+    let budget = match local_budget(&args.store) {
+        Ok(budget) => budget,
+        Err(reason) => return fail(reason),
+    };
     let data = match audit_trail(&args.store, caller) {
-        Ok(trail) => data.audited(trail),
+        Ok(trail) => data.audited(trail).budgeted(budget),
         Err(reason) => {
             eprintln!(
                 "{}",
@@ -907,6 +962,167 @@ fn audit(command: AuditCommand) -> ExitCode {
                 }
                 Err(e) => fail(e),
             }
+        }
+    }
+}
+
+/// `sandlet budget list|reset`.
+fn budget(command: BudgetCommand) -> ExitCode {
+    let totals =
+        |config: &Option<PathBuf>| -> Result<Vec<(String, sandlet_data::Epsilon)>, String> {
+            let Some(path) = config else {
+                return Ok(Vec::new());
+            };
+            let station = StationConfig::load(path).map_err(|e| e.to_string())?;
+            Ok(station
+                .data
+                .datasets
+                .iter()
+                .filter_map(|d| {
+                    d.policy
+                        .privacy
+                        .as_ref()
+                        .map(|p| (d.name.clone(), p.epsilon))
+                })
+                .collect())
+        };
+    match command {
+        BudgetCommand::List { config, store } => {
+            let totals = match totals(&config) {
+                Ok(totals) => totals,
+                Err(reason) => return fail(reason),
+            };
+            let ledger = match state_dir_of(&store)
+                .and_then(|dir| Ledger::open(&dir).map_err(|e| e.to_string()))
+            {
+                Ok(ledger) => ledger,
+                Err(reason) => return fail(reason),
+            };
+            let accounts = match ledger.accounts() {
+                Ok(accounts) => accounts,
+                Err(e) => return fail(e),
+            };
+            let mut rows: Vec<[String; 6]> = Vec::new();
+            for account in &accounts {
+                let total = totals
+                    .iter()
+                    .find(|(d, _)| *d == account.dataset)
+                    .map(|(_, t)| *t);
+                rows.push([
+                    account.dataset.clone(),
+                    account.namespace.clone(),
+                    account.spent().to_string(),
+                    total.map_or("-".to_owned(), |t| t.to_string()),
+                    total.map_or("-".to_owned(), |t| {
+                        t.saturating_sub(account.spent()).to_string()
+                    }),
+                    account.charges.to_string(),
+                ]);
+            }
+            for (dataset, total) in &totals {
+                if !accounts.iter().any(|a| a.dataset == *dataset) {
+                    rows.push([
+                        dataset.clone(),
+                        "-".to_owned(),
+                        "0".to_owned(),
+                        total.to_string(),
+                        total.to_string(),
+                        "0".to_owned(),
+                    ]);
+                }
+            }
+            let header = ["DATASET", "NAMESPACE", "SPENT", "BUDGET", "LEFT", "CHARGES"];
+            let mut widths = header.map(str::len);
+            for row in &rows {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.len());
+                }
+            }
+            for row in std::iter::once(header.map(str::to_owned)).chain(rows) {
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .map(|(cell, width)| format!("{cell:width$}"))
+                    .collect();
+                println!("{}", line.join("  ").trim_end());
+            }
+            ExitCode::SUCCESS
+        }
+        BudgetCommand::Reset {
+            dataset,
+            namespace,
+            config,
+            store,
+        } => {
+            let total = match totals(&config) {
+                Ok(totals) => totals
+                    .into_iter()
+                    .find(|(d, _)| *d == dataset)
+                    .map_or("-".to_owned(), |(_, t)| t.to_string()),
+                Err(reason) => return fail(reason),
+            };
+            let dir = match state_dir_of(&store) {
+                Ok(dir) => dir,
+                Err(reason) => return fail(reason),
+            };
+            // The record must be writable before anything changes.
+            let log = match open_audit_log(&dir) {
+                Ok(log) => log,
+                Err(e) => {
+                    return fail(format!(
+                        "the audit log cannot be opened, so no budget is reset: {e}"
+                    ));
+                }
+            };
+            let ledger = match Ledger::open(&dir) {
+                Ok(ledger) => ledger,
+                Err(e) => return fail(e),
+            };
+            let old = match ledger.reset(&dataset, &namespace) {
+                Ok(Some(old)) => old,
+                Ok(None) => {
+                    eprintln!(
+                        "no account of dataset {dataset} for namespace {namespace}: nothing is spent"
+                    );
+                    return ExitCode::from(1);
+                }
+                Err(e) => return fail(e),
+            };
+            let access = sandlet_audit::Access {
+                station: host_name().unwrap_or_else(|| "localhost".to_owned()),
+                caller: Caller {
+                    via: "budget".to_owned(),
+                    namespace: Some(namespace.clone()),
+                    ..Caller::default()
+                },
+                datasets: vec![dataset.clone()],
+                sql: String::new(),
+                plan_fingerprint: None,
+                decision: sandlet_audit::Decision::Answered,
+                rule: None,
+                reason: Some("privacy budget reset by the station's admin".to_owned()),
+                rows: 0,
+                duration_ms: 0.0,
+                privacy: Some(sandlet_data::PrivacyEntry {
+                    action: "reset".to_owned(),
+                    dataset: dataset.clone(),
+                    namespace: namespace.clone(),
+                    epsilon: old.spent().to_string(),
+                    spent: "0".to_owned(),
+                    total,
+                }),
+            };
+            if let Err(e) = log.append(&access) {
+                return fail(format!(
+                    "the budget was reset, and its audit record could not be written: {e}"
+                ));
+            }
+            println!(
+                "reset dataset {dataset} for namespace {namespace}: {} spent in {} charges",
+                old.spent(),
+                old.charges
+            );
+            ExitCode::SUCCESS
         }
     }
 }

@@ -34,6 +34,15 @@ pub fn open_audit_log(state_dir: &Path) -> Result<AuditLog, sandlet_audit::Audit
     Ok(log)
 }
 
+/// What the record of one query says beyond its outcome.
+#[derive(Debug, Default)]
+pub(crate) struct QueryRecord {
+    /// SHA-256 of the checked plan, once there is one.
+    pub fingerprint: Option<String>,
+    /// The privacy budget charge, if the query made one.
+    pub privacy: Option<sandlet_audit::PrivacyEntry>,
+}
+
 /// Where a run's queries are recorded, and as whose.
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
@@ -121,10 +130,9 @@ impl AuditTrail {
         &self,
         sql: &str,
         datasets: Vec<String>,
-        plan_fingerprint: Option<String>,
+        facts: QueryRecord,
         rows: u64,
         elapsed: Duration,
-        privacy: Option<sandlet_audit::PrivacyEntry>,
         result: Result<T, QueryError>,
     ) -> Result<T, QueryError> {
         let (decision, rule, reason) = decision_of(&result);
@@ -133,13 +141,13 @@ impl AuditTrail {
             caller: self.caller.clone(),
             datasets,
             sql: sql.to_owned(),
-            plan_fingerprint,
+            plan_fingerprint: facts.fingerprint,
             decision,
             rule,
             reason,
             rows: if result.is_ok() { rows } else { 0 },
             duration_ms: elapsed.as_secs_f64() * 1000.0,
-            privacy,
+            privacy: facts.privacy,
         };
         let log = Arc::clone(&self.log);
         let written = tokio::task::spawn_blocking(move || log.append(&access).map(|_| access))
@@ -207,7 +215,14 @@ mod tests {
             counters: Some(Arc::clone(&counters)),
         };
         let answered = trail
-            .record("SELECT 1", vec!["t".into()], None, 1, Duration::ZERO, None, Ok(7))
+            .record(
+                "SELECT 1",
+                vec!["t".into()],
+                QueryRecord::default(),
+                1,
+                Duration::ZERO,
+                Ok(7),
+            )
             .await;
         assert_eq!(answered, Ok(7));
         assert_eq!(sandlet_audit::verify(log.dir()).unwrap().records, 1);
@@ -217,7 +232,14 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         std::fs::create_dir(&file).unwrap();
         let refused = trail
-            .record("SELECT 2", vec!["t".into()], None, 1, Duration::ZERO, None, Ok(8))
+            .record(
+                "SELECT 2",
+                vec!["t".into()],
+                QueryRecord::default(),
+                1,
+                Duration::ZERO,
+                Ok(8),
+            )
             .await;
         assert!(
             matches!(&refused, Err(QueryError::Denied(m)) if m.starts_with("audit: ")),

@@ -220,8 +220,7 @@ impl DataConfig {
                     ));
                 }
                 if let Some(allowed) = &dataset.policy.allowed_columns
-                    && let Some(column) =
-                        privacy.bounds.keys().find(|c| !allowed.contains(c))
+                    && let Some(column) = privacy.bounds.keys().find(|c| !allowed.contains(c))
                 {
                     return Err(invalid(format!(
                         "privacy.bounds names column {column:?}, which allowedColumns does not allow"

@@ -30,7 +30,7 @@ use futures_util::FutureExt;
 
 use sha2::{Digest as _, Sha256};
 
-use super::audit::AuditTrail;
+use super::audit::{AuditTrail, QueryRecord};
 use super::guard::{GuardedQueryPlanner, PolicyViolation, find_in_chain};
 use super::policy;
 use super::postgres::{SourceTimeout, SourceUnavailable};
@@ -78,15 +78,6 @@ impl Budget {
     /// The account of runs on the station's own command line: no
     /// Kubernetes namespace can have this name.
     pub const LOCAL: &'static str = "@local";
-}
-
-/// What the audit record of one query says beyond its outcome.
-#[derive(Debug, Default)]
-struct QueryRecord {
-    /// SHA-256 of the checked plan, once there is one.
-    fingerprint: Option<String>,
-    /// The privacy budget charge, if the query made one.
-    privacy: Option<PrivacyEntry>,
 }
 
 /// How long each step of one query took; for benchmarks.
@@ -170,15 +161,7 @@ impl GrantedDatasets {
             .map_or(0, |(table, _)| table.rows.len() as u64);
         let datasets = self.names().map(str::to_owned).collect();
         trail
-            .record(
-                sql,
-                datasets,
-                record.fingerprint,
-                rows,
-                started.elapsed(),
-                record.privacy,
-                result,
-            )
+            .record(sql, datasets, record, rows, started.elapsed(), result)
             .await
     }
 

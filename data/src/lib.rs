@@ -40,7 +40,7 @@ pub use config::{
 pub use engine::{Budget, GrantError, GrantedDatasets, QueryTimings};
 pub use raw::{RAW_FILES_ROOT, RawFilesError, RawMount, exposed_dataset, raw_file_mounts};
 pub use sandlet_audit::{AuditLog, Caller, Decision, PrivacyEntry};
-pub use sandlet_privacy::{Epsilon, Ledger, LedgerError, PrivacyPolicy};
 pub use sandlet_core::data::{
     ColumnInfo, DataAccess, DatasetInfo, NoDatasets, QueryError, Table, Value,
 };
+pub use sandlet_privacy::{Epsilon, Ledger, LedgerError, PrivacyPolicy};

@@ -318,8 +318,7 @@ fn input_ranges(
         LogicalPlan::Projection(projection) => {
             let below = input_ranges(&projection.input, policy, name)?;
             let mut ranges = Ranges::new();
-            for (expr, (qualifier, field)) in projection.expr.iter().zip(projection.schema.iter())
-            {
+            for (expr, (qualifier, field)) in projection.expr.iter().zip(projection.schema.iter()) {
                 check_expr(expr, projection.input.schema())?;
                 if let Some(range) = range_of(expr, &below) {
                     ranges.insert(
@@ -442,12 +441,7 @@ fn clamped(plan: &LogicalPlan, policy: &PrivacyPolicy) -> Result<LogicalPlan, Qu
 
 /// `expr` clamped to `range`, in `data_type`.
 fn clamp(expr: Expr, range: Range, data_type: &DataType) -> Expr {
-    let bound = |value: f64| {
-        Expr::Cast(Cast::new(
-            Box::new(lit(value)),
-            data_type.clone(),
-        ))
-    };
+    let bound = |value: f64| Expr::Cast(Cast::new(Box::new(lit(value)), data_type.clone()));
     when(expr.clone().lt(bound(range.low)), bound(range.low))
         .when(expr.clone().gt(bound(range.high)), bound(range.high))
         .otherwise(expr)
@@ -581,7 +575,9 @@ fn range_of(expr: &Expr, ranges: &Ranges) -> Option<Range> {
         Expr::Literal(value, _) => Range::point(number(value)?),
         Expr::Alias(alias) => range_of(&alias.expr, ranges)?,
         Expr::Cast(cast) => widen_to_integer(range_of(&cast.expr, ranges)?, cast.field.data_type()),
-        Expr::TryCast(cast) => widen_to_integer(range_of(&cast.expr, ranges)?, cast.field.data_type()),
+        Expr::TryCast(cast) => {
+            widen_to_integer(range_of(&cast.expr, ranges)?, cast.field.data_type())
+        }
         Expr::Negative(inner) => {
             let r = range_of(inner, ranges)?;
             Range {
@@ -601,7 +597,12 @@ fn range_of(expr: &Expr, ranges: &Ranges) -> Option<Range> {
                     high: a.high - b.low,
                 },
                 Operator::Multiply => {
-                    let products = [a.low * b.low, a.low * b.high, a.high * b.low, a.high * b.high];
+                    let products = [
+                        a.low * b.low,
+                        a.low * b.high,
+                        a.high * b.low,
+                        a.high * b.high,
+                    ];
                     Range {
                         low: products.iter().copied().fold(f64::INFINITY, f64::min),
                         high: products.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -665,13 +666,10 @@ fn number(value: &ScalarValue) -> Option<f64> {
     match value {
         ScalarValue::Boolean(_) | ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) => None,
         v if v.is_null() => None,
-        v => v
-            .cast_to(&DataType::Float64)
-            .ok()
-            .and_then(|f| match f {
-                ScalarValue::Float64(Some(x)) => Some(x),
-                _ => None,
-            }),
+        v => v.cast_to(&DataType::Float64).ok().and_then(|f| match f {
+            ScalarValue::Float64(Some(x)) => Some(x),
+            _ => None,
+        }),
     }
 }
 
@@ -701,14 +699,26 @@ struct Builder {
 }
 
 impl Builder {
-    fn stat(&mut self, kind: StatKind, expr: Expr, key: String, sensitivity: u64, unit: f64) -> usize {
-        if let Some(i) = self.stats.iter().position(|s| s.kind == kind && s.key == key) {
+    fn stat(
+        &mut self,
+        kind: StatKind,
+        expr: Expr,
+        key: String,
+        sensitivity: u64,
+        unit: f64,
+    ) -> usize {
+        if let Some(i) = self
+            .stats
+            .iter()
+            .position(|s| s.kind == kind && s.key == key)
+        {
             return i;
         }
+        let name = format!("__sandlet_stat_{}", self.stats.len());
         self.stats.push(Stat {
             kind,
             key,
-            expr,
+            expr: expr.alias(name),
             sensitivity: sensitivity.max(1) * u64::from(self.rows),
             unit,
         });
@@ -718,9 +728,7 @@ impl Builder {
     /// A fixed-point sum of `value` clamped to `range`.
     fn sum(&mut self, value: Expr, range: Range, integral: bool, key: String) -> usize {
         let magnitude = range.magnitude();
-        let unit = if integral && magnitude <= 2f64.powi(UNIT_BITS) {
-            1.0
-        } else if magnitude == 0.0 {
+        let unit = if (integral && magnitude <= 2f64.powi(UNIT_BITS)) || magnitude == 0.0 {
             1.0
         } else {
             2f64.powi(magnitude.log2().ceil() as i32 - UNIT_BITS)
@@ -769,7 +777,10 @@ impl Builder {
             ..
         } = &function.params;
         if !order_by.is_empty() {
-            return Err(denied(format!("{} may not take ORDER BY", name.to_uppercase())));
+            return Err(denied(format!(
+                "{} may not take ORDER BY",
+                name.to_uppercase()
+            )));
         }
         let [arg] = args.as_slice() else {
             return Err(denied(format!(
@@ -842,25 +853,40 @@ impl Builder {
                 let center = (range.low + range.high) / 2.0;
                 let half = (range.high - range.low) / 2.0;
                 let within = |e: Expr| {
-                    clamp(e, Range { low: -half, high: half }, &DataType::Float64)
+                    clamp(
+                        e,
+                        Range {
+                            low: -half,
+                            high: half,
+                        },
+                        &DataType::Float64,
+                    )
                 };
-                let deviation = within(clamp(
-                    Expr::Cast(Cast::new(Box::new(arg.clone()), DataType::Float64)),
-                    range,
-                    &DataType::Float64,
-                ) - lit(center));
+                let deviation = within(
+                    clamp(
+                        Expr::Cast(Cast::new(Box::new(arg.clone()), DataType::Float64)),
+                        range,
+                        &DataType::Float64,
+                    ) - lit(center),
+                );
                 let square = deviation.clone() * deviation.clone();
                 Output::Variance {
                     count: count(self),
                     centered: self.sum(
                         deviation,
-                        Range { low: -half, high: half },
+                        Range {
+                            low: -half,
+                            high: half,
+                        },
                         false,
                         format!("{key}-{center}"),
                     ),
                     squares: self.sum(
                         square,
-                        Range { low: 0.0, high: half * half },
+                        Range {
+                            low: 0.0,
+                            high: half * half,
+                        },
                         false,
                         format!("({key}-{center})^2"),
                     ),
@@ -894,12 +920,6 @@ pub(crate) struct Release {
 }
 
 impl Private {
-    /// How many noisy statistics the query releases; its ε is split
-    /// evenly between them.
-    pub fn statistics(&self) -> usize {
-        self.stats.len()
-    }
-
     /// Adds noise to the exact statistics in `batches` (the result of
     /// [`Private::exact`]), spending `epsilon` (and its share of δ), and
     /// returns the whole plan with the noisy table in the aggregate's place.
@@ -918,14 +938,21 @@ impl Private {
             for row in 0..batch.num_rows() {
                 let mut key = Vec::with_capacity(self.keys);
                 for column in 0..self.keys {
-                    key.push(ScalarValue::try_from_array(batch.column(column), row).map_err(invalid)?);
+                    key.push(
+                        ScalarValue::try_from_array(batch.column(column), row).map_err(invalid)?,
+                    );
                 }
                 keys.push(key);
                 for (s, values) in exact.iter_mut().enumerate() {
                     let array = batch.column(self.keys + s);
                     let value = match ScalarValue::try_from_array(array, row).map_err(invalid)? {
                         ScalarValue::Int64(v) => v.unwrap_or(0),
-                        other => return Err(invalid(format!("statistic of type {}", other.data_type()))),
+                        other => {
+                            return Err(invalid(format!(
+                                "statistic of type {}",
+                                other.data_type()
+                            )));
+                        }
                     };
                     values.push(value);
                 }
@@ -998,7 +1025,11 @@ impl Private {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                datafusion::arrow::datatypes::Field::new(format!("c{i}"), f.data_type().clone(), true)
+                datafusion::arrow::datatypes::Field::new(
+                    format!("c{i}"),
+                    f.data_type().clone(),
+                    true,
+                )
             })
             .collect();
         let arrow_schema = Arc::new(Schema::new(plain));
@@ -1024,10 +1055,11 @@ impl Private {
                 col(format!("c{i}")).alias_qualified(qualifier.cloned(), field.name())
             })
             .collect();
-        let noisy_plan = LogicalPlanBuilder::scan(NOISY_TABLE, provider_as_source(Arc::new(table)), None)
-            .and_then(|b| b.project(renamed))
-            .and_then(LogicalPlanBuilder::build)
-            .map_err(invalid)?;
+        let noisy_plan =
+            LogicalPlanBuilder::scan(NOISY_TABLE, provider_as_source(Arc::new(table)), None)
+                .and_then(|b| b.project(renamed))
+                .and_then(LogicalPlanBuilder::build)
+                .map_err(invalid)?;
         let mut replaced = false;
         let plan = self
             .plan

@@ -116,7 +116,10 @@ fn number(value: &Value) -> f64 {
 }
 
 async fn scalar(data: &GrantedDatasets, sql: &str) -> f64 {
-    let table = data.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let table = data
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     assert_eq!(table.rows.len(), 1, "{sql}");
     number(&table.rows[0][0])
 }
@@ -197,7 +200,11 @@ async fn with_privacy_differencing_recovers_the_age_only_within_the_noise() {
         errors.push(all - rest - TARGET_AGE);
     }
     // One statistic per query, ε = 1: scale = 120 (the bound) / 1.
-    assert_noise(&errors, 2.0 * discrete_laplace_variance(120.0), "differencing");
+    assert_noise(
+        &errors,
+        2.0 * discrete_laplace_variance(120.0),
+        "differencing",
+    );
 }
 
 #[tokio::test]
@@ -256,4 +263,315 @@ async fn with_privacy_case_else_zero_and_weighting_recover_only_within_the_noise
         matches!(&error, QueryError::Denied(m) if m.starts_with("privacy: a join below the aggregate")),
         "{error}"
     );
+}
+
+/// Every way around the plan shape, refused with its rule and charged
+/// nothing.
+#[tokio::test]
+async fn queries_that_could_single_a_row_out_are_refused_with_the_reason() {
+    let station = Station::new(Some(privacy(10.0, 1.0, 0.0)));
+    let data = station.patients();
+    let alone =
+        "privacy: dataset patients answers differentially private aggregates of itself alone";
+    let only = "privacy: dataset patients answers only differentially private aggregates";
+    for (sql, expected) in [
+        ("SELECT age FROM patients", only),
+        ("SELECT * FROM patients WHERE age > 30", only),
+        ("SELECT SUM(age) OVER () FROM patients", only),
+        (
+            "SELECT MAX(age) FROM patients",
+            "privacy: MAX cannot be answered",
+        ),
+        (
+            "SELECT MEDIAN(age) FROM patients",
+            "privacy: MEDIAN cannot be answered",
+        ),
+        (
+            "SELECT SUM(DISTINCT age) FROM patients",
+            "privacy: DISTINCT is allowed only in COUNT",
+        ),
+        (
+            "SELECT SUM(character_length(sex)) FROM patients",
+            "privacy: SUM(CAST(character_length(patients.sex) AS Int64)) needs the range",
+        ),
+        (
+            "SELECT SUM(a.age) FROM patients a JOIN patients b ON a.id = b.id",
+            alone,
+        ),
+        (
+            "SELECT SUM(age) FROM patients UNION ALL SELECT SUM(age) FROM patients",
+            alone,
+        ),
+        (
+            "SELECT SUM(age) FROM patients WHERE age > (SELECT AVG(age) FROM patients)",
+            alone,
+        ),
+        (
+            "WITH p AS (SELECT age FROM patients) SELECT SUM(x.age) FROM p x, p y",
+            alone,
+        ),
+        (
+            "SELECT SUM(age) FROM (SELECT age FROM patients ORDER BY age LIMIT 5) t",
+            "privacy: a LIMIT below the aggregate",
+        ),
+        (
+            "SELECT SUM(age) FROM (SELECT DISTINCT age FROM patients) t",
+            "privacy: a DISTINCT below the aggregate",
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE 100 / (age - 27) > 1",
+            "privacy: / only by a constant other than zero",
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE CAST(sex AS INT) = 1",
+            "privacy: CAST from Utf8 to Int32 can fail",
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE concat(sex, 'x') = 'mx'",
+            "privacy: the function concat",
+        ),
+        (
+            "SELECT COUNT(*) FROM patients WHERE sex ~ 'm'",
+            "privacy: the operator ~",
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM patients GROUP BY sex",
+            "privacy: GROUP BY on dataset patients would show which groups exist",
+        ),
+        (
+            "SELECT COUNT(*) FROM patients GROUP BY ROLLUP(sex)",
+            "privacy: GROUPING SETS, ROLLUP and CUBE",
+        ),
+    ] {
+        let error = data.query(sql).await.unwrap_err();
+        assert!(
+            matches!(&error, QueryError::Denied(m) if m.starts_with(expected)),
+            "{sql}: {error}"
+        );
+    }
+    assert_eq!(
+        station.ledger.spent("patients", "research").unwrap(),
+        sandlet_privacy::Epsilon::ZERO,
+        "a refused query spends nothing"
+    );
+}
+
+#[tokio::test]
+async fn grouped_answers_show_only_groups_that_pass_the_noisy_threshold() {
+    let station = Station::new(Some(privacy(1e6, 20.0, 1e-4)));
+    let data = station.patients();
+    let mut seen_single = 0;
+    for _ in 0..50 {
+        // Each age is one person: a group shown would show that person.
+        let table = data
+            .query("SELECT age, COUNT(*) AS n FROM patients GROUP BY age")
+            .await
+            .unwrap();
+        seen_single += table.rows.len();
+    }
+    // δ per query is 1e-4 · 20 / 1e6; 30 groups of one in 50 queries.
+    assert_eq!(seen_single, 0, "groups of one person were shown");
+    let table = data
+        .query(
+            "SELECT sex, COUNT(*) AS n, AVG(age) AS mean FROM patients GROUP BY sex \
+             HAVING COUNT(*) > 0 ORDER BY sex",
+        )
+        .await
+        .unwrap();
+    assert_eq!(table.columns, ["sex", "n", "mean"]);
+    assert_eq!(table.rows.len(), 2, "{:?}", table.rows);
+    assert_eq!(table.rows[0][0], Value::Text("f".into()));
+    assert_eq!(table.rows[1][0], Value::Text("m".into()));
+    // ε 20 over three statistics: noise of a few units at most.
+    let (f_n, m_n) = (number(&table.rows[0][1]), number(&table.rows[1][1]));
+    assert!(
+        (f_n - 20.0).abs() <= 5.0 && (m_n - 10.0).abs() <= 5.0,
+        "{f_n} {m_n}"
+    );
+    let mean_m = (0..30).filter(|i| i % 3 == 0).map(|i| 20 + i).sum::<i64>() as f64 / 10.0;
+    let m_mean = number(&table.rows[1][2]);
+    assert!((m_mean - mean_m).abs() < 5.0, "{m_mean} vs {mean_m}");
+}
+
+#[tokio::test]
+async fn no_rows_null_values_and_values_out_of_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.csv");
+    // 20 rows of age 50; 5 of 500 (clamped to 120); 5 with no age.
+    let mut file = std::fs::File::create(&path).unwrap();
+    writeln!(file, "id,age,sex,bmi").unwrap();
+    for i in 0..30 {
+        let age = match i {
+            0..20 => "50",
+            20..25 => "500",
+            _ => "",
+        };
+        writeln!(file, "{i},{age},f,25").unwrap();
+    }
+    let config = DataConfig {
+        datasets: vec![DatasetConfig {
+            name: "patients".into(),
+            source: SourceConfig::Csv(path),
+            policy: DisclosurePolicy {
+                privacy: Some(privacy(1e9, 1e5, 0.0)),
+                ..DisclosurePolicy::default()
+            },
+        }],
+        default_grants: Default::default(),
+    };
+    let data = GrantedDatasets::new(&config, &["patients".into()])
+        .unwrap()
+        .budgeted(Budget {
+            ledger: Arc::new(Ledger::open(dir.path()).unwrap()),
+            namespace: "research".into(),
+        });
+    // ε 1e5 over the statistics: the noise is far below 1.
+    let table = data
+        .query("SELECT COUNT(*), COUNT(age), SUM(age), AVG(age), STDDEV(age) FROM patients")
+        .await
+        .unwrap();
+    let row: Vec<f64> = table.rows[0].iter().map(number).collect();
+    assert_eq!(row[0], 30.0, "rows");
+    assert_eq!(row[1], 25.0, "non-NULL ages");
+    assert!(
+        (row[2] - (20.0 * 50.0 + 5.0 * 120.0)).abs() < 0.01,
+        "clamped sum {}",
+        row[2]
+    );
+    let mean = (20.0 * 50.0 + 5.0 * 120.0) / 25.0;
+    assert!((row[3] - mean).abs() < 0.01, "clamped mean {}", row[3]);
+    let variance = (20.0 * (50.0f64 - mean).powi(2) + 5.0 * (120.0f64 - mean).powi(2)) / 24.0;
+    assert!(
+        (row[4] - variance.sqrt()).abs() < 0.01,
+        "stddev {} vs {}",
+        row[4],
+        variance.sqrt()
+    );
+
+    // No rows at all: still one noisy row, not a refusal (a refusal would
+    // tell that no one matches).
+    let table = data
+        .query("SELECT COUNT(*), SUM(age), AVG(age) FROM patients WHERE age > 1000")
+        .await
+        .unwrap();
+    assert_eq!(table.rows.len(), 1);
+    assert_eq!(number(&table.rows[0][0]), 0.0);
+    assert!(number(&table.rows[0][1]).abs() < 0.01);
+    assert_eq!(table.rows[0][2], Value::Null, "a mean of nothing");
+}
+
+#[tokio::test]
+async fn the_budget_is_spent_exactly_refused_when_gone_kept_across_restarts_and_reset() {
+    let station = Station::new(Some(privacy(1.0, 0.25, 0.0)));
+    for _ in 0..4 {
+        scalar(&station.patients(), "SELECT COUNT(*) FROM patients").await;
+    }
+    let error = station
+        .patients()
+        .query("SELECT COUNT(*) FROM patients")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        QueryError::LimitExceeded(
+            "privacy budget of dataset patients for namespace research is spent: 0 of 1 left, \
+             and this query needs 0.25"
+                .into()
+        )
+    );
+    // Another namespace has its own account.
+    scalar(
+        &station.grant("other", &["patients"]),
+        "SELECT COUNT(*) FROM patients",
+    )
+    .await;
+    // A new ledger over the same state directory: a restarted station.
+    let reopened = Arc::new(Ledger::open(&station._dir.path().join("state")).unwrap());
+    let restarted = GrantedDatasets::new(&station.config, &["patients".into()])
+        .unwrap()
+        .budgeted(Budget {
+            ledger: Arc::clone(&reopened),
+            namespace: "research".into(),
+        });
+    assert!(matches!(
+        restarted.query("SELECT COUNT(*) FROM patients").await,
+        Err(QueryError::LimitExceeded(_))
+    ));
+    reopened.reset("patients", "research").unwrap();
+    scalar(&restarted, "SELECT COUNT(*) FROM patients").await;
+    assert_eq!(
+        reopened.spent("patients", "research").unwrap(),
+        sandlet_privacy::Epsilon::from_f64(0.25).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_pods_never_spend_more_than_the_budget() {
+    let station = Station::new(Some(privacy(1.0, 0.1, 0.0)));
+    let state = station._dir.path().join("state");
+    let mut pods = Vec::new();
+    for _ in 0..30 {
+        // Each pod has its own grant and its own handle on the ledger.
+        let data = GrantedDatasets::new(&station.config, &["patients".into()])
+            .unwrap()
+            .budgeted(Budget {
+                ledger: Arc::new(Ledger::open(&state).unwrap()),
+                namespace: "research".into(),
+            });
+        pods.push(tokio::spawn(async move {
+            data.query("SELECT AVG(age) FROM patients").await
+        }));
+    }
+    let mut answered = 0;
+    let mut refused = 0;
+    for pod in pods {
+        match pod.await.unwrap() {
+            Ok(_) => answered += 1,
+            Err(QueryError::LimitExceeded(m)) if m.starts_with("privacy budget") => refused += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!((answered, refused), (10, 20));
+    assert_eq!(
+        station.ledger.spent("patients", "research").unwrap(),
+        sandlet_privacy::Epsilon::from_f64(1.0).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn every_charge_is_on_the_audit_record() {
+    let station = Station::new(Some(privacy(1.0, 0.4, 0.0)));
+    let audit_dir = station._dir.path().join("audit");
+    let trail = crate::AuditTrail {
+        log: Arc::new(sandlet_audit::AuditLog::open(&audit_dir).unwrap()),
+        station: "test".into(),
+        caller: sandlet_audit::Caller {
+            via: "run".into(),
+            namespace: Some("research".into()),
+            ..Default::default()
+        },
+        counters: None,
+    };
+    let data = station.patients().audited(trail);
+    for _ in 0..3 {
+        let _ = data.query("SELECT COUNT(*) FROM patients").await;
+    }
+    let _ = data.query("SELECT MAX(age) FROM patients").await;
+    let records = sandlet_audit::read(&audit_dir, &Default::default()).unwrap();
+    let privacy: Vec<_> = records
+        .iter()
+        .map(|r| {
+            r.access
+                .privacy
+                .as_ref()
+                .map(|p| (p.epsilon.as_str(), p.spent.as_str()))
+        })
+        .collect();
+    assert_eq!(
+        privacy,
+        [Some(("0.4", "0.4")), Some(("0.4", "0.8")), None, None],
+        "two charges, then a refusal for the budget and one for the shape"
+    );
+    assert_eq!(records[2].access.rule.as_deref(), Some("privacy"));
+    assert_eq!(records[3].access.rule.as_deref(), Some("privacy"));
 }

@@ -36,6 +36,9 @@ pub struct NodeContext {
     /// `<state dir>/audit`: every data query of every pod, on the record
     /// before it is answered.
     pub audit: Arc<AuditLog>,
+    /// `<state dir>/privacy`: what each namespace has spent of each
+    /// differentially private dataset's budget.
+    pub ledger: Arc<sandlet_data::Ledger>,
     /// Data queries answered and refused, for `/metrics`.
     pub queries: Arc<QueryCounters>,
     /// `<state dir>/pods`: one directory per pod UID (logs, emptyDirs).

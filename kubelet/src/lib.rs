@@ -320,6 +320,10 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         open_audit_log(&options.state_dir)
             .map_err(|e| setup("the data-access audit log")(e.to_string()))?,
     );
+    let ledger = Arc::new(
+        sandlet_data::Ledger::open(&options.state_dir)
+            .map_err(|e| setup("the privacy budget ledger")(e.to_string()))?,
+    );
     let queries = Arc::new(QueryCounters::default());
     let pods = Arc::new(PodTable::default());
     let since = Timestamp::now();
@@ -367,6 +371,7 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         compiled,
         data: options.station.map(|s| Arc::new(s.data)),
         audit,
+        ledger,
         queries,
         pods_dir: options.state_dir.join("pods"),
         volumes_dir: runtime_dir.join("pods"),

@@ -36,7 +36,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
-use sandlet_data::{AuditTrail, Caller, DataAccess, GrantedDatasets, NoDatasets, raw_file_mounts};
+use sandlet_data::{
+    AuditTrail, Budget, Caller, DataAccess, GrantedDatasets, NoDatasets, raw_file_mounts,
+};
 use sandlet_registry::oci::Credentials;
 use sandlet_registry::pull::WaitingReason;
 use sandlet_registry::store::Pin;
@@ -1014,7 +1016,11 @@ impl Worker {
             (Some(config), false) => Arc::new(
                 GrantedDatasets::new(config, &plan.datasets)
                     .map_err(|e| ConfigError(e.to_string()))?
-                    .audited(self.audit_trail(plan, module)),
+                    .audited(self.audit_trail(plan, module))
+                    .budgeted(Budget {
+                        ledger: Arc::clone(&self.ctx.ledger),
+                        namespace: self.namespace.clone(),
+                    }),
             ),
             _ => Arc::new(NoDatasets),
         };

@@ -228,6 +228,7 @@ datasets:
                 allowed_namespaces: Some(vec!["research".into()]),
                 query_timeout: Duration::from_secs(5),
                 query_memory: 64 << 20,
+                privacy: None,
             }
         );
         assert!(!policy.allows_namespace("default"));
@@ -266,6 +267,81 @@ datasets:
                 .contains("exactly one of csv, parquet or postgres"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_privacy_block_is_read_in_the_policy_or_beside_it_and_validated() {
+        let config = parse(
+            r#"
+datasets:
+  - name: patients
+    source: { csv: p.csv }
+    privacy:
+      epsilon: 1.0
+      delta: 1.0e-6
+      perQuery: 0.1
+      bounds: { age: [0, 120], bmi: [10, 70] }
+  - name: labs
+    source: { csv: l.csv }
+    policy:
+      allowedColumns: [value]
+      privacy: { epsilon: 2, bounds: { value: [0, 1] }, maxRowsPerPerson: 3 }
+"#,
+        )
+        .unwrap();
+        let patients = config.data.dataset("patients").unwrap();
+        let privacy = patients.policy.privacy.as_ref().unwrap();
+        assert_eq!(privacy.epsilon.to_string(), "1");
+        assert_eq!(privacy.per_query.to_string(), "0.1");
+        assert_eq!(privacy.delta, 1e-6);
+        assert_eq!(privacy.bounds["bmi"].upper, 70.0);
+        let labs = config.data.dataset("labs").unwrap();
+        let privacy = labs.policy.privacy.as_ref().unwrap();
+        assert_eq!(privacy.per_query.to_string(), "0.2", "a tenth by default");
+        assert_eq!(privacy.max_rows_per_person, 3);
+
+        for (text, line, reason) in [
+            (
+                "datasets:\n  - name: p\n    source: { csv: x.csv }\n    privacy: { epsilon: 1, perQuery: 3 }\n",
+                "line 2",
+                "privacy.perQuery (3) is more than the whole budget",
+            ),
+            (
+                "datasets:\n  - name: p\n    source: { csv: x.csv }\n    privacy: { epsilon: -1 }\n",
+                "line 2",
+                "privacy.epsilon must be a positive number",
+            ),
+            (
+                "datasets:\n  - name: p\n    source: { csv: x.csv }\n    privacy: { epsilon: 1, bounds: { age: [9, 1] } }\n",
+                "line 2",
+                "privacy.bounds.age: the lower end (9) is above the upper (1)",
+            ),
+            (
+                "datasets:\n  - name: p\n    source: { csv: x.csv }\n    privacy: { epsilon: 1, epsilonn: 2 }\n",
+                "line 4",
+                "epsilonn",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(line) && err.contains(reason), "{text}: {err}");
+        }
+        for (text, reason) in [
+            (
+                "datasets:\n  - name: p\n    source: { csv: x.csv }\n    privacy: { epsilon: 1 }\n    policy: { privacy: { epsilon: 1 } }\n",
+                "privacy is given twice",
+            ),
+            (
+                "datasets:\n  - name: p\n    source: { csv: x.csv }\n    privacy: { epsilon: 1 }\n    policy: { rawFiles: true }\n",
+                "cannot have rawFiles",
+            ),
+            (
+                "datasets:\n  - name: p\n    source: { csv: x.csv }\n    privacy: { epsilon: 1, bounds: { ssn: [0, 9] } }\n    policy: { allowedColumns: [age] }\n",
+                "privacy.bounds names column \"ssn\", which allowedColumns does not allow",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(reason), "{text}: {err}");
+        }
     }
 
     #[test]

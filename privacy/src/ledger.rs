@@ -215,7 +215,10 @@ impl Ledger {
         if book.version != VERSION {
             return Err(unavailable(
                 &path,
-                format!("has version {}, and this sandlet reads {VERSION}", book.version),
+                format!(
+                    "has version {}, and this sandlet reads {VERSION}",
+                    book.version
+                ),
             ));
         }
         Ok(book)
@@ -279,7 +282,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
         for i in 1..=10u64 {
-            let charge = ledger.charge("patients", "research", eps(1.0), eps(0.1)).unwrap();
+            let charge = ledger
+                .charge("patients", "research", eps(1.0), eps(0.1))
+                .unwrap();
             assert_eq!(charge.spent, Epsilon::from_nanos(i * 100_000_000));
         }
         let refused = ledger
@@ -295,7 +300,11 @@ mod tests {
                 needed: Epsilon::from_nanos(1),
             }
         );
-        assert!(refused.to_string().starts_with("privacy budget of dataset patients"));
+        assert!(
+            refused
+                .to_string()
+                .starts_with("privacy budget of dataset patients")
+        );
         // Other accounts are untouched.
         assert_eq!(ledger.spent("patients", "other").unwrap(), Epsilon::ZERO);
         assert_eq!(ledger.spent("labs", "research").unwrap(), Epsilon::ZERO);
@@ -312,7 +321,10 @@ mod tests {
         assert_eq!(ledger.spent("patients", "a").unwrap(), eps(0.3));
         let accounts = ledger.accounts().unwrap();
         assert_eq!(accounts.len(), 2);
-        assert_eq!((accounts[1].namespace.as_str(), accounts[1].charges), ("b", 1));
+        assert_eq!(
+            (accounts[1].namespace.as_str(), accounts[1].charges),
+            ("b", 1)
+        );
         let old = ledger.reset("patients", "a").unwrap().unwrap();
         assert_eq!(old.spent(), eps(0.3));
         assert_eq!(ledger.reset("patients", "a").unwrap(), None);
@@ -341,7 +353,10 @@ mod tests {
         // 2.0 / 0.07 = 28.57: exactly 28 charges fit.
         assert_eq!(granted, 28);
         let ledger = Ledger::open(&path).unwrap();
-        assert_eq!(ledger.spent("d", "n").unwrap(), Epsilon::from_nanos(28 * 70_000_000));
+        assert_eq!(
+            ledger.spent("d", "n").unwrap(),
+            Epsilon::from_nanos(28 * 70_000_000)
+        );
     }
 
     #[test]

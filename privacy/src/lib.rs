@@ -21,6 +21,4 @@ mod ledger;
 mod policy;
 
 pub use ledger::{Account, Charge, Ledger, LedgerError, ledger_dir};
-pub use policy::{
-    Bounds, DEFAULT_MAX_ROWS_PER_PERSON, Epsilon, PrivacyPolicy, PrivacySpec,
-};
+pub use policy::{Bounds, DEFAULT_MAX_ROWS_PER_PERSON, Epsilon, PrivacyPolicy, PrivacySpec};

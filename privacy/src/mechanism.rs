@@ -207,9 +207,17 @@ mod tests {
         let kept = laplace_threshold(counts, 1, 1.0, 1e-3).unwrap();
         assert!(kept.delta <= 1e-3 && kept.epsilon <= 1.0);
         // Threshold about 1 + ln(1/(2δ)) ≈ 7.2 at scale 1.
-        assert!((6..=9).contains(&kept.threshold), "threshold {}", kept.threshold);
+        assert!(
+            (6..=9).contains(&kept.threshold),
+            "threshold {}",
+            kept.threshold
+        );
         assert!(kept.counts.contains_key(&9999));
-        assert!(kept.counts.len() < 20, "{} singletons kept", kept.counts.len() - 1);
+        assert!(
+            kept.counts.len() < 20,
+            "{} singletons kept",
+            kept.counts.len() - 1
+        );
         assert!(kept.counts.values().all(|c| *c >= kept.threshold));
     }
 

@@ -34,7 +34,9 @@ impl Epsilon {
         }
         let rounded = nanos.round();
         if rounded < 1.0 {
-            return Err(format!("{value} is smaller than 1e-9, the finest unit kept"));
+            return Err(format!(
+                "{value} is smaller than 1e-9, the finest unit kept"
+            ));
         }
         Ok(Epsilon(rounded as u64))
     }
@@ -129,7 +131,8 @@ impl TryFrom<PrivacySpec> for PrivacyPolicy {
     type Error = String;
 
     fn try_from(spec: PrivacySpec) -> Result<PrivacyPolicy, String> {
-        let epsilon = Epsilon::from_f64(spec.epsilon).map_err(|e| format!("privacy.epsilon {e}"))?;
+        let epsilon =
+            Epsilon::from_f64(spec.epsilon).map_err(|e| format!("privacy.epsilon {e}"))?;
         if !(spec.delta.is_finite() && (0.0..1.0).contains(&spec.delta)) {
             return Err(format!(
                 "privacy.delta must be at least 0 and below 1, not {}",
@@ -137,9 +140,7 @@ impl TryFrom<PrivacySpec> for PrivacyPolicy {
             ));
         }
         let per_query = match spec.per_query {
-            Some(value) => {
-                Epsilon::from_f64(value).map_err(|e| format!("privacy.perQuery {e}"))?
-            }
+            Some(value) => Epsilon::from_f64(value).map_err(|e| format!("privacy.perQuery {e}"))?,
             None => Epsilon::from_nanos((epsilon.nanos() / DEFAULT_QUERIES_PER_BUDGET).max(1)),
         };
         if per_query > epsilon {
@@ -235,9 +236,18 @@ mod tests {
             (r#"{"epsilon": 1, "perQuery": 2}"#, "privacy.perQuery"),
             (r#"{"epsilon": 1, "delta": 1}"#, "privacy.delta"),
             (r#"{"epsilon": 1, "delta": -0.1}"#, "privacy.delta"),
-            (r#"{"epsilon": 1, "bounds": {"age": [5, 1]}}"#, "privacy.bounds.age"),
-            (r#"{"epsilon": 1, "bounds": {"x": [0, 1e300]}}"#, "privacy.bounds.x"),
-            (r#"{"epsilon": 1, "maxRowsPerPerson": 0}"#, "privacy.maxRowsPerPerson"),
+            (
+                r#"{"epsilon": 1, "bounds": {"age": [5, 1]}}"#,
+                "privacy.bounds.age",
+            ),
+            (
+                r#"{"epsilon": 1, "bounds": {"x": [0, 1e300]}}"#,
+                "privacy.bounds.x",
+            ),
+            (
+                r#"{"epsilon": 1, "maxRowsPerPerson": 0}"#,
+                "privacy.maxRowsPerPerson",
+            ),
         ] {
             let error = spec(json).unwrap_err();
             assert!(error.starts_with(field), "{json}: {error}");

@@ -21,6 +21,7 @@ mod mixed;
 mod oci;
 mod oracle;
 mod postgres;
+mod privacy;
 mod queries;
 mod registry;
 mod runtime;

@@ -16,19 +16,19 @@ use sandlet_kubelet::station::StationConfig;
 
 use crate::postgres::postgres;
 
-const PATIENTS: usize = 240;
-const LABS: usize = 90;
+pub(crate) const PATIENTS: usize = 240;
+pub(crate) const LABS: usize = 90;
 const SITES: [&str; 3] = ["north", "east", "south"];
 
-struct Patient {
-    age: i64,
-    sex: &'static str,
-    bmi: f64,
-    outcome: i64,
-    site: &'static str,
+pub(crate) struct Patient {
+    pub age: i64,
+    pub sex: &'static str,
+    pub bmi: f64,
+    pub outcome: i64,
+    pub site: &'static str,
 }
 
-fn patient(i: usize) -> Patient {
+pub(crate) fn patient(i: usize) -> Patient {
     Patient {
         age: 20 + (i % 60) as i64,
         sex: if i.is_multiple_of(3) { "m" } else { "f" },
@@ -38,13 +38,13 @@ fn patient(i: usize) -> Patient {
     }
 }
 
-struct Lab {
-    site: &'static str,
-    kind: &'static str,
-    value: f64,
+pub(crate) struct Lab {
+    pub site: &'static str,
+    pub kind: &'static str,
+    pub value: f64,
 }
 
-fn lab(i: usize) -> Lab {
+pub(crate) fn lab(i: usize) -> Lab {
     Lab {
         site: SITES[i % 3],
         kind: if i.is_multiple_of(2) { "hb" } else { "crp" },
@@ -53,7 +53,7 @@ fn lab(i: usize) -> Lab {
 }
 
 /// Writes patients.csv, labs.csv and secret.csv into `dir`.
-fn write_csv(dir: &Path) {
+pub(crate) fn write_csv(dir: &Path) {
     let mut text = String::from("id,name,age,sex,bmi,outcome,site\n");
     for i in 0..PATIENTS {
         let p = patient(i);
@@ -80,7 +80,7 @@ fn write_csv(dir: &Path) {
 }
 
 /// Converts each CSV in `dir` to Parquet with DataFusion.
-async fn write_parquet(dir: &Path) {
+pub(crate) async fn write_parquet(dir: &Path) {
     use datafusion::dataframe::DataFrameWriteOptions;
     use datafusion::prelude::{CsvReadOptions, SessionContext};
     let ctx = SessionContext::new();
@@ -105,7 +105,7 @@ async fn write_parquet(dir: &Path) {
 
 /// Loads the CSVs into a fresh PostgreSQL database; `secret` is not
 /// readable by the station's role.
-fn load_postgres(dir: &Path, database: &str) -> String {
+pub(crate) fn load_postgres(dir: &Path, database: &str) -> String {
     let pg = postgres();
     pg.create_database(database);
     pg.load_csv(
@@ -133,7 +133,7 @@ fn load_postgres(dir: &Path, database: &str) -> String {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Source {
+pub(crate) enum Source {
     Csv,
     Parquet,
     Postgres,

@@ -73,6 +73,39 @@ pub enum QueryError {
     LimitExceeded(String),
 }
 
+/// A private dataset's budget for a run's namespace, in ε (WIT 0.2.0's
+/// `budget`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetInfo {
+    pub total: f64,
+    pub spent: f64,
+    pub left: f64,
+    pub per_query: f64,
+    pub delta: f64,
+}
+
+/// How the noise of one result column was made (WIT 0.2.0's
+/// `column-noise`): 95 % half-widths of the noise on the count and on the
+/// sum behind each value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnNoise {
+    pub column: String,
+    /// `count`, `sum`, `mean`, `variance` or `stddev`.
+    pub statistic: String,
+    pub count_accuracy: Option<f64>,
+    pub sum_accuracy: Option<f64>,
+}
+
+/// What a query of a private dataset spent, and its noise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Noise {
+    pub epsilon: f64,
+    pub delta: f64,
+    /// With GROUP BY: the noisy row count a group needed to be shown.
+    pub threshold: Option<i64>,
+    pub columns: Vec<ColumnNoise>,
+}
+
 /// The data capability of one run.
 #[async_trait::async_trait]
 pub trait DataAccess: Send + Sync + 'static {
@@ -80,6 +113,21 @@ pub trait DataAccess: Send + Sync + 'static {
     async fn datasets(&self) -> Result<Vec<DatasetInfo>, QueryError>;
     /// Runs one SQL query in which each granted dataset is a table.
     async fn query(&self, sql: &str) -> Result<Table, QueryError>;
+    /// The budget of a granted private dataset; `None` when the dataset is
+    /// not private or not granted.
+    async fn budget(&self, _dataset: &str) -> Result<Option<BudgetInfo>, QueryError> {
+        Ok(None)
+    }
+    /// Runs one query spending `epsilon` (at most the dataset's `perQuery`;
+    /// `perQuery` when `None`) of a private dataset's budget, and tells its
+    /// noise; on other datasets, [`DataAccess::query`] with no noise.
+    async fn query_private(
+        &self,
+        sql: &str,
+        _epsilon: Option<f64>,
+    ) -> Result<(Table, Option<Noise>), QueryError> {
+        self.query(sql).await.map(|table| (table, None))
+    }
 }
 
 /// The data capability of a run that was granted nothing.

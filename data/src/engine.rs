@@ -40,6 +40,7 @@ use super::{
     ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, Ledger, LedgerError,
     PrivacyEntry, QueryError, Table, Value,
 };
+use sandlet_core::data::{BudgetInfo, Noise};
 use sandlet_core::quantity::{DurationText, Size};
 
 /// What a guest is told when its query failed while data was read.
@@ -150,15 +151,27 @@ impl GrantedDatasets {
     /// trail, the query is on the record before its outcome is returned.
     #[doc(hidden)]
     pub async fn query_timed(&self, sql: &str) -> Result<(Table, QueryTimings), QueryError> {
+        self.query_with(sql, None)
+            .await
+            .map(|(table, timings, _)| (table, timings))
+    }
+
+    /// Runs one query, spending `epsilon` of a private dataset's budget
+    /// (its `perQuery` when `None`), with its noise if it read one.
+    async fn query_with(
+        &self,
+        sql: &str,
+        epsilon: Option<f64>,
+    ) -> Result<(Table, QueryTimings, Option<Noise>), QueryError> {
         let started = Instant::now();
         let mut record = QueryRecord::default();
-        let result = self.run_query(sql, &mut record).await;
+        let result = self.run_query(sql, epsilon, &mut record).await;
         let Some(trail) = &self.audit else {
             return result;
         };
         let rows = result
             .as_ref()
-            .map_or(0, |(table, _)| table.rows.len() as u64);
+            .map_or(0, |(table, _, _)| table.rows.len() as u64);
         let datasets = self.names().map(str::to_owned).collect();
         trail
             .record(sql, datasets, record, rows, started.elapsed(), result)
@@ -168,8 +181,9 @@ impl GrantedDatasets {
     async fn run_query(
         &self,
         sql: &str,
+        epsilon: Option<f64>,
         record: &mut QueryRecord,
-    ) -> Result<(Table, QueryTimings), QueryError> {
+    ) -> Result<(Table, QueryTimings, Option<Noise>), QueryError> {
         if self.datasets.is_empty() {
             return Err(QueryError::NotGranted(
                 "no dataset is granted to this run".to_owned(),
@@ -178,7 +192,9 @@ impl GrantedDatasets {
         let timeout = self.timeout();
         let run = async {
             let session = self.session().await?;
-            session.query(sql, self.budget.as_ref(), record).await
+            session
+                .query(sql, epsilon, self.budget.as_ref(), record)
+                .await
         };
         // A malformed file can make a reader panic (the parquet crate does
         // on some corrupt footers): that ends this query, not the run.
@@ -274,9 +290,10 @@ impl Session {
     async fn query(
         &self,
         sql: &str,
+        epsilon: Option<f64>,
         budget: Option<&Budget>,
         record: &mut QueryRecord,
-    ) -> Result<(Table, QueryTimings), QueryError> {
+    ) -> Result<(Table, QueryTimings, Option<Noise>), QueryError> {
         let mut timings = QueryTimings::default();
         let started = Instant::now();
         let state = self.ctx.state();
@@ -312,7 +329,9 @@ impl Session {
         timings.plan = started.elapsed();
 
         if let Some(private) = private::analyse(&plan, &self.tables)? {
-            return self.private_query(private, budget, record, timings).await;
+            return self
+                .private_query(private, epsilon, budget, record, timings)
+                .await;
         }
 
         let started = Instant::now();
@@ -345,7 +364,7 @@ impl Session {
                 "maxResultRows: the result has more than {max_rows} rows"
             )));
         }
-        Ok((Table { columns, rows }, timings))
+        Ok((Table { columns, rows }, timings, None))
     }
 
     /// Answers a query of a differentially private dataset: charges its
@@ -356,10 +375,11 @@ impl Session {
     async fn private_query(
         &self,
         private: private::Private,
+        asked: Option<f64>,
         budget: Option<&Budget>,
         record: &mut QueryRecord,
         mut timings: QueryTimings,
-    ) -> Result<(Table, QueryTimings), QueryError> {
+    ) -> Result<(Table, QueryTimings, Option<Noise>), QueryError> {
         let started = Instant::now();
         record.fingerprint = Some(format!(
             "{:x}",
@@ -372,7 +392,7 @@ impl Session {
                 private.name
             )));
         };
-        let epsilon = private.policy.per_query;
+        let epsilon = private.epsilon(asked)?;
         let ledger = Arc::clone(&budget.ledger);
         let (dataset, namespace, total) = (
             private.name.clone(),
@@ -410,7 +430,7 @@ impl Session {
             .collect()
             .await
             .map_err(|e| self.execution_error(e))?;
-        let (plan, _release) = private.release(&exact, charge.charged)?;
+        let (plan, release) = private.release(&exact, charge.charged)?;
         let max_rows = usize::try_from(self.tables[private.dataset].config.policy.max_result_rows)
             .unwrap_or(usize::MAX);
         let plan = limited(plan, max_rows)?;
@@ -433,7 +453,8 @@ impl Session {
                 "maxResultRows: the result has more than {max_rows} rows"
             )));
         }
-        Ok((Table { columns, rows }, timings))
+        let noise = private.noise(&release);
+        Ok((Table { columns, rows }, timings, Some(noise)))
     }
 
     /// Sorts an error raised while the query ran. Only policy violations and
@@ -579,6 +600,38 @@ impl DataAccess for GrantedDatasets {
 
     async fn query(&self, sql: &str) -> Result<Table, QueryError> {
         self.query_timed(sql).await.map(|(table, _)| table)
+    }
+
+    async fn budget(&self, dataset: &str) -> Result<Option<BudgetInfo>, QueryError> {
+        let Some(config) = self.datasets.iter().find(|d| d.name == dataset) else {
+            return Ok(None);
+        };
+        let (Some(policy), Some(budget)) = (&config.policy.privacy, &self.budget) else {
+            return Ok(None);
+        };
+        let ledger = Arc::clone(&budget.ledger);
+        let (name, namespace) = (config.name.clone(), budget.namespace.clone());
+        let spent = tokio::task::spawn_blocking(move || ledger.spent(&name, &namespace))
+            .await
+            .map_err(|e| QueryError::Denied(format!("privacy: the budget ledger failed: {e}")))?
+            .map_err(|e| QueryError::Denied(format!("privacy: {e}")))?;
+        Ok(Some(BudgetInfo {
+            total: policy.epsilon.as_f64(),
+            spent: spent.as_f64(),
+            left: policy.epsilon.saturating_sub(spent).as_f64(),
+            per_query: policy.per_query.as_f64(),
+            delta: policy.delta,
+        }))
+    }
+
+    async fn query_private(
+        &self,
+        sql: &str,
+        epsilon: Option<f64>,
+    ) -> Result<(Table, Option<Noise>), QueryError> {
+        self.query_with(sql, epsilon)
+            .await
+            .map(|(table, _, noise)| (table, noise))
     }
 }
 

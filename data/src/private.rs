@@ -43,6 +43,7 @@ use datafusion::logical_expr::{
     Projection, col, lit, when,
 };
 
+use sandlet_core::data::{ColumnNoise, Noise};
 use sandlet_privacy::mechanism::{self, Thresholded};
 use sandlet_privacy::{Epsilon, PrivacyPolicy};
 
@@ -264,6 +265,30 @@ pub(crate) fn analyse(
         outputs,
         schema: aggregate.schema.clone(),
     }))
+}
+
+/// Which output of the private aggregate the plan's column `index` is,
+/// when it passes up unchanged (renamed at most).
+fn origin(plan: &LogicalPlan, index: usize) -> Option<usize> {
+    match plan {
+        LogicalPlan::Aggregate(aggregate) if reads_data(&aggregate.input) => Some(index),
+        LogicalPlan::Projection(projection) => {
+            let mut expr = projection.expr.get(index)?;
+            while let Expr::Alias(alias) = expr {
+                expr = &alias.expr;
+            }
+            let Expr::Column(column) = expr else {
+                return None;
+            };
+            let below = projection.input.schema().index_of_column(column).ok()?;
+            origin(&projection.input, below)
+        }
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::SubqueryAlias(_) => origin(plan.inputs()[0], index),
+        _ => None,
+    }
 }
 
 /// The aggregate nearest the scan: the one that reads the dataset's rows.
@@ -920,6 +945,64 @@ pub(crate) struct Release {
 }
 
 impl Private {
+    /// The ε a query spends: what the guest asked for, at most `perQuery`;
+    /// `perQuery` when it asked for nothing.
+    pub fn epsilon(&self, asked: Option<f64>) -> Result<Epsilon, QueryError> {
+        let Some(asked) = asked else {
+            return Ok(self.policy.per_query);
+        };
+        let epsilon = Epsilon::from_f64(asked)
+            .map_err(|e| QueryError::Invalid(format!("the query's ε {e}")))?;
+        if epsilon > self.policy.per_query {
+            return Err(denied(format!(
+                "this query asks for ε {epsilon}, and perQuery of dataset {} allows at most {}",
+                self.name, self.policy.per_query
+            )));
+        }
+        Ok(epsilon)
+    }
+
+    /// The noise of each result column that is one of the aggregate's
+    /// values, passed up unchanged (renamed at most).
+    pub fn noise(&self, release: &Release) -> Noise {
+        const ALPHA: f64 = 0.05;
+        let accuracy =
+            |stat: usize| mechanism::accuracy(release.scales[stat], ALPHA) * self.stats[stat].unit;
+        let mut columns = Vec::new();
+        for (index, field) in self.plan.schema().fields().iter().enumerate() {
+            let Some(output) = origin(&self.plan, index)
+                .and_then(|i| i.checked_sub(self.keys))
+                .and_then(|i| self.outputs.get(i))
+            else {
+                continue;
+            };
+            let (statistic, count, sum) = match *output {
+                Output::Count { stat } => ("count", Some(accuracy(stat)), None),
+                Output::Sum { stat } => ("sum", None, Some(accuracy(stat))),
+                Output::Mean { sum, count, .. } => {
+                    ("mean", Some(accuracy(count)), Some(accuracy(sum)))
+                }
+                Output::Variance { count, sqrt, .. } => (
+                    if sqrt { "stddev" } else { "variance" },
+                    Some(accuracy(count)),
+                    None,
+                ),
+            };
+            columns.push(ColumnNoise {
+                column: field.name().clone(),
+                statistic: statistic.to_owned(),
+                count_accuracy: count,
+                sum_accuracy: sum,
+            });
+        }
+        Noise {
+            epsilon: release.epsilon.as_f64(),
+            delta: release.delta,
+            threshold: release.threshold,
+            columns,
+        }
+    }
+
     /// Adds noise to the exact statistics in `batches` (the result of
     /// [`Private::exact`]), spending `epsilon` (and its share of δ), and
     /// returns the whole plan with the noisy table in the aggregate's place.

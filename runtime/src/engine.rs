@@ -635,12 +635,16 @@ const OFFERED_IMPORTS: [&str; 7] = [
 ];
 
 /// Adds every host interface a component may import: WASI preview 2 and
-/// `sandlet:algorithm/data`.
+/// `sandlet:algorithm/data`, versions 0.1.0 and 0.2.0.
 fn add_component_imports(
     linker: &mut wasmtime::component::Linker<ComponentState>,
 ) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     crate::algorithm::sandlet::algorithm::data::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<ComponentState>,
+    >(linker, |state| state)?;
+    crate::algorithm::v0_2::sandlet::algorithm::data::add_to_linker::<
         _,
         wasmtime::component::HasSelf<ComponentState>,
     >(linker, |state| state)

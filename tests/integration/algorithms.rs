@@ -102,6 +102,112 @@ fn grouped_column_stats_match_and_small_groups_are_denied_inside_the_guest() {
     );
 }
 
+/// A private dataset, seen by a guest of each WIT version: `column-stats`
+/// (0.2.0) reports 95 % intervals from the noise the station tells it, and
+/// they hold; `federated-mean` (0.1.0) runs unchanged and spends perQuery.
+#[test]
+fn guests_of_both_wit_versions_run_on_a_private_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let patients = write_patients(dir.path(), "patients", 500, 44);
+    let config = dir.path().join("private.yaml");
+    std::fs::write(
+        &config,
+        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy: { allowedColumns: [age, sex, bmi] }\n    privacy: { epsilon: 1000, perQuery: 0.5, delta: 1.0e-6, bounds: { bmi: [10, 40], age: [0, 100] } }\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let run = |module: &std::path::Path, input: &str| -> Ran {
+        run_sandlet([
+            "run",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--grant",
+            "patients",
+            "--input",
+            input,
+            module.to_str().unwrap(),
+        ])
+    };
+    let (n, mean, _) = stats(&patients.bmis);
+    let runs = 40;
+    let (mut count_held, mut mean_held) = (0, 0);
+    for _ in 0..runs {
+        let ran = run(
+            &guests().column_stats,
+            r#"{"dataset": "patients", "column": "bmi"}"#,
+        );
+        assert_eq!(ran.code, Some(0), "{ran:#?}");
+        let result = json(&ran.stdout);
+        assert_eq!(result["privacy"]["epsilon"], 0.5, "{result}");
+        assert_eq!(result["privacy"]["confidence"], 0.95, "{result}");
+        let count = result["count_interval"].as_array().expect("count interval");
+        let (lo, hi) = (count[0].as_f64().unwrap(), count[1].as_f64().unwrap());
+        // Three statistics at ε 0.5/3: the count's scale is 6, so its 95 %
+        // half-width is about 6·ln(20) ≈ 18.
+        assert!((10.0..40.0).contains(&((hi - lo) / 2.0)), "{result}");
+        count_held += usize::from(lo <= n as f64 && n as f64 <= hi);
+        let interval = result["mean_interval"].as_array().expect("mean interval");
+        let (lo, hi) = (interval[0].as_f64().unwrap(), interval[1].as_f64().unwrap());
+        mean_held += usize::from(lo <= mean && mean <= hi);
+    }
+    // Each interval holds with probability at least 0.95; 40 runs with
+    // fewer than 33 would happen less than once in a thousand.
+    assert!(
+        count_held >= 33,
+        "count intervals held {count_held} of {runs}"
+    );
+    assert!(mean_held >= 33, "mean intervals held {mean_held} of {runs}");
+
+    // Grouped: an interval per shown group.
+    let ran = run(
+        &guests().column_stats,
+        r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#,
+    );
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let result = json(&ran.stdout);
+    for group in result["groups"].as_array().unwrap() {
+        assert!(group["mean_interval"].is_array(), "{result}");
+    }
+
+    // A 0.1.0 guest: its one query spends perQuery and is near the truth.
+    let ran = run(
+        &guests().federated_mean,
+        r#"{"dataset": "patients", "column": "bmi"}"#,
+    );
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let result = json(&ran.stdout);
+    let sum: f64 = patients.bmis.iter().sum();
+    assert!(
+        (result["count"].as_f64().unwrap() - n as f64).abs() < 60.0,
+        "{result}"
+    );
+    assert!(
+        (result["sum"].as_f64().unwrap() - sum).abs() < 2000.0,
+        "{result}"
+    );
+    let listed = run_sandlet([
+        "budget",
+        "list",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    // 41 column-stats runs and one federated-mean run, 0.5 each.
+    let account: Vec<&str> = listed
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        account,
+        ["patients", "@local", "21", "-", "-", "42"],
+        "{listed:#?}"
+    );
+}
+
 #[test]
 fn an_algorithm_error_exits_1_with_the_message_on_stderr() {
     let dir = tempfile::tempdir().unwrap();

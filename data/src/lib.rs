@@ -25,6 +25,7 @@ mod audit;
 mod config;
 mod engine;
 mod files;
+mod fixedsum;
 mod guard;
 mod policy;
 mod postgres;

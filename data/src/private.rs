@@ -36,11 +36,10 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DFSchemaRef, ScalarValue};
 use datafusion::datasource::{MemTable, provider_as_source, source_as_provider};
 use datafusion::functions_aggregate::count::count_udaf;
-use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams, Case};
 use datafusion::logical_expr::{
-    Aggregate, BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator,
-    Projection, col, lit, when,
+    Aggregate, AggregateUDF, BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan,
+    LogicalPlanBuilder, Operator, col, lit, when,
 };
 
 use sandlet_core::data::{ColumnNoise, Noise};
@@ -48,6 +47,7 @@ use sandlet_privacy::mechanism::{self, Thresholded};
 use sandlet_privacy::{Epsilon, PrivacyPolicy};
 
 use super::QueryError;
+use super::fixedsum::{FixedSum, Quantizer};
 use super::table::DatasetTable;
 
 /// The name of the noisy table that takes the aggregate's place.
@@ -159,10 +159,6 @@ impl Range {
         }
     }
 
-    fn magnitude(self) -> f64 {
-        self.low.abs().max(self.high.abs())
-    }
-
     fn finite(self) -> Option<Range> {
         (self.low.is_finite() && self.high.is_finite()).then_some(self)
     }
@@ -215,7 +211,7 @@ pub(crate) fn analyse(
         )));
     };
     let ranges = input_ranges(&aggregate.input, &policy, &name)?;
-    let input = clamped(&aggregate.input, &policy)?;
+    let input = aggregate.input.as_ref().clone();
     let input_schema = input.schema().clone();
 
     for key in &aggregate.group_expr {
@@ -418,59 +414,6 @@ fn column_range(
             high: bounds.upper,
         })
     }
-}
-
-/// `plan` with every bounded column clamped where it is read.
-fn clamped(plan: &LogicalPlan, policy: &PrivacyPolicy) -> Result<LogicalPlan, QueryError> {
-    plan.clone()
-        .transform_up(|node| {
-            let LogicalPlan::TableScan(scan) = &node else {
-                // The steps above the scan take the clamped columns' types
-                // and nullability.
-                return node.recompute_schema().map(Transformed::yes);
-            };
-            let schema = scan.projected_schema.clone();
-            let mut exprs = Vec::with_capacity(schema.fields().len());
-            let mut any = false;
-            for (qualifier, field) in schema.iter() {
-                let column = Expr::Column(datafusion::common::Column::new(
-                    qualifier.cloned(),
-                    field.name(),
-                ));
-                match policy.bounds.get(field.name()) {
-                    Some(bounds) => {
-                        let range = column_range(field.data_type(), bounds, field.name())
-                            .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
-                        let clamp = clamp(column, range, field.data_type())
-                            .alias_qualified(qualifier.cloned(), field.name());
-                        exprs.push(clamp);
-                        any = true;
-                    }
-                    None => exprs.push(column),
-                }
-            }
-            if !any {
-                return Ok(Transformed::no(node));
-            }
-            let projection = Projection::try_new(exprs, Arc::new(node))?;
-            Ok(Transformed::yes(LogicalPlan::Projection(projection)))
-        })
-        .map(|t| t.data)
-        .map_err(|e| match e {
-            datafusion::error::DataFusionError::Plan(m) if m.starts_with("privacy: ") => {
-                QueryError::Denied(m)
-            }
-            e => invalid(e),
-        })
-}
-
-/// `expr` clamped to `range`, in `data_type`.
-fn clamp(expr: Expr, range: Range, data_type: &DataType) -> Expr {
-    let bound = |value: f64| Expr::Cast(Cast::new(Box::new(lit(value)), data_type.clone()));
-    when(expr.clone().lt(bound(range.low)), bound(range.low))
-        .when(expr.clone().gt(bound(range.high)), bound(range.high))
-        .otherwise(expr)
-        .unwrap_or_else(|_| unreachable!("a CASE with branches always builds"))
 }
 
 /// Scalar functions a private query may use: none of them can fail on a
@@ -717,6 +660,15 @@ fn aggregate(
     ))
 }
 
+/// What a fixed-point sum adds up: the value, its distance from a
+/// center, or that distance squared.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Plain,
+    Centered(f64),
+    Squared(f64),
+}
+
 /// The statistics a query needs, each made once.
 struct Builder {
     stats: Vec<Stat>,
@@ -750,30 +702,37 @@ impl Builder {
         self.stats.len() - 1
     }
 
-    /// A fixed-point sum of `value` clamped to `range`.
-    fn sum(&mut self, value: Expr, range: Range, integral: bool, key: String) -> usize {
-        let magnitude = range.magnitude();
-        let unit = if (integral && magnitude <= 2f64.powi(UNIT_BITS)) || magnitude == 0.0 {
+    /// A fixed-point sum of `value` clamped to `range`, less `center` and
+    /// squared for [`Shape::Squared`].
+    fn sum(&mut self, value: &Expr, range: Range, integral: bool, key: &str, shape: Shape) -> usize {
+        let (center, square) = match shape {
+            Shape::Plain => (0.0, false),
+            Shape::Centered(c) => (c, false),
+            Shape::Squared(c) => (c, true),
+        };
+        let deviation = (range.low - center).abs().max((range.high - center).abs());
+        let magnitude = if square { deviation * deviation } else { deviation };
+        let unit = if (integral && !square && center == 0.0 && magnitude <= 2f64.powi(UNIT_BITS))
+            || magnitude == 0.0
+        {
             1.0
         } else {
             2f64.powi(magnitude.log2().ceil() as i32 - UNIT_BITS)
         };
         let sensitivity = (magnitude / unit).ceil() as u64;
-        let clamped = clamp(
-            Expr::Cast(Cast::new(Box::new(value), DataType::Float64)),
-            range,
-            &DataType::Float64,
-        );
-        let scaled = clamped / lit(unit);
-        // Round half away from zero, then to a whole number of units.
-        let rounded = when(scaled.clone().gt_eq(lit(0.0)), scaled.clone() + lit(0.5))
-            .otherwise(scaled - lit(0.5))
-            .unwrap_or_else(|_| unreachable!());
-        let units = Expr::Cast(Cast::new(Box::new(rounded), DataType::Int64));
+        let quantizer = Quantizer {
+            low: range.low,
+            high: range.high,
+            center,
+            square,
+            unit,
+        };
+        let function = Arc::new(AggregateUDF::from(FixedSum::new(quantizer)));
+        let arg = Expr::Cast(Cast::new(Box::new(value.clone()), DataType::Float64));
         self.stat(
             StatKind::Sum,
-            aggregate(sum_udaf(), units, false),
-            format!("{key}@{unit}"),
+            aggregate(function, arg, false),
+            format!("{shape:?}({key})@{unit}"),
             sensitivity,
             unit,
         )
@@ -862,13 +821,13 @@ impl Builder {
             "sum" => {
                 let range = range(ranges)?;
                 Output::Sum {
-                    stat: self.sum(arg.clone(), range, integral, key.clone()),
+                    stat: self.sum(&arg, range, integral, &key, Shape::Plain),
                 }
             }
             "avg" => {
                 let range = range(ranges)?;
                 Output::Mean {
-                    sum: self.sum(arg.clone(), range, integral, key.clone()),
+                    sum: self.sum(&arg, range, integral, &key, Shape::Plain),
                     count: count(self),
                     range,
                 }
@@ -877,44 +836,10 @@ impl Builder {
                 let range = range(ranges)?;
                 let center = (range.low + range.high) / 2.0;
                 let half = (range.high - range.low) / 2.0;
-                let within = |e: Expr| {
-                    clamp(
-                        e,
-                        Range {
-                            low: -half,
-                            high: half,
-                        },
-                        &DataType::Float64,
-                    )
-                };
-                let deviation = within(
-                    clamp(
-                        Expr::Cast(Cast::new(Box::new(arg.clone()), DataType::Float64)),
-                        range,
-                        &DataType::Float64,
-                    ) - lit(center),
-                );
-                let square = deviation.clone() * deviation.clone();
                 Output::Variance {
                     count: count(self),
-                    centered: self.sum(
-                        deviation,
-                        Range {
-                            low: -half,
-                            high: half,
-                        },
-                        false,
-                        format!("{key}-{center}"),
-                    ),
-                    squares: self.sum(
-                        square,
-                        Range {
-                            low: 0.0,
-                            high: half * half,
-                        },
-                        false,
-                        format!("({key}-{center})^2"),
-                    ),
+                    centered: self.sum(&arg, range, false, &key, Shape::Centered(center)),
+                    squares: self.sum(&arg, range, false, &key, Shape::Squared(center)),
                     half,
                     population: name.ends_with("_pop"),
                     sqrt: name.starts_with("stddev"),

@@ -231,10 +231,9 @@ async fn with_privacy_case_else_zero_and_weighting_recover_only_within_the_noise
     }
     // CASE: the values lie in [0, 120], scale 120.
     assert_noise(&case, discrete_laplace_variance(120.0), "CASE ... ELSE 0");
-    // Weighted: values in [0, 120000], in units of 2^-3 (120000 < 2^17):
-    // scale 960000 units; divided by 1000 (and 8 units per 1), scale 120.
-    let b = 120_000.0 / 2f64.powi(17 - 20);
-    let variance = discrete_laplace_variance(b) * (2f64.powi(17 - 20) / 1000.0).powi(2);
+    // Weighted: integers in [0, 120000], in units of 1: scale 120000;
+    // divided by 1000, scale 120.
+    let variance = discrete_laplace_variance(120_000.0) / 1e6;
     assert_noise(&weighted, variance, "weighting");
 
     // The plain CASE is answered too, with the same noise.

@@ -21,9 +21,10 @@
 //! the query's ε split evenly between them; group keys are released only
 //! when their noisy row count passes OpenDP's δ-threshold. The noisy table
 //! then takes the aggregate's place, and the rest of the plan runs over it.
-//! Bounded columns are clamped where the dataset is read, and every
-//! aggregated value is clamped again to the range its sensitivity was
-//! computed from. This module must never release a statistic whose
+//! Every aggregated value is clamped to the range its sensitivity was
+//! computed from (for a bounded column, its bounds; for an expression, the
+//! range it has while its columns are within theirs), inside the fixed-point
+//! sum ([`super::fixedsum`]). This module must never release a statistic whose
 //! sensitivity it did not derive from the plan, nor let a query read a
 //! private dataset's rows by any path but the one aggregate it noises.
 

@@ -264,11 +264,23 @@ mod tests {
             unit: 2f64.powi(-14),
         };
         let bound = (70.0 / q.unit) as i64;
-        for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1e300, 1e300, 70.0, 10.0] {
+        for value in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1e300,
+            1e300,
+            70.0,
+            10.0,
+        ] {
             let units = q.units(value);
             assert!((0..=bound).contains(&units), "{value} gave {units}");
         }
-        assert_eq!(q.units(f64::NAN), bound, "NaN is the top, as Arrow orders it");
+        assert_eq!(
+            q.units(f64::NAN),
+            bound,
+            "NaN is the top, as Arrow orders it"
+        );
         assert_eq!(q.units(25.5), (25.5 / q.unit) as i64);
         let centered = Quantizer {
             center: 40.0,

@@ -705,14 +705,25 @@ impl Builder {
 
     /// A fixed-point sum of `value` clamped to `range`, less `center` and
     /// squared for [`Shape::Squared`].
-    fn sum(&mut self, value: &Expr, range: Range, integral: bool, key: &str, shape: Shape) -> usize {
+    fn sum(
+        &mut self,
+        value: &Expr,
+        range: Range,
+        integral: bool,
+        key: &str,
+        shape: Shape,
+    ) -> usize {
         let (center, square) = match shape {
             Shape::Plain => (0.0, false),
             Shape::Centered(c) => (c, false),
             Shape::Squared(c) => (c, true),
         };
         let deviation = (range.low - center).abs().max((range.high - center).abs());
-        let magnitude = if square { deviation * deviation } else { deviation };
+        let magnitude = if square {
+            deviation * deviation
+        } else {
+            deviation
+        };
         let unit = if (integral && !square && center == 0.0 && magnitude <= 2f64.powi(UNIT_BITS))
             || magnitude == 0.0
         {

@@ -1226,6 +1226,100 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
     );
 }
 
+/// Pods spend their namespace's privacy budget on a private dataset: four
+/// at once fit, the fifth is refused with the rule, another namespace has
+/// its own account, and every charge is on the node's audit record.
+#[test]
+fn kube_pods_spend_their_namespaces_privacy_budget() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let stats = push(
+        &registry,
+        &guests().column_stats,
+        "algorithms/column-stats:v1",
+    );
+    let (node, patients, _data) = patients_station(
+        "private",
+        &registry,
+        300,
+        11,
+        "dp-a, dp-b",
+        "    privacy: { epsilon: 1, perQuery: 0.25, delta: 1.0e-6, bounds: { bmi: [10, 40] } }\n",
+    );
+    let a = c.namespace("dp-a");
+    let b = c.namespace("dp-b");
+    let input = r#"{"dataset": "patients", "column": "bmi"}"#;
+    let pod = |name: &str| {
+        with_datasets(
+            &wasm_pod(name, &node.name, &stats, &[input], "Never"),
+            "patients",
+        )
+    };
+    for i in 0..4 {
+        c.apply(&a, &pod(&format!("spend-{i}")));
+    }
+    let (n, mean, _) = crate::fixtures::stats(&patients.bmis);
+    for i in 0..4 {
+        let done = c.wait_phase(&a, &format!("spend-{i}"), "Succeeded", LONG);
+        let message = container_status(&done)["state"]["terminated"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let result: Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(result["privacy"]["epsilon"], 0.25, "{result}");
+        assert!(
+            (result["count"].as_f64().unwrap() - n as f64).abs() < 100.0,
+            "{result}"
+        );
+        assert!(
+            (result["mean"].as_f64().unwrap() - mean).abs() < 10.0,
+            "{result}"
+        );
+        assert!(result["mean_interval"].is_array(), "{result}");
+    }
+    c.apply(&a, &pod("spent"));
+    let refused = c.wait_phase(&a, "spent", "Failed", LONG);
+    let message = container_status(&refused)["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        message,
+        format!(
+            "limit-exceeded: privacy budget of dataset patients for namespace {a} is spent: \
+             0 of 1 left, and this query needs 0.25"
+        )
+    );
+    c.apply(&b, &pod("own-account"));
+    c.wait_phase(&b, "own-account", "Succeeded", LONG);
+
+    let records = crate::audit::records(&node.state_dir);
+    let charges: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| !r["privacy"].is_null())
+        .map(|r| {
+            (
+                r["privacy"]["namespace"].as_str().unwrap().to_owned(),
+                r["privacy"]["spent"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut spent_a: Vec<&str> = charges
+        .iter()
+        .filter(|(ns, _)| *ns == a)
+        .map(|(_, spent)| spent.as_str())
+        .collect();
+    spent_a.sort();
+    assert_eq!(spent_a, ["0.25", "0.5", "0.75", "1"], "{records:#?}");
+    assert!(
+        charges.contains(&(b.clone(), "0.25".to_owned())),
+        "{charges:?}"
+    );
+    let refusal = records.iter().find(|r| r["pod"] == "spent").unwrap();
+    assert_eq!(refusal["decision"], "limit-exceeded");
+    assert_eq!(refusal["rule"], "privacy");
+}
+
 #[test]
 fn kube_sigkill_of_the_node_in_a_burst_of_queries_leaves_every_answer_on_a_verifying_record() {
     let c = cluster();

@@ -574,3 +574,72 @@ async fn every_charge_is_on_the_audit_record() {
     assert_eq!(records[2].access.rule.as_deref(), Some("privacy"));
     assert_eq!(records[3].access.rule.as_deref(), Some("privacy"));
 }
+
+/// WIT 0.2.0's calls: the budget left, a query at a chosen ε, and the
+/// noise of each column, calibrated as the query spent.
+#[tokio::test]
+async fn a_guest_may_spend_less_learn_its_budget_and_the_noise_of_each_column() {
+    let station = Station::new(Some(privacy(1.0, 0.2, 0.0)));
+    let data = station.patients();
+    let budget = data.budget("patients").await.unwrap().unwrap();
+    assert_eq!(
+        (budget.total, budget.spent, budget.left, budget.per_query),
+        (1.0, 0.0, 1.0, 0.2)
+    );
+    assert_eq!(data.budget("weights").await.unwrap(), None, "not granted");
+
+    let (table, noise) = data
+        .query_private(
+            "SELECT COUNT(*) AS n, AVG(age) AS m, COUNT(*) + 1 AS k FROM patients",
+            Some(0.05),
+        )
+        .await
+        .map(|(t, n)| (t, n.unwrap()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(table.columns, ["n", "m", "k"]);
+    assert_eq!(noise.epsilon, 0.05);
+    assert_eq!(noise.threshold, None);
+    let columns: Vec<(&str, &str)> = noise
+        .columns
+        .iter()
+        .map(|c| (c.column.as_str(), c.statistic.as_str()))
+        .collect();
+    // `k` is derived from an aggregate: its noise is the guest's to work out.
+    assert_eq!(columns, [("n", "count"), ("m", "mean")]);
+    // Three statistics (rows, ages counted, ages summed) at 0.05/3 each:
+    // the count's scale is 60, its 95 % accuracy about 60·ln(20) ≈ 180.
+    let count = noise.columns[0].count_accuracy.unwrap();
+    assert!((150.0..200.0).contains(&count), "{count}");
+    let sum = noise.columns[1].sum_accuracy.unwrap();
+    assert!(
+        (sum / count - 120.0).abs() < 1.0,
+        "sum accuracy {sum}: 120 times the count's"
+    );
+    assert_eq!(
+        data.budget("patients").await.unwrap().unwrap().spent,
+        0.05,
+        "charged what it asked for"
+    );
+
+    // More than perQuery, nothing, or nonsense: refused, and nothing spent.
+    for (asked, expected) in [
+        (
+            0.3,
+            "denied: privacy: this query asks for ε 0.3, and perQuery of dataset patients allows at most 0.2",
+        ),
+        (0.0, "invalid: the query's ε must be a positive number"),
+        (f64::NAN, "invalid: the query's ε must be a positive number"),
+    ] {
+        let error = data
+            .query_private("SELECT COUNT(*) FROM patients", Some(asked))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().starts_with(expected), "{asked}: {error}");
+    }
+    assert_eq!(data.budget("patients").await.unwrap().unwrap().spent, 0.05);
+    // A query without ε spends perQuery.
+    data.query_private("SELECT COUNT(*) FROM patients", None)
+        .await
+        .unwrap();
+    assert_eq!(data.budget("patients").await.unwrap().unwrap().left, 0.75);
+}

@@ -58,11 +58,12 @@ ensure_commands() {
 }
 
 # Debian packages the tests and the demo use: the OCI registry (CNCF
-# distribution), htpasswd for its basic auth, openssl for test CAs, curl and
-# python3 for the control-plane harness, PostgreSQL for database datasets.
+# distribution), htpasswd for its basic auth, openssl for test CAs and keys,
+# curl and python3 for the control-plane harness, age to open sealed results
+# as a requester would, PostgreSQL for database datasets.
 ensure_debian_packages() {
     ensure_commands docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl \
-        curl:curl python3:python3 setpriv:util-linux
+        curl:curl python3:python3 setpriv:util-linux age:age
     ensure_postgres
 }
 

@@ -59,6 +59,12 @@ enum Command {
     Push(PushArgs),
     /// Fetch, verify and precompile a module into the local store.
     Pull(PullArgs),
+    /// Sign a pushed module (cosign's format: the signature is kept in the
+    /// registry beside it); prints the signed manifest digest.
+    Sign(SignArgs),
+    /// Check that a pushed module has a valid signature by KEY; exit 0 and
+    /// the digest and key, or 1 and why not.
+    Verify(VerifyArgs),
     /// The virtual kubelet: register as a Kubernetes node and run its pods.
     Node(Box<NodeArgs>),
     /// Run one data query under the datasets' policies, as a guest's would
@@ -304,6 +310,30 @@ struct PushArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct SignArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The module, e.g. 127.0.0.1:5000/algorithms/hello:v1 (its manifest
+    /// digest is what is signed).
+    reference: String,
+    /// The ECDSA P-256 private key (PEM, as openssl writes it).
+    #[arg(long, value_name = "KEY.pem")]
+    key: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The module.
+    reference: String,
+    /// A trusted public key (PEM `PUBLIC KEY`; repeatable: any one of them
+    /// will do).
+    #[arg(long, value_name = "KEY.pub", required = true)]
+    key: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 struct PullArgs {
     #[command(flatten)]
     registry: RegistryArgs,
@@ -371,6 +401,8 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(*args)),
         Command::Push(args) => runtime.block_on(push(args)),
         Command::Pull(args) => runtime.block_on(pull(args)),
+        Command::Sign(args) => runtime.block_on(sign(args)),
+        Command::Verify(args) => runtime.block_on(verify(args)),
         Command::Node(args) => runtime.block_on(node(*args)),
         Command::Query(args) => runtime.block_on(query(args)),
         Command::Audit(command) => audit(command),
@@ -740,6 +772,72 @@ async fn pull_into(
         .pull(reference, &credentials, store, allow)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// `sandlet sign`: exit 0 with the signed digest, 2 when the key, the
+/// registry or the reference is wrong.
+async fn sign(args: SignArgs) -> ExitCode {
+    let key = match std::fs::read_to_string(&args.key)
+        .map_err(|e| e.to_string())
+        .and_then(|text| sandlet_trust::PrivateKey::from_pem(&text).map_err(|e| e.to_string()))
+    {
+        Ok(key) => key,
+        Err(reason) => return fail(format!("--key {}: {reason}", args.key.display())),
+    };
+    let (registry, credentials) = match registry_of(&args.registry) {
+        Ok(pair) => pair,
+        Err(reason) => return fail(reason),
+    };
+    match registry.sign(&args.reference, &credentials, &key).await {
+        Ok(signed) => {
+            println!(
+                "signed {} ({}: {} signature(s)) with key {}",
+                signed.digest,
+                signed.signatures,
+                signed.count,
+                key.public().fingerprint()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `sandlet verify`: exit 0 when a trusted key signed the module's digest,
+/// 1 with the reason when none did, 2 when a key file or the registry is
+/// wrong.
+async fn verify(args: VerifyArgs) -> ExitCode {
+    let mut keys = Vec::with_capacity(args.key.len());
+    for path in &args.key {
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| sandlet_trust::PublicKey::from_pem(&text).map_err(|e| e.to_string()))
+        {
+            Ok(key) => keys.push(key),
+            Err(reason) => return fail(format!("--key {}: {reason}", path.display())),
+        }
+    }
+    let (registry, credentials) = match registry_of(&args.registry) {
+        Ok(pair) => pair,
+        Err(reason) => return fail(reason),
+    };
+    match registry
+        .verify_signature(&args.reference, &credentials, &keys)
+        .await
+    {
+        Ok(verified) => {
+            println!(
+                "verified {} signed by key {}",
+                verified.digest, verified.key
+            );
+            ExitCode::SUCCESS
+        }
+        Err(unsigned @ sandlet_registry::oci::OciError::Unsigned { .. }) => {
+            eprintln!("{unsigned}");
+            ExitCode::from(1)
+        }
+        Err(e) => fail(e),
+    }
 }
 
 async fn push(args: PushArgs) -> ExitCode {

@@ -8,6 +8,8 @@
 //!   bounded with LRU eviction, one fetch per digest);
 //! - [`oci`]: pulling modules from OCI registries into the store (verified),
 //!   pushing them, registry credentials;
+//! - [`signatures`]: cosign signature artifacts beside modules, written and
+//!   checked (format from `sandlet-trust`);
 //! - [`pull`]: `imagePullPolicy`, the reference index and pull back-off.
 //!
 //! It knows nothing of wasmtime (the engine precompiles what the store
@@ -17,6 +19,7 @@
 pub mod admission;
 pub mod oci;
 pub mod pull;
+pub mod signatures;
 pub mod store;
 
 pub use sandlet_core::Digest;

@@ -82,6 +82,8 @@ pub enum OciError {
     Store(#[from] StoreError),
     #[error("{0}")]
     NotAllowed(#[from] NotAllowed),
+    #[error("{reference}: no valid signature by a trusted key: {reason}")]
+    Unsigned { reference: String, reason: String },
 }
 
 /// Registry credentials by registry host, as docker's `config.json` and
@@ -156,7 +158,7 @@ impl Credentials {
         self.by_registry.extend(other.by_registry);
     }
 
-    fn for_registry(&self, registry: &str) -> RegistryAuth {
+    pub(crate) fn for_registry(&self, registry: &str) -> RegistryAuth {
         match self.by_registry.get(&normalise_registry(registry)) {
             Some((user, pass)) => RegistryAuth::Basic(user.clone(), pass.clone()),
             None => RegistryAuth::Anonymous,
@@ -232,7 +234,7 @@ impl Registry {
     }
 
     /// The client for `registry` used with `auth`.
-    fn client(&self, registry: &str, auth: &RegistryAuth) -> Client {
+    pub(crate) fn client(&self, registry: &str, auth: &RegistryAuth) -> Client {
         let key = {
             let mut who = format!("{registry}\n");
             match auth {
@@ -435,7 +437,7 @@ pub fn wasm_platform(entries: &[ImageIndexEntry]) -> Option<String> {
 }
 
 /// Sorts a client error into the reasons users act on.
-fn classify(reference: &Reference, error: OciDistributionError) -> OciError {
+pub(crate) fn classify(reference: &Reference, error: OciDistributionError) -> OciError {
     let registry = reference.resolve_registry().to_owned();
     let text = reference.whole();
     match error {

@@ -26,5 +26,6 @@ mod queries;
 mod registry;
 mod runtime;
 mod sandbox;
+mod signing;
 mod v6platform;
 mod vantage6;

@@ -340,14 +340,21 @@ impl Session {
             "{:x}",
             Sha256::digest(checked.plan.display_indent().to_string())
         ));
-        let max_rows = usize::try_from(checked.max_result_rows).unwrap_or(usize::MAX);
-        let plan = limited(checked.plan, max_rows)?;
         timings.policy = started.elapsed();
 
         let started = Instant::now();
+        let table = self.answer(checked.plan, checked.max_result_rows).await?;
+        timings.execute = started.elapsed();
+        Ok((table, timings, None))
+    }
+
+    /// Runs a plan that may run, cut one row past `max_result_rows`, and
+    /// refuses a result longer than that.
+    async fn answer(&self, plan: LogicalPlan, max_result_rows: u64) -> Result<Table, QueryError> {
+        let max_rows = usize::try_from(max_result_rows).unwrap_or(usize::MAX);
         let frame = self
             .ctx
-            .execute_logical_plan(plan)
+            .execute_logical_plan(limited(plan, max_rows)?)
             .await
             .map_err(|e| self.execution_error(e))?;
         let columns = frame
@@ -357,14 +364,13 @@ impl Session {
             .map(|f| f.name().clone())
             .collect();
         let batches = frame.collect().await.map_err(|e| self.execution_error(e))?;
-        timings.execute = started.elapsed();
         let rows = rows_of(&batches)?;
         if rows.len() > max_rows {
             return Err(QueryError::LimitExceeded(format!(
                 "maxResultRows: the result has more than {max_rows} rows"
             )));
         }
-        Ok((Table { columns, rows }, timings, None))
+        Ok(Table { columns, rows })
     }
 
     /// Answers a query of a differentially private dataset: charges its
@@ -431,30 +437,10 @@ impl Session {
             .await
             .map_err(|e| self.execution_error(e))?;
         let (plan, release) = private.release(&exact, charge.charged)?;
-        let max_rows = usize::try_from(self.tables[private.dataset].config.policy.max_result_rows)
-            .unwrap_or(usize::MAX);
-        let plan = limited(plan, max_rows)?;
-        let frame = self
-            .ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| self.execution_error(e))?;
-        let columns = frame
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let batches = frame.collect().await.map_err(|e| self.execution_error(e))?;
+        let max_rows = self.tables[private.dataset].config.policy.max_result_rows;
+        let table = self.answer(plan, max_rows).await?;
         timings.execute = started.elapsed();
-        let rows = rows_of(&batches)?;
-        if rows.len() > max_rows {
-            return Err(QueryError::LimitExceeded(format!(
-                "maxResultRows: the result has more than {max_rows} rows"
-            )));
-        }
-        let noise = private.noise(&release);
-        Ok((Table { columns, rows }, timings, Some(noise)))
+        Ok((table, timings, Some(private.noise(&release))))
     }
 
     /// Sorts an error raised while the query ran. Only policy violations and

@@ -335,6 +335,10 @@ struct VerifyArgs {
 
 #[derive(Debug, clap::Args)]
 struct PullArgs {
+    /// A station file whose module allow-list the module must pass
+    /// (signatures included) before it is fetched.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -873,14 +877,16 @@ async fn push(args: PushArgs) -> ExitCode {
 
 async fn pull(args: PullArgs) -> ExitCode {
     let result = async {
+        let allow = match &args.config {
+            Some(path) => {
+                StationConfig::load(path)
+                    .map_err(|e| e.to_string())?
+                    .modules
+            }
+            None => AllowList::allow_all(),
+        };
         let (store, state_dir) = open_store(&args.store)?;
-        let pulled = pull_into(
-            &args.registry,
-            &args.reference,
-            &store,
-            &AllowList::allow_all(),
-        )
-        .await?;
+        let pulled = pull_into(&args.registry, &args.reference, &store, &allow).await?;
         let engine = SandboxEngine::new(EngineOptions {
             max_concurrent_runs: CLI_POOL_SLOTS,
         })
@@ -893,6 +899,9 @@ async fn pull(args: PullArgs) -> ExitCode {
         Ok((pulled, kind)) => {
             println!("{}", pulled.image_id);
             println!("module {} ({kind})", pulled.module_digest);
+            if let Some(key) = &pulled.signed_by {
+                println!("signed by key {key}");
+            }
             ExitCode::SUCCESS
         }
         Err(reason) => fail(reason),

@@ -8,7 +8,8 @@
 //! crates validate: the datasets ([`sandlet_data::DataConfig`]) and the
 //! module allow-list ([`sandlet_registry::admission::AllowList`]), so that
 //! neither of those crates knows about the other. It opens no data file and
-//! contacts no registry.
+//! contacts no registry; the allow-list reads the public key files its
+//! rules name, relative to the station file's directory.
 
 use std::path::{Path, PathBuf};
 
@@ -48,7 +49,7 @@ struct RawDefaultGrant {
     datasets: Vec<String>,
 }
 
-/// `modules: { allow: [ { repository: ..., digests: [...] } ] }`.
+/// `modules: { allow: [ { repository: ..., digests: [...], keys: [...] } ] }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModules {
@@ -143,11 +144,13 @@ impl StationConfig {
         }
         let modules = match raw.modules {
             None => AllowList::allow_all(),
-            Some(modules) => AllowList::new(modules.allow).map_err(|e| ConfigError::Syntax {
-                path: path.to_owned(),
-                location: None,
-                message: e.to_string(),
-            })?,
+            Some(modules) => {
+                AllowList::new(modules.allow, base).map_err(|e| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    location: None,
+                    message: e.to_string(),
+                })?
+            }
         };
         Ok(StationConfig { data, modules })
     }
@@ -390,6 +393,37 @@ datasets:
         );
         let err = parse("modules:\n  allow:\n    - repository: '*'\n").unwrap_err();
         assert!(err.to_string().contains("allow-list rule"), "{err}");
+    }
+
+    #[test]
+    fn allow_list_keys_are_read_relative_to_the_station_file() {
+        use sandlet_registry::admission::Admission;
+        let dir = tempfile::tempdir().unwrap();
+        let key = sandlet_trust::PrivateKey::generate().public();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/reviewer.pub"), key.to_pem()).unwrap();
+        let file = dir.path().join("station.yaml");
+        std::fs::write(
+            &file,
+            "modules:\n  allow:\n    - repository: r.example/alg/*\n      keys: [keys/reviewer.pub]\n",
+        )
+        .unwrap();
+        let config = StationConfig::load(&file).unwrap();
+        let d = sandlet_core::Digest::of(b"m");
+        assert_eq!(
+            config.modules.check("x", "r.example/alg/mean", &d, &d),
+            Ok(Admission::IfSignedBy(vec![key]))
+        );
+        std::fs::write(
+            &file,
+            "modules:\n  allow:\n    - repository: r.example/alg/*\n      keys: [keys/gone.pub]\n",
+        )
+        .unwrap();
+        let err = StationConfig::load(&file).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&file.display().to_string()) && err.contains("keys/gone.pub"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,15 +2,24 @@
 //!
 //! A data station must know exactly which code runs on its data. Each rule
 //! names a repository (exactly, or every repository under a prefix with a
-//! trailing `/*`) and, optionally, the only digests allowed from it. A
-//! module runs only if some rule allows it; with no allow-list configured,
-//! every module may run. The check needs only the reference and the digests
-//! the registry reported, so a refused module is never downloaded, let alone
-//! executed.
+//! trailing `/*`) and, optionally, the only digests allowed from it and the
+//! keys one of which must have signed the module. A module runs only if
+//! some rule allows it; with no allow-list configured, every module may
+//! run. The check needs only the reference and the digests the registry
+//! reported, so a refused module is never downloaded, let alone executed;
+//! when the rule names keys, [`Admission::IfSignedBy`] tells the caller
+//! which signature to look for (the registry path checks it before the
+//! download, see `signatures`).
+//!
+//! This module owns the rules and their matching. It reads the key files a
+//! rule names when the list is built, and never contacts a registry.
+
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use sandlet_core::Digest;
+use sandlet_trust::PublicKey;
 
 /// One allow-list rule, as written in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -23,6 +32,20 @@ pub struct AllowRule {
     /// layer) may run from the repository.
     #[serde(default)]
     pub digests: Option<Vec<String>>,
+    /// If given, PEM public key files (relative to the station file's
+    /// directory): a module from the repository runs only if one of these
+    /// keys signed its manifest digest.
+    #[serde(default)]
+    pub keys: Option<Vec<PathBuf>>,
+}
+
+/// What a rule that covers a module asks before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Nothing more: the module may run.
+    Allowed,
+    /// A valid signature of the manifest digest by one of these keys.
+    IfSignedBy(Vec<PublicKey>),
 }
 
 /// The allow-list. `None` rules: no list configured, everything may run.
@@ -35,6 +58,7 @@ pub struct AllowList {
 struct ValidRule {
     repository: RepositoryPattern,
     digests: Option<Vec<Digest>>,
+    keys: Option<Vec<PublicKey>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +88,9 @@ impl AllowList {
         Self::default()
     }
 
-    /// Validates `rules` (an empty list allows nothing).
-    pub fn new(rules: Vec<AllowRule>) -> Result<Self, AllowListError> {
+    /// Validates `rules` (an empty list allows nothing) and reads the key
+    /// files they name, relative paths from `base`.
+    pub fn new(rules: Vec<AllowRule>, base: &Path) -> Result<Self, AllowListError> {
         let mut valid = Vec::with_capacity(rules.len());
         for rule in rules {
             let bad = |reason: &str| AllowListError::Rule {
@@ -96,9 +121,32 @@ impl AllowList {
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
             };
+            let keys = match rule.keys {
+                None => None,
+                Some(files) if files.is_empty() => {
+                    return Err(bad(
+                        "keys: [] trusts no key, so nothing could run; list public key files, or leave keys out to run unsigned modules",
+                    ));
+                }
+                Some(files) => Some(
+                    files
+                        .iter()
+                        .map(|file| {
+                            let path = base.join(file);
+                            std::fs::read_to_string(&path)
+                                .map_err(|e| e.to_string())
+                                .and_then(|text| {
+                                    PublicKey::from_pem(&text).map_err(|e| e.to_string())
+                                })
+                                .map_err(|e| bad(&format!("key {}: {e}", path.display())))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
             valid.push(ValidRule {
                 repository,
                 digests,
+                keys,
             });
         }
         Ok(AllowList { rules: Some(valid) })
@@ -124,18 +172,21 @@ impl AllowList {
     }
 
     /// Whether the module of `repository` (`registry/path/name`, no tag)
-    /// with these digests may run.
+    /// with these digests may run, and if so on what condition: a rule
+    /// without keys allows it outright; otherwise the keys of every rule
+    /// that covers it are the ones a signature may come from.
     pub fn check(
         &self,
         reference: &str,
         repository: &str,
         manifest_digest: &Digest,
         module_digest: &Digest,
-    ) -> Result<(), NotAllowed> {
+    ) -> Result<Admission, NotAllowed> {
         let Some(rules) = &self.rules else {
-            return Ok(());
+            return Ok(Admission::Allowed);
         };
         let mut repository_matched = false;
+        let mut signers: Vec<PublicKey> = Vec::new();
         for rule in rules {
             let matches = match &rule.repository {
                 RepositoryPattern::Exact(exact) => exact == repository,
@@ -145,17 +196,28 @@ impl AllowList {
                 continue;
             }
             repository_matched = true;
-            match &rule.digests {
-                None => return Ok(()),
-                Some(digests)
-                    if digests
-                        .iter()
-                        .any(|d| d == manifest_digest || d == module_digest) =>
-                {
-                    return Ok(());
-                }
-                Some(_) => {}
+            let pinned = match &rule.digests {
+                None => true,
+                Some(digests) => digests
+                    .iter()
+                    .any(|d| d == manifest_digest || d == module_digest),
+            };
+            if !pinned {
+                continue;
             }
+            match &rule.keys {
+                None => return Ok(Admission::Allowed),
+                Some(keys) => {
+                    for key in keys {
+                        if !signers.contains(key) {
+                            signers.push(key.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if !signers.is_empty() {
+            return Ok(Admission::IfSignedBy(signers));
         }
         Err(NotAllowed {
             reference: reference.to_owned(),
@@ -178,12 +240,17 @@ mod tests {
         AllowRule {
             repository: repository.to_owned(),
             digests,
+            keys: None,
         }
+    }
+
+    fn new(rules: Vec<AllowRule>) -> Result<AllowList, AllowListError> {
+        AllowList::new(rules, Path::new("."))
     }
 
     #[test]
     fn a_repository_no_rule_covers_is_refused_before_its_digests_are_known() {
-        let list = AllowList::new(vec![
+        let list = new(vec![
             rule("127.0.0.1:5000/v6/*", None),
             rule(
                 "127.0.0.1:5000/tools/mean",
@@ -222,7 +289,7 @@ mod tests {
 
     #[test]
     fn repositories_match_exactly_or_under_a_prefix() {
-        let list = AllowList::new(vec![
+        let list = new(vec![
             rule("registry.example.org/algorithms/*", None),
             rule("127.0.0.1:5000/tools/mean", None),
         ])
@@ -246,12 +313,7 @@ mod tests {
             list.check("a", "127.0.0.1:5000/tools/mean2", &d, &d)
                 .is_err()
         );
-        assert!(
-            AllowList::new(vec![])
-                .unwrap()
-                .check("a", "r/x", &d, &d)
-                .is_err()
-        );
+        assert!(new(vec![]).unwrap().check("a", "r/x", &d, &d).is_err());
     }
 
     #[test]
@@ -259,7 +321,7 @@ mod tests {
         let good = Digest::of(b"reviewed");
         let bad = Digest::of(b"changed");
         let manifest = Digest::of(b"manifest");
-        let list = AllowList::new(vec![rule(
+        let list = new(vec![rule(
             "r.example/alg/mean",
             Some(vec![good.to_string()]),
         )])
@@ -287,7 +349,7 @@ mod tests {
             "{err}"
         );
         // The manifest digest may be pinned instead of the layer's.
-        let list = AllowList::new(vec![rule(
+        let list = new(vec![rule(
             "r.example/alg/mean",
             Some(vec![manifest.to_string()]),
         )])
@@ -306,11 +368,132 @@ mod tests {
             ("mean", None),
             ("r.example/alg/mean", Some(vec!["sha256:nope".to_owned()])),
         ] {
-            let err = AllowList::new(vec![rule(repository, digests)]).unwrap_err();
+            let err = new(vec![rule(repository, digests)]).unwrap_err();
             assert!(
                 err.to_string()
                     .starts_with(&format!("allow-list rule {repository:?}")),
                 "{err}"
+            );
+        }
+    }
+
+    fn keyed(repository: &str, digests: Option<Vec<String>>, keys: &[&str]) -> AllowRule {
+        AllowRule {
+            keys: Some(keys.iter().map(PathBuf::from).collect()),
+            ..rule(repository, digests)
+        }
+    }
+
+    /// Two public keys written as `a.pub` and `b.pub` in a new directory.
+    fn two_keys() -> (tempfile::TempDir, PublicKey, PublicKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let a = sandlet_trust::PrivateKey::generate().public();
+        let b = sandlet_trust::PrivateKey::generate().public();
+        std::fs::write(dir.path().join("a.pub"), a.to_pem()).unwrap();
+        std::fs::write(dir.path().join("b.pub"), b.to_pem()).unwrap();
+        (dir, a, b)
+    }
+
+    #[test]
+    fn rules_with_keys_ask_for_a_signature_by_one_of_them() {
+        let (dir, a, b) = two_keys();
+        let d = Digest::of(b"m");
+        let list = AllowList::new(
+            vec![
+                keyed("r.example/alg/*", None, &["a.pub"]),
+                // Relative to the base, or absolute.
+                keyed(
+                    "r.example/alg/mean",
+                    None,
+                    &[dir.path().join("b.pub").to_str().unwrap(), "a.pub"],
+                ),
+            ],
+            dir.path(),
+        )
+        .unwrap();
+        // Both rules cover mean: either key will do, each named once.
+        assert_eq!(
+            list.check("x", "r.example/alg/mean", &d, &d),
+            Ok(Admission::IfSignedBy(vec![a.clone(), b.clone()]))
+        );
+        assert_eq!(
+            list.check("x", "r.example/alg/sum", &d, &d),
+            Ok(Admission::IfSignedBy(vec![a.clone()]))
+        );
+        // Keys do not widen the repositories.
+        assert!(list.check("x", "r.example/other/mean", &d, &d).is_err());
+
+        // A rule without keys that covers the module lets it run unsigned,
+        // whatever order the rules are in.
+        for order in [["k", "free"], ["free", "k"]] {
+            let rules = order
+                .iter()
+                .map(|which| match *which {
+                    "k" => keyed("r.example/alg/*", None, &["a.pub"]),
+                    _ => rule("r.example/alg/tool", None),
+                })
+                .collect();
+            let list = AllowList::new(rules, dir.path()).unwrap();
+            assert_eq!(
+                list.check("x", "r.example/alg/tool", &d, &d),
+                Ok(Admission::Allowed)
+            );
+            assert_eq!(
+                list.check("x", "r.example/alg/mean", &d, &d),
+                Ok(Admission::IfSignedBy(vec![a.clone()]))
+            );
+        }
+    }
+
+    #[test]
+    fn pinned_digests_and_keys_must_both_hold() {
+        let (dir, a, _) = two_keys();
+        let good = Digest::of(b"reviewed");
+        let bad = Digest::of(b"changed");
+        let list = AllowList::new(
+            vec![keyed(
+                "r.example/alg/mean",
+                Some(vec![good.to_string()]),
+                &["a.pub"],
+            )],
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            list.check("x", "r.example/alg/mean", &good, &good),
+            Ok(Admission::IfSignedBy(vec![a]))
+        );
+        let err = list
+            .check("x", "r.example/alg/mean", &bad, &bad)
+            .unwrap_err();
+        assert!(
+            err.reason.contains("not one of the pinned digests"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn key_files_that_cannot_be_used_are_named() {
+        let (dir, _, _) = two_keys();
+        std::fs::write(
+            dir.path().join("secret.pem"),
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("junk.pub"), "not a key").unwrap();
+        for (keys, expected) in [
+            (vec![], "keys: [] trusts no key"),
+            (vec!["missing.pub"], "missing.pub: No such file"),
+            (vec!["a.pub", "secret.pem"], "secret.pem: holds a PEM"),
+            (vec!["junk.pub"], "junk.pub: holds no PEM block"),
+        ] {
+            let err = AllowList::new(vec![keyed("r.example/alg/mean", None, &keys)], dir.path())
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with("allow-list rule \"r.example/alg/mean\"")
+                    && text.contains(expected),
+                "{keys:?}: {text}"
             );
         }
     }

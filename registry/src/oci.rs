@@ -21,7 +21,7 @@ use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use crate::admission::{AllowList, NotAllowed};
+use crate::admission::{Admission, AllowList, NotAllowed};
 use crate::store::{ModuleStore, StoreError};
 use sandlet_core::Digest;
 
@@ -188,6 +188,10 @@ pub struct PulledModule {
     pub manifest_digest: Digest,
     /// Digest of the wasm layer: the module's identity in the store.
     pub module_digest: Digest,
+    /// The fingerprint of the trusted key whose signature of the manifest
+    /// digest admitted the module, when the allow-list asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     /// Whether the module's bytes were downloaded (false: already stored).
     #[serde(skip)]
     pub downloaded: bool,
@@ -203,6 +207,11 @@ pub struct Registry {
     options: RegistryOptions,
     extra_root_certificates: Vec<Certificate>,
     clients: std::sync::Mutex<std::collections::HashMap<Digest, Client>>,
+    /// Which keys' signatures have verified for each manifest digest in
+    /// this process (key fingerprints), so a module's signature is fetched
+    /// and checked once. Only successes are kept: a signature added later
+    /// is found on the next pull.
+    pub(crate) verified: crate::signatures::VerifiedCache,
 }
 
 impl Registry {
@@ -230,6 +239,7 @@ impl Registry {
             options: options.clone(),
             extra_root_certificates,
             clients: std::sync::Mutex::default(),
+            verified: crate::signatures::VerifiedCache::default(),
         })
     }
 
@@ -299,7 +309,10 @@ impl Registry {
     ///
     /// The allow-list is checked against the repository before the
     /// registry is contacted, then against the digests the registry reports
-    /// before any byte of the module is downloaded.
+    /// before any byte of the module is downloaded; where its rule names
+    /// keys, the manifest digest's signature is checked then too (once per
+    /// digest and process), and a module without a valid one is refused as
+    /// [`OciError::NotAllowed`].
     pub async fn pull(
         &self,
         reference: &str,
@@ -325,7 +338,13 @@ impl Registry {
                 reference: reference.whole(),
                 reason: e.to_string(),
             })?;
-        allow.check(text, &repository, &manifest_digest, &module_digest)?;
+        let signed_by = match allow.check(text, &repository, &manifest_digest, &module_digest)? {
+            Admission::Allowed => None,
+            Admission::IfSignedBy(keys) => Some(
+                self.admit_signed(text, &reference, &auth, &manifest_digest, &keys)
+                    .await?,
+            ),
+        };
         let downloaded = store
             .fetch_once(&module_digest, || async {
                 // A range request from byte 0 returns the whole blob without
@@ -346,6 +365,7 @@ impl Registry {
             image_id: format!("{repository}@{manifest_digest}"),
             manifest_digest,
             module_digest,
+            signed_by,
             downloaded,
         })
     }

@@ -8,8 +8,10 @@
 //! `ErrImagePull`, attempts inside the back-off window answer
 //! `ImagePullBackOff` at once, and the window doubles from 10 s to 5 min.
 //!
-//! Guarantees: a pull never returns a module the allow-list refuses, and a
-//! failure never leaves a partial module in the store (both by [`Registry::pull`]).
+//! Guarantees: a pull never returns a module the allow-list refuses (by
+//! [`Registry::pull`], and for a stored module by checking it again under
+//! the list of now, signatures included), and a failure never leaves a
+//! partial module in the store.
 //! Assumptions: one `ImagePuller` per process owns the reference index
 //! directory. Caveats: the back-off is per reference, not per pod, as in
 //! the kubelet.
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::admission::AllowList;
+use crate::admission::{Admission, AllowList};
 use crate::oci::{Credentials, OciError, PulledModule, Registry, parse_reference};
 use crate::store::ModuleStore;
 use sandlet_core::Digest;
@@ -100,6 +102,21 @@ pub struct PullFailure {
     /// When trying again makes sense; `None` for failures that only a spec
     /// change cures.
     pub retry_after: Option<Duration>,
+}
+
+/// A stored module under the allow-list of now.
+enum Readmitted {
+    Ready(PulledModule),
+    IfSignedBy(PulledModule, Vec<sandlet_trust::PublicKey>),
+}
+
+/// The failure of a module the allow-list refuses: no retry cures it.
+fn not_allowed(error: OciError) -> PullFailure {
+    PullFailure {
+        reason: WaitingReason::ModuleNotAllowed,
+        message: error.to_string(),
+        retry_after: None,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -183,8 +200,15 @@ impl ImagePuller {
             });
         }
         let stored = self.recall(reference);
-        match (policy, stored) {
-            (PullPolicy::Never | PullPolicy::IfNotPresent, Some(pulled)) => return Ok(pulled),
+        // A stored module is admitted again under today's allow-list: the
+        // list may have changed since it was pulled.
+        let unverified = match (policy, stored) {
+            (PullPolicy::Never | PullPolicy::IfNotPresent, Some(pulled)) => {
+                match self.readmit(reference, pulled)? {
+                    Readmitted::Ready(pulled) => return Ok(pulled),
+                    Readmitted::IfSignedBy(pulled, keys) => Some((pulled, keys)),
+                }
+            }
             (PullPolicy::Never, None) => {
                 return Err(PullFailure {
                     reason: WaitingReason::ErrImageNeverPull,
@@ -194,8 +218,8 @@ impl ImagePuller {
                     retry_after: None,
                 });
             }
-            _ => {}
-        }
+            _ => None,
+        };
         let now = Instant::now();
         if let Some(backoff) = self
             .backoff
@@ -210,11 +234,32 @@ impl ImagePuller {
                 retry_after: Some(backoff.retry_at - now),
             });
         }
-        match self
-            .registry
-            .pull(reference, credentials, &self.store, &self.allow)
-            .await
-        {
+        let result = match unverified {
+            // Stored, but no signature of it by a key trusted now is known:
+            // the registry is asked for one, and the module is not fetched
+            // again.
+            Some((pulled, keys)) => self
+                .registry
+                .admit_stored(
+                    reference,
+                    &pulled.image_id,
+                    credentials,
+                    &pulled.manifest_digest,
+                    &keys,
+                )
+                .await
+                .map(|fingerprint| PulledModule {
+                    signed_by: Some(fingerprint),
+                    downloaded: false,
+                    ..pulled
+                }),
+            None => {
+                self.registry
+                    .pull(reference, credentials, &self.store, &self.allow)
+                    .await
+            }
+        };
+        match result {
             Ok(pulled) => {
                 self.backoff
                     .lock()
@@ -223,11 +268,7 @@ impl ImagePuller {
                 self.remember(reference, &pulled);
                 Ok(pulled)
             }
-            Err(error @ OciError::NotAllowed(_)) => Err(PullFailure {
-                reason: WaitingReason::ModuleNotAllowed,
-                message: error.to_string(),
-                retry_after: None,
-            }),
+            Err(error @ OciError::NotAllowed(_)) => Err(not_allowed(error)),
             Err(error) => {
                 let mut table = self.backoff.lock().expect("backoff poisoned");
                 let failures = table.get(backoff_key).map_or(0, |b| b.failures) + 1;
@@ -246,6 +287,36 @@ impl ImagePuller {
                     reason: WaitingReason::ErrImagePull,
                     message: error.to_string(),
                     retry_after: Some(window),
+                })
+            }
+        }
+    }
+
+    /// Checks a stored module against the allow-list as it is now: refused,
+    /// ready (allowed outright, or signed by a key the list still trusts,
+    /// as recorded when it was pulled), or waiting for a signature check.
+    fn readmit(&self, reference: &str, pulled: PulledModule) -> Result<Readmitted, PullFailure> {
+        let repository = pulled
+            .image_id
+            .split_once('@')
+            .map_or(pulled.image_id.as_str(), |(repository, _)| repository);
+        match self.allow.check(
+            reference,
+            repository,
+            &pulled.manifest_digest,
+            &pulled.module_digest,
+        ) {
+            Err(refused) => Err(not_allowed(OciError::NotAllowed(refused))),
+            Ok(Admission::Allowed) => Ok(Readmitted::Ready(pulled)),
+            Ok(Admission::IfSignedBy(keys)) => {
+                let known = pulled
+                    .signed_by
+                    .as_ref()
+                    .is_some_and(|by| keys.iter().any(|key| &key.fingerprint() == by));
+                Ok(if known {
+                    Readmitted::Ready(pulled)
+                } else {
+                    Readmitted::IfSignedBy(pulled, keys)
                 })
             }
         }

@@ -1,13 +1,17 @@
 //! Module signatures in the registry: the cosign `sha256-<hex>.sig`
-//! artifact beside a module, written by `sandlet sign` and read by
-//! `sandlet verify` (and, next, by stations whose allow-list names keys).
+//! artifact beside a module, written by `sandlet sign`, read by `sandlet
+//! verify`, and checked before the download when a station's allow-list
+//! rule names keys.
 //!
-//! This module owns fetching and appending signature artifacts; the format
-//! itself is `sandlet_trust::cosign`'s. It must never count a signature
-//! layer whose payload bytes do not match their digest, nor download more
-//! than a signature's worth of bytes for one layer.
+//! This module owns fetching and appending signature artifacts and the
+//! per-process cache of signatures that verified; the format itself is
+//! `sandlet_trust::cosign`'s. It must never count a signature layer whose
+//! payload bytes do not match their digest, nor download more than a
+//! signature's worth of bytes for one layer, nor cache a failure (a
+//! signature added later must be found).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 
 use oci_client::Reference;
 use oci_client::manifest::{
@@ -20,6 +24,7 @@ use sandlet_core::Digest;
 use sandlet_trust::cosign;
 use sandlet_trust::{PrivateKey, PublicKey};
 
+use super::admission::NotAllowed;
 use super::oci::{Credentials, OciError, Registry, classify, parse_reference};
 
 /// The most bytes one signature payload may have (cosign's are a few
@@ -45,6 +50,33 @@ pub struct Verified {
     pub digest: Digest,
     /// The fingerprint of the key that made it.
     pub key: String,
+}
+
+/// Which key fingerprints have signed which manifest digests, as checked
+/// in this process.
+#[derive(Debug, Default)]
+pub(crate) struct VerifiedCache {
+    signed: Mutex<HashMap<Digest, HashSet<String>>>,
+}
+
+impl VerifiedCache {
+    /// A fingerprint among `keys` already known to have signed `digest`.
+    fn lookup(&self, digest: &Digest, keys: &[PublicKey]) -> Option<String> {
+        let signed = self.signed.lock().expect("signature cache poisoned");
+        let known = signed.get(digest)?;
+        keys.iter()
+            .map(PublicKey::fingerprint)
+            .find(|fingerprint| known.contains(fingerprint))
+    }
+
+    fn record(&self, digest: &Digest, fingerprint: &str) {
+        self.signed
+            .lock()
+            .expect("signature cache poisoned")
+            .entry(*digest)
+            .or_default()
+            .insert(fingerprint.to_owned());
+    }
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -199,9 +231,60 @@ impl Registry {
         Ok(Verified { digest, key })
     }
 
+    /// Admits the module whose manifest digest is `digest` only if one of
+    /// `keys` signed it, from the cache or from the registry; returns the
+    /// key's fingerprint. A missing or bad signature is
+    /// [`OciError::NotAllowed`] (no retry cures it); a registry that fails
+    /// is its own error, as for any pull.
+    pub(crate) async fn admit_signed(
+        &self,
+        text: &str,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        digest: &Digest,
+        keys: &[PublicKey],
+    ) -> Result<String, OciError> {
+        if let Some(fingerprint) = self.verified.lookup(digest, keys) {
+            return Ok(fingerprint);
+        }
+        match self.check_signed(reference, auth, digest, keys).await {
+            Ok(fingerprint) => {
+                self.verified.record(digest, &fingerprint);
+                Ok(fingerprint)
+            }
+            Err(OciError::Unsigned { reason, .. }) => Err(OciError::NotAllowed(NotAllowed {
+                reference: text.to_owned(),
+                reason: format!("no valid signature by a trusted key: {reason}"),
+            })),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// As the signature check of [`Registry::pull`], for a module already
+    /// stored: `image_id` is its `repository@manifest-digest`.
+    pub async fn admit_stored(
+        &self,
+        text: &str,
+        image_id: &str,
+        credentials: &Credentials,
+        digest: &Digest,
+        keys: &[PublicKey],
+    ) -> Result<String, OciError> {
+        let reference = parse_reference(image_id)?;
+        let auth = credentials.for_registry(reference.resolve_registry());
+        self.admit_signed(text, &reference, &auth, digest, keys)
+            .await
+    }
+
     /// Checks the signature artifact of `digest` (in `reference`'s
     /// repository): some layer's payload must name exactly `digest` and be
     /// signed by one of `keys`. Returns that key's fingerprint.
+    ///
+    /// A layer whose payload is the one `sandlet sign` would write for this
+    /// repository and digest (its descriptor's digest says so) is checked
+    /// without fetching it: the signature manifest is then the only
+    /// request. Other payloads (cosign's with optional claims, or from
+    /// another repository) are fetched and checked as stored.
     pub(crate) async fn check_signed(
         &self,
         reference: &Reference,
@@ -214,6 +297,13 @@ impl Registry {
         };
         let signatures = signature_reference(reference, digest);
         let client = self.client(reference.resolve_registry(), auth);
+        let repository = format!(
+            "{}/{}",
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        let expected = cosign::payload(&repository, &digest.to_string());
+        let expected_digest = sha256(&expected);
         let mut reasons = Vec::new();
         for layer in manifest.layers.iter().take(MAX_SIGNATURES) {
             if layer.media_type != cosign::PAYLOAD_MEDIA_TYPE {
@@ -231,11 +321,16 @@ impl Registry {
                 reasons.push(format!("a payload of {} bytes", layer.size));
                 continue;
             }
-            let mut payload = Vec::new();
-            client
-                .pull_blob(&signatures, layer, &mut payload)
-                .await
-                .map_err(|e| classify(&signatures, e))?;
+            let payload = if layer.digest == expected_digest {
+                expected.clone()
+            } else {
+                let mut payload = Vec::new();
+                client
+                    .pull_blob(&signatures, layer, &mut payload)
+                    .await
+                    .map_err(|e| classify(&signatures, e))?;
+                payload
+            };
             if sha256(&payload) != layer.digest {
                 reasons.push("a payload that does not match its digest".to_owned());
                 continue;

@@ -724,10 +724,14 @@ async fn a_repository_outside_the_allow_list_is_never_contacted() {
             drop(stream);
         }
     });
-    let allow = AllowList::new(vec![sandlet_registry::admission::AllowRule {
-        repository: format!("{addr}/reviewed/*"),
-        digests: None,
-    }])
+    let allow = AllowList::new(
+        vec![sandlet_registry::admission::AllowRule {
+            repository: format!("{addr}/reviewed/*"),
+            digests: None,
+            keys: None,
+        }],
+        std::path::Path::new("."),
+    )
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let store = ModuleStore::open(state.path(), 1 << 30).unwrap();

@@ -2,7 +2,8 @@
 //! keys `openssl` makes: signed by a trusted key verifies; unsigned, signed
 //! by another key, a signature moved to another digest, a tampered
 //! signature and a registry that is down are refused with the reason.
-//! (Stations that run only signed modules come with the rest of issue 18.)
+//! Stations whose allow-list names keys run only modules one of those keys
+//! signed, and refuse every other before its bytes are fetched.
 
 use std::path::Path;
 use std::process::Command;
@@ -181,6 +182,95 @@ fn manifest_digest(registry: &TestRegistry, repo: &str, tag: &str) -> String {
         .expect("a digest header")
 }
 
+/// `curl -sf ARGS...` with `body` on stdin; its stdout.
+fn curl(args: &[&str], body: Option<&[u8]>) -> Vec<u8> {
+    let mut command = Command::new("curl");
+    command
+        .arg("-sf")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(body) = body {
+            stdin.write_all(body).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl {args:?}: {out:?}");
+    out.stdout
+}
+
+/// The image manifest `repo:tag` as JSON, from the registry's HTTP API.
+fn get_manifest(registry: &TestRegistry, repo: &str, tag: &str) -> serde_json::Value {
+    let body = curl(
+        &[
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("http://{}/v2/{repo}/manifests/{tag}", registry.addr),
+        ],
+        None,
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Stores `manifest` as `repo:tag`.
+fn put_manifest(registry: &TestRegistry, repo: &str, tag: &str, manifest: &serde_json::Value) {
+    curl(
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            "@-",
+            &format!("http://{}/v2/{repo}/manifests/{tag}", registry.addr),
+        ],
+        Some(&serde_json::to_vec(manifest).unwrap()),
+    );
+}
+
+/// Uploads `bytes` as a blob of `repo`; its digest.
+fn put_blob(registry: &TestRegistry, repo: &str, bytes: &[u8]) -> String {
+    let digest = sandlet_runtime::Digest::of(bytes).to_string();
+    let out = Command::new("curl")
+        .args(["-sf", "-D", "-", "-o", "/dev/null", "-X", "POST"])
+        .arg(format!("http://{}/v2/{repo}/blobs/uploads/", registry.addr))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let location = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("location:")
+                .then(|| l.split_once(':').unwrap().1.trim().to_owned())
+        })
+        .expect("an upload location");
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{}{location}", registry.addr)
+    };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    curl(
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            "@-",
+            &format!("{location}{separator}digest={digest}"),
+        ],
+        Some(bytes),
+    );
+    digest
+}
+
 /// Copies the manifest at `from` (a full reference) to `repo:tag` of the
 /// same registry, blobs included, with the registry's HTTP API.
 fn copy_manifest(registry: &TestRegistry, from: &str, to: &str) {
@@ -190,53 +280,390 @@ fn copy_manifest(registry: &TestRegistry, from: &str, to: &str) {
         .rsplit_once(':')
         .unwrap();
     let (to_repo, to_tag) = to.rsplit_once(':').unwrap();
-    let base = format!("http://{}/v2", registry.addr);
-    let manifest = Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json",
-        ])
-        .arg(format!("{base}/{from_repo}/manifests/{from_tag}"))
-        .output()
-        .unwrap();
-    assert!(manifest.status.success(), "{manifest:?}");
-    let parsed: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
-    let mut digests = vec![parsed["config"]["digest"].as_str().unwrap().to_owned()];
-    for layer in parsed["layers"].as_array().unwrap() {
+    let manifest = get_manifest(registry, from_repo, from_tag);
+    let mut digests = vec![manifest["config"]["digest"].as_str().unwrap().to_owned()];
+    for layer in manifest["layers"].as_array().unwrap() {
         digests.push(layer["digest"].as_str().unwrap().to_owned());
     }
     for digest in digests {
-        let out = Command::new("curl")
-            .args(["-sf", "-X", "POST"])
-            .arg(format!(
-                "{base}/{to_repo}/blobs/uploads/?mount={digest}&from={from_repo}"
-            ))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        curl(
+            &[
+                "-X",
+                "POST",
+                &format!(
+                    "http://{}/v2/{to_repo}/blobs/uploads/?mount={digest}&from={from_repo}",
+                    registry.addr
+                ),
+            ],
+            None,
+        );
     }
-    let mut put = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.manifest.v1+json",
-            "--data-binary",
-            "@-",
-        ])
-        .arg(format!("{base}/{to_repo}/manifests/{to_tag}"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    put.stdin
-        .take()
+    put_manifest(registry, to_repo, to_tag, &manifest);
+}
+
+/// A station file allowing `registry/alg/*` with `keys` (none: unsigned
+/// modules run too).
+fn station(dir: &Path, registry: &TestRegistry, name: &str, keys: &[&str]) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    let keys = if keys.is_empty() {
+        String::new()
+    } else {
+        format!("\n      keys: [{}]", keys.join(", "))
+    };
+    std::fs::write(
+        &path,
+        format!(
+            "modules:\n  allow:\n    - repository: {}/alg/*{keys}\n",
+            registry.addr
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// `sandlet SUBCOMMAND --config STATION --state-dir STATE REFERENCE`.
+fn at_station(
+    registry: &TestRegistry,
+    command: &str,
+    station: &str,
+    state: &Path,
+    reference: &str,
+) -> Ran {
+    run_sandlet([
+        command,
+        "--insecure-registry",
+        &registry.addr,
+        "--config",
+        station,
+        "--state-dir",
+        state.to_str().unwrap(),
+        reference,
+    ])
+}
+
+/// Whether the module file `module` has been fetched into `state`'s store.
+fn fetched(state: &Path, module: &Path) -> bool {
+    let digest = sandlet_runtime::Digest::of(&std::fs::read(module).unwrap());
+    state.join("modules/sha256").join(digest.hex()).exists()
+}
+
+#[track_caller]
+fn assert_not_allowed(ran: &Ran, reason: &str) {
+    assert_eq!(ran.code, Some(2), "{ran:#?}");
+    assert!(
+        ran.stderr
+            .contains("is not allowed on this station: no valid signature by a trusted key: ")
+            && ran.stderr.contains(reason),
+        "expected {reason:?}: {ran:#?}"
+    );
+    assert!(ran.stdout.is_empty(), "nothing ran: {ran:#?}");
+}
+
+#[test]
+fn a_station_that_names_keys_runs_only_modules_they_signed() {
+    let mut registry = TestRegistry::start(RegistrySetup::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (reviewer, reviewer_pub) = key_pair(dir.path(), "reviewer");
+    let (stranger, _) = key_pair(dir.path(), "stranger");
+    let (successor, successor_pub) = key_pair(dir.path(), "successor");
+    // Keys are named relative to the station file, or absolute.
+    let strict = station(dir.path(), &registry, "strict", &["reviewer.pub"]);
+    let rotating = station(
+        dir.path(),
+        &registry,
+        "rotating",
+        &[&reviewer_pub, "successor.pub"],
+    );
+    let hello = push(&registry, &guests().hello, "alg/hello:v1");
+    let stats = push(&registry, &guests().column_stats, "alg/stats:v1");
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path();
+    let hello_file = &guests().hello;
+
+    // Unsigned: refused, and not one byte of the module fetched.
+    assert_not_allowed(
+        &at_station(&registry, "run", &strict, state, &hello),
+        "it has no signature",
+    );
+    assert_not_allowed(
+        &at_station(&registry, "pull", &strict, state, &hello),
+        "it has no signature",
+    );
+    assert!(!fetched(state, hello_file));
+
+    // Signed by a key the station does not trust.
+    assert_eq!(sign(&registry, &hello, &stranger).code, Some(0));
+    assert_not_allowed(
+        &at_station(&registry, "run", &strict, state, &hello),
+        "no trusted key made this signature",
+    );
+    assert!(!fetched(state, hello_file));
+
+    // The reviewer's signature of hello, copied to stats: it signs another
+    // digest.
+    let ran = sign(&registry, &hello, &reviewer);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let hello_digest = ran.stdout.split_whitespace().nth(1).unwrap().to_owned();
+    let stats_digest = manifest_digest(&registry, "alg/stats", "v1");
+    copy_manifest(
+        &registry,
+        &format!("{}/alg/hello:{}", registry.addr, sig_tag(&hello_digest)),
+        &format!("alg/stats:{}", sig_tag(&stats_digest)),
+    );
+    assert_not_allowed(
+        &at_station(&registry, "run", &strict, state, &stats),
+        &format!("the payload signs {hello_digest}, not {stats_digest}"),
+    );
+    assert!(!fetched(state, &guests().column_stats));
+
+    // Tampered signature artifacts of stats, each written straight to the
+    // registry: the reviewer's signature of hello's payload under a payload
+    // naming stats; a signature with a changed byte; one that is not
+    // base64; and a layer whose payload is not what its descriptor says.
+    let genuine = get_manifest(&registry, "alg/hello", &sig_tag(&hello_digest));
+    // The stranger's signature first, then the reviewer's.
+    let reviewer_layer = genuine["layers"].as_array().unwrap()[1].clone();
+    let signature = reviewer_layer["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
         .unwrap()
-        .write_all(&manifest.stdout)
+        .to_owned();
+    let stats_payload = format!(
+        "{{\"critical\":{{\"identity\":{{\"docker-reference\":\"{}/alg/stats\"}},\
+         \"image\":{{\"docker-manifest-digest\":\"{stats_digest}\"}},\
+         \"type\":\"cosign container image signature\"}},\"optional\":null}}",
+        registry.addr
+    );
+    let stats_payload_digest = put_blob(&registry, "alg/stats", stats_payload.as_bytes());
+    let flipped = {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut der = engine.decode(&signature).unwrap();
+        let last = der.len() - 1;
+        der[last] ^= 1;
+        engine.encode(der)
+    };
+    let tampered = |signature: &str, payload_digest: &str, size: usize| {
+        let mut manifest = genuine.clone();
+        let mut layer = reviewer_layer.clone();
+        layer["annotations"]["dev.cosignproject.cosign/signature"] = signature.into();
+        layer["digest"] = payload_digest.into();
+        layer["size"] = size.into();
+        manifest["layers"] = serde_json::json!([layer]);
+        for blob in [&manifest["config"]["digest"], &reviewer_layer["digest"]] {
+            curl(
+                &[
+                    "-X",
+                    "POST",
+                    &format!(
+                        "http://{}/v2/alg/stats/blobs/uploads/?mount={}&from=alg/hello",
+                        registry.addr,
+                        blob.as_str().unwrap()
+                    ),
+                ],
+                None,
+            );
+        }
+        put_manifest(&registry, "alg/stats", &sig_tag(&stats_digest), &manifest);
+    };
+    for (signature, payload_digest, size, reason) in [
+        (
+            signature.as_str(),
+            stats_payload_digest.as_str(),
+            stats_payload.len(),
+            "no trusted key made this signature",
+        ),
+        (
+            flipped.as_str(),
+            stats_payload_digest.as_str(),
+            stats_payload.len(),
+            "no trusted key made this signature",
+        ),
+        (
+            "not base64!",
+            stats_payload_digest.as_str(),
+            stats_payload.len(),
+            "the signature is not base64 DER ECDSA",
+        ),
+        // A payload said to be 10 MB: not fetched at all.
+        (
+            signature.as_str(),
+            stats_payload_digest.as_str(),
+            10_000_000,
+            "a payload of 10000000 bytes",
+        ),
+    ] {
+        tampered(signature, payload_digest, size);
+        let ran = at_station(&registry, "run", &strict, state, &stats);
+        assert_not_allowed(&ran, reason);
+        assert!(!fetched(state, &guests().column_stats));
+    }
+
+    // Signed by the reviewer: runs, and `pull` names the key.
+    let ran = at_station(&registry, "run", &strict, state, &hello);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert_eq!(ran.stdout, "hello from wasm\n");
+    let ran = at_station(&registry, "pull", &strict, state, &hello);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let reviewer_fingerprint = fingerprint(&reviewer_pub);
+    assert!(
+        ran.stdout
+            .ends_with(&format!("signed by key {reviewer_fingerprint}\n")),
+        "{ran:#?}"
+    );
+
+    // Rotation: stats signed by the successor only. The strict station
+    // refuses it; one trusting both keys runs both modules.
+    let ran = sign(&registry, &stats, &successor);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert_not_allowed(
+        &at_station(&registry, "run", &strict, state, &stats),
+        "no trusted key made this signature",
+    );
+    let ran = at_station(&registry, "pull", &rotating, state, &stats);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert!(
+        ran.stdout
+            .ends_with(&format!("signed by key {}\n", fingerprint(&successor_pub))),
+        "{ran:#?}"
+    );
+    assert_eq!(
+        at_station(&registry, "run", &rotating, state, &hello).code,
+        Some(0)
+    );
+
+    // The registry goes away: refused as unreachable, nothing runs.
+    registry.stop();
+    let ran = at_station(&registry, "run", &strict, state, &hello);
+    assert_eq!(ran.code, Some(2), "{ran:#?}");
+    assert!(ran.stderr.contains("unreachable"), "{ran:#?}");
+    assert!(ran.stdout.is_empty(), "{ran:#?}");
+    registry.start_again();
+    assert_eq!(
+        at_station(&registry, "run", &strict, state, &hello).code,
+        Some(0)
+    );
+
+    // A station file naming a key that is not a public key is refused.
+    let broken = station(dir.path(), &registry, "broken", &[&reviewer]);
+    let ran = at_station(&registry, "run", &broken, state, &hello);
+    ran.assert_sandlet_error("holds a PEM EC PRIVATE KEY, not PUBLIC KEY");
+}
+
+/// The fingerprint `sandlet verify` prints for the public key file `path`.
+fn fingerprint(path: &str) -> String {
+    sandlet_trust::PublicKey::from_pem(&std::fs::read_to_string(path).unwrap())
+        .unwrap()
+        .fingerprint()
+}
+
+/// The node's path: a module stored while the station ran unsigned
+/// modules is checked again once the allow-list names keys; a signature
+/// found is remembered with the module, so later starts (a restart
+/// included) need no registry; a key the list no longer trusts does not
+/// count.
+#[tokio::test]
+async fn stored_modules_are_admitted_again_under_the_allow_list_of_now() {
+    use sandlet_registry::admission::{AllowList, AllowRule};
+    use sandlet_registry::oci::{Credentials, Registry, RegistryOptions};
+    use sandlet_registry::pull::{ImagePuller, PullPolicy, WaitingReason};
+    use sandlet_registry::store::ModuleStore;
+    use std::sync::Arc;
+
+    let mut registry = TestRegistry::start(RegistrySetup::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (reviewer, _) = key_pair(dir.path(), "reviewer");
+    let (_, successor_pub) = key_pair(dir.path(), "successor");
+    let hello = push(&registry, &guests().hello, "alg/hello:v1");
+    let state = tempfile::tempdir().unwrap();
+    let addr = registry.addr.clone();
+    let puller = |keys: Option<Vec<&str>>| {
+        let store = Arc::new(ModuleStore::open(&state.path().join("modules"), 1 << 30).unwrap());
+        let client = Arc::new(
+            Registry::new(&RegistryOptions {
+                insecure: vec![addr.clone()],
+                ca_file: None,
+            })
+            .unwrap(),
+        );
+        let allow = AllowList::new(
+            vec![AllowRule {
+                repository: format!("{addr}/alg/*"),
+                digests: None,
+                keys: keys.map(|k| k.iter().map(std::path::PathBuf::from).collect()),
+            }],
+            dir.path(),
+        )
         .unwrap();
-    let out = put.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+        ImagePuller::new(client, store, allow, state.path()).unwrap()
+    };
+    let anonymous = Credentials::anonymous();
+    let ensure = |puller: ImagePuller| {
+        let hello = hello.clone();
+        let anonymous = anonymous.clone();
+        async move {
+            puller
+                .ensure(&hello, PullPolicy::IfNotPresent, &anonymous)
+                .await
+        }
+    };
+
+    // Stored under a list without keys.
+    let pulled = ensure(puller(None)).await.unwrap();
+    assert!(pulled.downloaded && pulled.signed_by.is_none());
+
+    // The list now names the reviewer's key: the stored, unsigned module
+    // is refused, without a retry.
+    let refused = ensure(puller(Some(vec!["reviewer.pub"])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.reason, WaitingReason::ModuleNotAllowed, "{refused}");
+    assert_eq!(refused.retry_after, None);
+    assert!(
+        refused
+            .message
+            .contains("no valid signature by a trusted key: it has no signature"),
+        "{refused}"
+    );
+
+    // Signed: admitted from the store (nothing downloaded again), and the
+    // key remembered.
+    assert_eq!(sign(&registry, &hello, &reviewer).code, Some(0));
+    let admitted = ensure(puller(Some(vec!["reviewer.pub"]))).await.unwrap();
+    assert!(!admitted.downloaded);
+    assert_eq!(
+        admitted.signed_by.as_deref(),
+        Some(
+            sandlet_trust::PublicKey::from_pem(
+                &std::fs::read_to_string(dir.path().join("reviewer.pub")).unwrap()
+            )
+            .unwrap()
+            .fingerprint()
+            .as_str()
+        )
+    );
+
+    // A new puller (a node restart) with the registry down: the remembered
+    // signature admits it, with no registry.
+    registry.stop();
+    let again = ensure(puller(Some(vec!["reviewer.pub"]))).await.unwrap();
+    assert_eq!(again.signed_by, admitted.signed_by);
+
+    // A list that trusts only the successor: the reviewer's signature no
+    // longer counts, so the registry must be asked, and it is down.
+    let down = ensure(puller(Some(vec![successor_pub.as_str()])))
+        .await
+        .unwrap_err();
+    assert_eq!(down.reason, WaitingReason::ErrImagePull, "{down}");
+    assert!(down.message.contains("unreachable"), "{down}");
+    registry.start_again();
+    let refused = ensure(puller(Some(vec![successor_pub.as_str()])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.reason, WaitingReason::ModuleNotAllowed, "{refused}");
+    assert!(
+        refused
+            .message
+            .contains("no trusted key made this signature"),
+        "{refused}"
+    );
 }

@@ -311,7 +311,7 @@ impl Registry {
     /// registry is contacted, then against the digests the registry reports
     /// before any byte of the module is downloaded; where its rule names
     /// keys, the manifest digest's signature is checked then too (once per
-    /// digest and process), and a module without a valid one is refused as
+    /// repository, digest and process), and a module without a valid one is refused as
     /// [`OciError::NotAllowed`].
     pub async fn pull(
         &self,

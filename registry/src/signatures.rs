@@ -52,28 +52,32 @@ pub struct Verified {
     pub key: String,
 }
 
-/// Which key fingerprints have signed which manifest digests, as checked
-/// in this process.
+/// Which key fingerprints have signed which manifest digests in which
+/// repository, as checked in this process. The repository is part of the
+/// key because a signature is looked for beside the module, as cosign
+/// does: the same bytes pushed to a second repository are not admitted
+/// there by a signature in the first, whatever was checked before.
 #[derive(Debug, Default)]
 pub(crate) struct VerifiedCache {
-    signed: Mutex<HashMap<Digest, HashSet<String>>>,
+    signed: Mutex<HashMap<(String, Digest), HashSet<String>>>,
 }
 
 impl VerifiedCache {
-    /// A fingerprint among `keys` already known to have signed `digest`.
-    fn lookup(&self, digest: &Digest, keys: &[PublicKey]) -> Option<String> {
+    /// A fingerprint among `keys` already known to have signed `digest` in
+    /// `repository`.
+    fn lookup(&self, repository: &str, digest: &Digest, keys: &[PublicKey]) -> Option<String> {
         let signed = self.signed.lock().expect("signature cache poisoned");
-        let known = signed.get(digest)?;
+        let known = signed.get(&(repository.to_owned(), *digest))?;
         keys.iter()
             .map(PublicKey::fingerprint)
             .find(|fingerprint| known.contains(fingerprint))
     }
 
-    fn record(&self, digest: &Digest, fingerprint: &str) {
+    fn record(&self, repository: &str, digest: &Digest, fingerprint: &str) {
         self.signed
             .lock()
             .expect("signature cache poisoned")
-            .entry(*digest)
+            .entry((repository.to_owned(), *digest))
             .or_default()
             .insert(fingerprint.to_owned());
     }
@@ -244,12 +248,17 @@ impl Registry {
         digest: &Digest,
         keys: &[PublicKey],
     ) -> Result<String, OciError> {
-        if let Some(fingerprint) = self.verified.lookup(digest, keys) {
+        let repository = format!(
+            "{}/{}",
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        if let Some(fingerprint) = self.verified.lookup(&repository, digest, keys) {
             return Ok(fingerprint);
         }
         match self.check_signed(reference, auth, digest, keys).await {
             Ok(fingerprint) => {
-                self.verified.record(digest, &fingerprint);
+                self.verified.record(&repository, digest, &fingerprint);
                 Ok(fingerprint)
             }
             Err(OciError::Unsigned { reason, .. }) => Err(OciError::NotAllowed(NotAllowed {

@@ -1598,6 +1598,74 @@ fn kube_modules_outside_the_allow_list_fail_before_they_run() {
 }
 
 #[test]
+fn kube_a_station_that_names_keys_runs_only_modules_they_signed() {
+    let c = cluster();
+    let registry = TestRegistry::start(RegistrySetup::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (reviewer, _) = crate::signing::key_pair(dir.path(), "reviewer");
+    let (stranger, _) = crate::signing::key_pair(dir.path(), "stranger");
+    // The same module under three names: only the signature differs.
+    let signed = push(&registry, &guests().hello, "alg/signed:v1");
+    let unsigned = push(&registry, &guests().hello, "alg/unsigned:v1");
+    let foreign = push(&registry, &guests().hello, "alg/foreign:v1");
+    assert_eq!(
+        crate::signing::sign(&registry, &signed, &reviewer).code,
+        Some(0)
+    );
+    assert_eq!(
+        crate::signing::sign(&registry, &foreign, &stranger).code,
+        Some(0)
+    );
+    let config = dir.path().join("station.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "modules:\n  allow:\n    - repository: {}/alg/*\n      keys: [reviewer.pub]\n",
+            registry.addr
+        ),
+    )
+    .unwrap();
+    let node = TestNode::start(
+        "signedonly",
+        &registry,
+        &["--config", config.to_str().unwrap()],
+    );
+    let ns = c.namespace("signedonly");
+    c.apply(&ns, &wasm_pod("signed", &node.name, &signed, &[], "Never"));
+    c.wait_phase(&ns, "signed", "Succeeded", LONG);
+    assert!(
+        c.kubectl(&["logs", "-n", &ns, "signed"])
+            .contains("hello from wasm")
+    );
+    // Its bytes are on the node now; the other names are refused all the
+    // same, for want of the reviewer's signature.
+    for (name, reference, reason) in [
+        ("unsigned", &unsigned, "it has no signature"),
+        ("foreign", &foreign, "no trusted key made this signature"),
+    ] {
+        c.apply(&ns, &wasm_pod(name, &node.name, reference, &[], "Never"));
+        let pod = c.wait_phase(&ns, name, "Failed", LONG);
+        assert_eq!(pod["status"]["reason"], "ModuleNotAllowed");
+        let message = pod["status"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("no valid signature by a trusted key: {reason}")),
+            "{pod}"
+        );
+        assert!(
+            container_status(&pod)["state"]["waiting"].is_object(),
+            "it never ran: {pod}"
+        );
+        let events = c.events(&ns, name);
+        assert!(
+            events
+                .iter()
+                .any(|e| e.starts_with("ModuleNotAllowed") && e.contains(reason)),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
 fn kube_active_deadline_seconds_fails_a_pod_that_runs_too_long() {
     let c = cluster();
     let (registry, hello) = registry_with_hello();

@@ -13,7 +13,7 @@ use crate::fixtures::{Ran, guests, run_sandlet};
 use crate::registry::{RegistrySetup, TestRegistry};
 
 /// An openssl P-256 key pair in `dir`: `NAME.pem` and `NAME.pub`.
-fn key_pair(dir: &Path, name: &str) -> (String, String) {
+pub(crate) fn key_pair(dir: &Path, name: &str) -> (String, String) {
     let private = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub"));
     for args in [
@@ -44,7 +44,7 @@ fn key_pair(dir: &Path, name: &str) -> (String, String) {
     )
 }
 
-fn sign(registry: &TestRegistry, reference: &str, key: &str) -> Ran {
+pub(crate) fn sign(registry: &TestRegistry, reference: &str, key: &str) -> Ran {
     run_sandlet([
         "sign",
         "--insecure-registry",

@@ -28,6 +28,7 @@ use sandlet_runtime::precompiled::PrecompileCache;
 use sandlet_runtime::{
     EngineOptions, ModuleKind, OutputSinks, PreparedModule, RunOutcome, RunPlan, SandboxEngine,
 };
+use sandlet_trust::seal::Recipient;
 
 /// Default bound on the local module store: room for hundreds of typical
 /// algorithms (a few MiB each) without filling a small data station's disk.
@@ -65,6 +66,9 @@ enum Command {
     /// Check that a pushed module has a valid signature by KEY; exit 0 and
     /// the digest and key, or 1 and why not.
     Verify(VerifyArgs),
+    /// Open a sealed result (ASCII-armored age, or the pointer a node
+    /// leaves for a stored one) with an age identity; prints the result.
+    Open(OpenArgs),
     /// The virtual kubelet: register as a Kubernetes node and run its pods.
     Node(Box<NodeArgs>),
     /// Run one data query under the datasets' policies, as a guest's would
@@ -334,6 +338,19 @@ struct VerifyArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct OpenArgs {
+    /// An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen
+    /// writes).
+    #[arg(long, value_name = "FILE", required = true)]
+    identity: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The sealed result: a file, or - (the default) for stdin.
+    #[arg(value_name = "FILE", default_value = "-")]
+    input: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 struct PullArgs {
     /// A station file whose module allow-list the module must pass
     /// (signatures included) before it is fetched.
@@ -374,6 +391,12 @@ struct RunArgs {
     /// Bound on stdout and stderr together, e.g. 16Mi.
     #[arg(long, value_name = "SIZE")]
     output_limit: Option<String>,
+    /// Seal the result to this age X25519 recipient (age1...): it is
+    /// printed as ASCII-armored age ciphertext (an error message on stderr
+    /// too; a command's whole stdout), which `sandlet open` or `age -d`
+    /// opens.
+    #[arg(long, value_name = "RECIPIENT")]
+    seal_to: Option<String>,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -407,6 +430,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => runtime.block_on(pull(args)),
         Command::Sign(args) => runtime.block_on(sign(args)),
         Command::Verify(args) => runtime.block_on(verify(args)),
+        Command::Open(args) => runtime.block_on(open(args)),
         Command::Node(args) => runtime.block_on(node(*args)),
         Command::Query(args) => runtime.block_on(query(args)),
         Command::Audit(command) => audit(command),
@@ -467,6 +491,10 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(builder) => builder,
         Err(reason) => return fail(reason),
     };
+    let seal = match args.seal_to.as_deref().map(Recipient::parse).transpose() {
+        Ok(seal) => seal,
+        Err(e) => return fail(format!("--seal-to: {e}")),
+    };
     let engine = match SandboxEngine::new(EngineOptions {
         max_concurrent_runs: CLI_POOL_SLOTS,
     }) {
@@ -516,24 +544,103 @@ async fn run(args: RunArgs) -> ExitCode {
         _ => None,
     };
     // An algorithm's stdout carries only its result, so whatever the guest
-    // prints goes to stderr.
-    let sinks = match module.kind() {
-        ModuleKind::Command => OutputSinks::host(),
-        ModuleKind::Algorithm => OutputSinks {
+    // prints goes to stderr. A sealed command's stdout is its result: it is
+    // kept and printed sealed at the end.
+    let sealed_stdout = sandlet_runtime::output::MemorySink::new();
+    let sinks = match (module.kind(), &seal) {
+        (ModuleKind::Command, None) => OutputSinks::host(),
+        (ModuleKind::Command, Some(_)) => OutputSinks {
+            stdout: Arc::new(sealed_stdout.clone()),
+            stderr: Arc::new(HostStderr),
+        },
+        (ModuleKind::Algorithm, _) => OutputSinks {
             stdout: Arc::new(HostStderr),
             stderr: Arc::new(HostStderr),
         },
     };
-    match engine.run(&module, &plan, &sinks).await {
+    let outcome = engine.run(&module, &plan, &sinks).await;
+    let sealed = |text: &[u8]| match &seal {
+        None => Ok(String::from_utf8_lossy(text).into_owned()),
+        Some(recipient) => sandlet_trust::seal::seal(recipient, text).map_err(|e| e.to_string()),
+    };
+    if let (ModuleKind::Command, Some(_)) = (module.kind(), &seal) {
+        match sealed(&sealed_stdout.contents()) {
+            Ok(text) => print!("{text}"),
+            Err(reason) => return fail(reason),
+        }
+    }
+    match outcome {
         Ok(RunOutcome::Exited(code)) => ExitCode::from(code as u8),
         Ok(RunOutcome::Returned(Ok(result))) => {
             use sandlet_runtime::OutputSink;
-            let _ = HostStdout.write_all(format!("{result}\n").as_bytes());
+            let text = match &seal {
+                None => format!("{result}\n"),
+                Some(_) => match sealed(result.as_bytes()) {
+                    Ok(text) => text,
+                    Err(reason) => return fail(reason),
+                },
+            };
+            let _ = HostStdout.write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Ok(RunOutcome::Returned(Err(message))) => {
-            eprintln!("{message}");
+            match sealed(message.as_bytes()) {
+                Ok(text) => eprintln!("{}", text.trim_end()),
+                Err(reason) => return fail(reason),
+            }
             ExitCode::from(1)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `sandlet open`: the plaintext of a sealed result on stdout, exit 0;
+/// exit 2 with the reason (a wrong identity says so).
+async fn open(args: OpenArgs) -> ExitCode {
+    let identity = match std::fs::read_to_string(&args.identity) {
+        Ok(text) => text,
+        Err(e) => {
+            return fail(format!(
+                "--identity {}: cannot read: {e}",
+                args.identity.display()
+            ));
+        }
+    };
+    let input = if args.input.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map(|_| bytes)
+    } else {
+        std::fs::read(&args.input)
+    };
+    let input = match input {
+        Ok(bytes) => bytes,
+        Err(e) => return fail(format!("{}: cannot read: {e}", args.input.display())),
+    };
+    let text = String::from_utf8_lossy(&input);
+    let sealed = match sandlet_registry::results::parse_pointer(&text) {
+        None => input.clone(),
+        Some(stored) => {
+            let fetched = match registry_of(&args.registry) {
+                Ok((registry, credentials)) => registry
+                    .pull_sealed(stored, &credentials)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(reason) => Err(reason),
+            };
+            match fetched {
+                Ok(bytes) => bytes,
+                Err(reason) => return fail(format!("the stored sealed result: {reason}")),
+            }
+        }
+    };
+    match sandlet_trust::seal::open(&identity, &sealed) {
+        Ok(plaintext) => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&plaintext).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("cannot write the result: {e}")),
+            }
         }
         Err(e) => fail(e),
     }

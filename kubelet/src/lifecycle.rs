@@ -547,7 +547,10 @@ impl Worker {
             }
             let module = self.obtain_module(plan, slot).await?;
             let module_ready = self.seen.elapsed();
-            let (run_plan, sinks, staged) = match self.prepare_run(plan, slot, &module).await {
+            let (run_plan, sinks, staged, sealed_log) = match self
+                .prepare_run(plan, slot, &module)
+                .await
+            {
                 Ok(ready) => {
                     config_failures = 0;
                     failing_since = None;
@@ -624,6 +627,20 @@ impl Worker {
                     format!("Container {}: cannot write back {failed}", container.name),
                 );
             }
+            // Sealed pods: the guest's answer (result or error) and its log
+            // become ciphertext before anything records them.
+            if let Some(log) = sealed_log {
+                self.write_sealed_log(plan, container, log);
+            }
+            let outcome = match (outcome, &plan.seal) {
+                (Some(Ok(RunOutcome::Returned(answer))), Some(seal)) => {
+                    Some(Ok(RunOutcome::Returned(
+                        self.seal_answer(plan, container, restart_count, seal, answer)
+                            .await,
+                    )))
+                }
+                (outcome, _) => outcome,
+            };
             let finished_at = Timestamp::now();
             let mut terminated = match outcome {
                 Some(outcome) => terminated_of(outcome, started_at, finished_at),
@@ -648,7 +665,17 @@ impl Worker {
                 && container.spec.termination_message_policy.as_deref()
                     == Some("FallbackToLogsOnError")
             {
-                terminated.message = self.log_tail(&container.name, restart_count);
+                terminated.message = match &plan.seal {
+                    None => self.log_tail(&container.name, restart_count),
+                    // A sealed log's tail is a piece of ciphertext: no use.
+                    Some(seal) if seal.logs => None,
+                    // The log's tail, sealed like the result.
+                    Some(seal) => self
+                        .log_tail(&container.name, restart_count)
+                        .and_then(|tail| {
+                            sandlet_trust::seal::seal(&seal.recipient, tail.as_bytes()).ok()
+                        }),
+                };
             }
             self.container_mut(slot, |c| c.state = Run::Terminated(terminated.clone()));
             self.entry.set(
@@ -710,6 +737,84 @@ impl Worker {
         }
         self.container_mut(slot, |c| c.restart_count += 1);
         false
+    }
+
+    /// The guest's answer sealed to the pod's recipient: in the termination
+    /// message if it fits, else stored beside the module in its registry
+    /// with a pointer in the message. A result that cannot be sealed or
+    /// stored fails the container with the reason (never in the clear).
+    async fn seal_answer(
+        &self,
+        plan: &PodPlan,
+        container: &ContainerPlan,
+        restart_count: i32,
+        seal: &crate::plan::SealPlan,
+        answer: Result<String, String>,
+    ) -> Result<String, String> {
+        let (Ok(text) | Err(text)) = &answer;
+        let sealed = match sandlet_trust::seal::seal(&seal.recipient, text.as_bytes()) {
+            Ok(sealed) => sealed,
+            Err(error) => return Err(error.to_string()),
+        };
+        let message = if sealed.len() <= crate::status::MAX_TERMINATION_MESSAGE_BYTES {
+            sealed
+        } else {
+            let tag = format!("sealed-{}-{}-{restart_count}", self.uid, container.name);
+            let credentials = self.pull_credentials(plan).await;
+            match self
+                .ctx
+                .puller
+                .registry()
+                .push_sealed(&container.image, &tag, &credentials, sealed.as_bytes())
+                .await
+            {
+                Ok(stored) => {
+                    self.event(
+                        EventType::Normal,
+                        "SealedResultStored",
+                        format!(
+                            "Container {}: sealed result of {} bytes stored as {stored}",
+                            container.name,
+                            sealed.len()
+                        ),
+                    );
+                    sandlet_registry::results::pointer(&stored)
+                }
+                Err(error) => {
+                    return Err(format!(
+                        "the sealed result ({} bytes) is too long for the termination message \
+                         and could not be stored beside the module: {error}",
+                        sealed.len()
+                    ));
+                }
+            }
+        };
+        match answer {
+            Ok(_) => Ok(message),
+            Err(_) => Err(message),
+        }
+    }
+
+    /// Writes what the guest printed, sealed as one block, into the
+    /// container's log file.
+    fn write_sealed_log(&self, plan: &PodPlan, container: &ContainerPlan, log: SealedLog) {
+        let Some(seal) = &plan.seal else { return };
+        let text = match sandlet_trust::seal::seal(&seal.recipient, &log.buffer.contents()) {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                format!("sandlet: the log could not be sealed and is not kept: {error}\n")
+            }
+        };
+        if let Err(error) = log.file.stdout.write_all(text.as_bytes()) {
+            self.event(
+                EventType::Warning,
+                "FailedSealedLog",
+                format!(
+                    "Container {}: cannot write the sealed log: {error}",
+                    container.name
+                ),
+            );
+        }
     }
 
     fn log_tail(&self, container: &str, restart_count: i32) -> Option<String> {
@@ -894,7 +999,15 @@ impl Worker {
         plan: &PodPlan,
         slot: Slot,
         module: &PreparedModule,
-    ) -> Result<(RunPlan, sandlet_runtime::OutputSinks, StagedFiles), ConfigError> {
+    ) -> Result<
+        (
+            RunPlan,
+            sandlet_runtime::OutputSinks,
+            StagedFiles,
+            Option<SealedLog>,
+        ),
+        ConfigError,
+    > {
         let container = self.container_plan(plan, slot);
         // The pod's volumes are made once, by the first container to get
         // here; the others wait for them.
@@ -1031,7 +1144,27 @@ impl Worker {
         let restart_count = self.container_mut(slot, |c| c.restart_count);
         let sinks = open_sinks(&log_path(&pod_dir, &container.name, restart_count))
             .map_err(|e| ConfigError(format!("cannot create the container log: {e}")))?;
-        Ok((run_plan, sinks, staged))
+        // A sealed log is kept in memory (bounded by the run's output
+        // limit) and reaches the file only as ciphertext.
+        Ok(match &plan.seal {
+            Some(seal) if seal.logs => {
+                let buffer = sandlet_runtime::output::MemorySink::new();
+                let memory = sandlet_runtime::OutputSinks {
+                    stdout: Arc::new(buffer.clone()),
+                    stderr: Arc::new(buffer.clone()),
+                };
+                (
+                    run_plan,
+                    memory,
+                    staged,
+                    Some(SealedLog {
+                        buffer,
+                        file: sinks,
+                    }),
+                )
+            }
+            _ => (run_plan, sinks, staged, None),
+        })
     }
 
     /// Whose queries a container's are, for the audit log.
@@ -1116,6 +1249,13 @@ pub fn config_retry_delay(failures: u32, failing_for: Duration) -> Duration {
         Some(left) if !left.is_zero() => delay.min(left),
         _ => delay,
     }
+}
+
+/// A run whose log is sealed: what the guest printed, and the log file's
+/// sinks the sealed block goes to.
+struct SealedLog {
+    buffer: sandlet_runtime::output::MemorySink,
+    file: sandlet_runtime::OutputSinks,
 }
 
 /// Whether a container that ended with `exit_code` runs again. Init

@@ -19,6 +19,13 @@ use sandlet_runtime::limits;
 /// The annotation with which a pod asks for datasets (CONTRACT.md section 5).
 pub const DATASETS_ANNOTATION: &str = "sandlet.dev/datasets";
 
+/// The annotation naming the age X25519 recipient (`age1...`) a pod's
+/// results are sealed to (CONTRACT.md section 2).
+pub const SEAL_TO_ANNOTATION: &str = "sandlet.dev/seal-to";
+
+/// The annotation (`"true"`) asking that a sealed pod's logs be sealed too.
+pub const SEAL_LOGS_ANNOTATION: &str = "sandlet.dev/seal-logs";
+
 /// Kubernetes' default grace period for a pod without one.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
@@ -91,6 +98,15 @@ pub struct ContainerPlan {
     pub memory_limit: Option<u64>,
 }
 
+/// To whom a pod's results are sealed, and whether its logs are too.
+#[derive(Debug, Clone)]
+pub struct SealPlan {
+    pub recipient: sandlet_trust::seal::Recipient,
+    /// Whether the container logs are sealed (kept in memory while the
+    /// container runs and written as one sealed block when it ends).
+    pub logs: bool,
+}
+
 /// A pod this node can run.
 #[derive(Debug, Clone)]
 pub struct PodPlan {
@@ -107,6 +123,8 @@ pub struct PodPlan {
     pub datasets: Vec<String>,
     pub image_pull_secrets: Vec<String>,
     pub service_account: String,
+    /// `sandlet.dev/seal-to`: results (and logs, if asked) sealed.
+    pub seal: Option<SealPlan>,
 }
 
 impl PodPlan {
@@ -147,6 +165,7 @@ impl PodPlan {
             }
         };
         let datasets = granted_datasets(pod, &namespace, data)?;
+        let seal = seal_plan(pod)?;
         Ok(PodPlan {
             namespace,
             name: meta.name.clone().unwrap_or_default(),
@@ -175,7 +194,45 @@ impl PodPlan {
                 .service_account_name
                 .clone()
                 .unwrap_or_else(|| "default".into()),
+            seal,
         })
+    }
+}
+
+/// The pod's sealing annotations, checked: a recipient that is not an age
+/// X25519 one, or logs sealed to no one, is a spec to fix, never a reason
+/// to run with results in the clear.
+fn seal_plan(pod: &Pod) -> Result<Option<SealPlan>, Rejection> {
+    let annotations = pod.metadata.annotations.as_ref();
+    let get = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
+    let logs = match get(SEAL_LOGS_ANNOTATION).map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(reject(
+                "InvalidPodSpec",
+                format!(
+                    "annotation {SEAL_LOGS_ANNOTATION}: {other:?} is not \"true\" or \"false\""
+                ),
+            ));
+        }
+    };
+    match get(SEAL_TO_ANNOTATION) {
+        None if logs => Err(reject(
+            "InvalidPodSpec",
+            format!(
+                "annotation {SEAL_LOGS_ANNOTATION} asks for sealed logs, but {SEAL_TO_ANNOTATION} names no recipient"
+            ),
+        )),
+        None => Ok(None),
+        Some(text) => sandlet_trust::seal::Recipient::parse(text)
+            .map(|recipient| Some(SealPlan { recipient, logs }))
+            .map_err(|e| {
+                reject(
+                    "InvalidPodSpec",
+                    format!("annotation {SEAL_TO_ANNOTATION}: {e}"),
+                )
+            }),
     }
 }
 
@@ -673,5 +730,59 @@ mod tests {
         assert!(RestartPolicy::OnFailure.restarts(1));
         assert!(!RestartPolicy::OnFailure.restarts(0));
         assert!(!RestartPolicy::Never.restarts(1));
+    }
+
+    #[test]
+    fn seal_annotations_name_an_age_recipient_and_optionally_the_logs() {
+        let (_, recipient) = sandlet_trust::seal::generate_identity();
+        let with = |pairs: &[(&str, &str)]| {
+            let mut p = basic(serde_json::json!({}));
+            p.metadata.annotations = Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+            PodPlan::from_pod(&p, None)
+        };
+        assert!(with(&[]).unwrap().seal.is_none());
+        let plan = with(&[(SEAL_TO_ANNOTATION, recipient.as_str())]).unwrap();
+        let seal = plan.seal.unwrap();
+        assert_eq!(seal.recipient.as_str(), recipient.as_str());
+        assert!(!seal.logs);
+        let plan = with(&[
+            (SEAL_TO_ANNOTATION, &format!(" {} ", recipient.as_str())),
+            (SEAL_LOGS_ANNOTATION, "true"),
+        ])
+        .unwrap();
+        assert!(plan.seal.unwrap().logs);
+        // Mistakes are refused, never run in the clear.
+        let ssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5 me@host";
+        for (pairs, expected) in [
+            (
+                vec![(SEAL_TO_ANNOTATION, "age1notakey")],
+                "annotation sandlet.dev/seal-to: \"age1notakey\" is not an age X25519 recipient",
+            ),
+            (
+                vec![(SEAL_TO_ANNOTATION, ssh)],
+                "is not an age X25519 recipient",
+            ),
+            (
+                vec![(SEAL_TO_ANNOTATION, "")],
+                "is not an age X25519 recipient",
+            ),
+            (vec![(SEAL_LOGS_ANNOTATION, "true")], "names no recipient"),
+            (
+                vec![
+                    (SEAL_TO_ANNOTATION, recipient.as_str()),
+                    (SEAL_LOGS_ANNOTATION, "yes"),
+                ],
+                "\"yes\" is not \"true\" or \"false\"",
+            ),
+        ] {
+            let e = with(&pairs).unwrap_err();
+            assert_eq!(e.reason, "InvalidPodSpec");
+            assert!(e.message.contains(expected), "{pairs:?}: {e}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 //!   pushing them, registry credentials;
 //! - [`signatures`]: cosign signature artifacts beside modules, written and
 //!   checked (format from `sandlet-trust`);
+//! - [`results`]: sealed results too large for a termination message,
+//!   stored as artifacts beside their module;
 //! - [`pull`]: `imagePullPolicy`, the reference index and pull back-off.
 //!
 //! It knows nothing of wasmtime (the engine precompiles what the store
@@ -19,6 +21,7 @@
 pub mod admission;
 pub mod oci;
 pub mod pull;
+pub mod results;
 pub mod signatures;
 pub mod store;
 

@@ -370,6 +370,59 @@ impl Registry {
         })
     }
 
+    /// The blob `layer` of `reference`'s repository, whole in memory: at
+    /// most `cap` bytes (the descriptor's size is checked first, and a
+    /// registry that sends more than it said is cut off), and only if the
+    /// bytes hash to the descriptor's digest.
+    pub(crate) async fn fetch_small_blob(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        layer: &OciDescriptor,
+        cap: u64,
+    ) -> Result<Vec<u8>, OciError> {
+        use futures_util::StreamExt as _;
+        use sha2::Digest as _;
+        let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
+        if size > cap {
+            return Err(OciError::Registry {
+                reference: reference.whole(),
+                reason: format!(
+                    "blob {} is {} bytes, over the limit of {cap}",
+                    layer.digest, layer.size
+                ),
+            });
+        }
+        let mut stream = self
+            .client(reference.resolve_registry(), auth)
+            .pull_blob_stream(reference, layer)
+            .await
+            .map_err(|e| classify(reference, e))?
+            .stream;
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| OciError::Unreachable {
+                registry: reference.resolve_registry().to_owned(),
+                reason: e.to_string(),
+            })?;
+            if (bytes.len() + chunk.len()) as u64 > size {
+                return Err(OciError::Verification {
+                    reference: reference.whole(),
+                    reason: format!("blob {} is longer than its {size} bytes", layer.digest),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let actual = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+        if actual != layer.digest {
+            return Err(OciError::Verification {
+                reference: reference.whole(),
+                reason: format!("blob {} hashes to {actual}", layer.digest),
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Publishes `module` under `reference` as a one-layer wasm artifact and
     /// returns the manifest's digest.
     pub async fn push(

@@ -162,6 +162,12 @@ impl ImagePuller {
         })
     }
 
+    /// The registry client modules are pulled with (the node stores sealed
+    /// results through it too).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// Replaces the back-off window (tests use milliseconds).
     pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
         self.base = base;

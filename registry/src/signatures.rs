@@ -305,7 +305,6 @@ impl Registry {
             return Err(unsigned(reference, "it has no signature"));
         };
         let signatures = signature_reference(reference, digest);
-        let client = self.client(reference.resolve_registry(), auth);
         let repository = format!(
             "{}/{}",
             reference.resolve_registry(),
@@ -333,17 +332,18 @@ impl Registry {
             let payload = if layer.digest == expected_digest {
                 expected.clone()
             } else {
-                let mut payload = Vec::new();
-                client
-                    .pull_blob(&signatures, layer, &mut payload)
+                match self
+                    .fetch_small_blob(&signatures, auth, layer, MAX_PAYLOAD_BYTES as u64)
                     .await
-                    .map_err(|e| classify(&signatures, e))?;
-                payload
+                {
+                    Ok(payload) => payload,
+                    Err(OciError::Verification { .. }) => {
+                        reasons.push("a payload that does not match its digest".to_owned());
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                }
             };
-            if sha256(&payload) != layer.digest {
-                reasons.push("a payload that does not match its digest".to_owned());
-                continue;
-            }
             match cosign::verify(&payload, signature, &digest.to_string(), keys) {
                 Ok(key) => return Ok(key.fingerprint()),
                 Err(rejected) => reasons.push(rejected.to_string()),

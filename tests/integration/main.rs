@@ -26,6 +26,7 @@ mod queries;
 mod registry;
 mod runtime;
 mod sandbox;
+mod sealing;
 mod signing;
 mod v6platform;
 mod vantage6;

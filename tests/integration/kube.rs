@@ -1054,6 +1054,24 @@ fn kube_the_demo_federated_mean_equals_the_direct_mean() {
             "no timeline for station {station}:\n{stdout}"
         );
     }
+    // The stations ran only the reviewer's signed module, and every
+    // partial reached the researcher sealed, opened with their key.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("signed sha256:")),
+        "the module was not signed:\n{stdout}"
+    );
+    for station in ["north", "east", "south"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("station {station} "))
+                    && l.contains("partial sealed (")
+                    && l.contains("opened: {\"sum\":")),
+            "no sealed partial of {station}:\n{stdout}"
+        );
+    }
     // The central step ran twice: as wasm on a sandlet node, and as a
     // container Job on the GPU worker, which saw its device.
     let gpu = number("the same, central step as a GPU container Job");

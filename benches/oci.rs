@@ -1,6 +1,7 @@
 //! Module delivery benchmarks: starting a cached module against one already
-//! in memory, and pulling a 10 MB module from a loopback registry against
-//! plain disk I/O of the same bytes.
+//! in memory, pulling a 10 MB module from a loopback registry against
+//! plain disk I/O of the same bytes, and what signature checks add to a
+//! cached start and to an uncached one.
 //!
 //! `cargo bench --bench oci` (needs Debian's docker-registry; results in
 //! BENCHMARKS.md).
@@ -192,5 +193,143 @@ fn pull_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, start_benches, pull_benches);
+/// Signature verification (issue 18), side by side: the same module stored
+/// on the node, admitted by an allow-list without keys and by one that
+/// names the key that signed it. Cached: the reference index and the
+/// signature remembered with it (imagePullPolicy IfNotPresent). Uncached: a
+/// fresh client resolving the reference (the module already stored, so
+/// nothing is downloaded), with and without the signature check.
+fn signature_benches(c: &mut Criterion) {
+    use sandlet_registry::admission::AllowRule;
+    use sandlet_registry::pull::{ImagePuller, PullPolicy};
+
+    let guests = fixtures::guests();
+    let module = std::fs::read(&guests.hello).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let test_registry = registry::TestRegistry::start(registry::RegistrySetup::default());
+    let addr = test_registry.addr.clone();
+    let reference = format!("{addr}/bench/signed:v1");
+    let fresh_client = || {
+        Arc::new(
+            Registry::new(&RegistryOptions {
+                insecure: vec![addr.clone()],
+                ca_file: None,
+            })
+            .unwrap(),
+        )
+    };
+    let anonymous = Credentials::anonymous();
+    let key = sandlet_trust::PrivateKey::generate();
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("reviewer.pub"), key.public().to_pem()).unwrap();
+    rt.block_on(async {
+        let client = fresh_client();
+        client.push(&module, &reference, &anonymous).await.unwrap();
+        client.sign(&reference, &anonymous, &key).await.unwrap();
+    });
+    let keyed = AllowList::new(
+        vec![AllowRule {
+            repository: format!("{addr}/bench/*"),
+            digests: None,
+            keys: Some(vec!["reviewer.pub".into()]),
+        }],
+        keys.path(),
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let store = Arc::new(ModuleStore::open(&state.path().join("modules"), 1 << 30).unwrap());
+    let plain_state = tempfile::tempdir().unwrap();
+    let signed_state = tempfile::tempdir().unwrap();
+    let plain = ImagePuller::new(
+        fresh_client(),
+        store.clone(),
+        AllowList::allow_all(),
+        plain_state.path(),
+    )
+    .unwrap();
+    let signed = ImagePuller::new(
+        fresh_client(),
+        store.clone(),
+        keyed.clone(),
+        signed_state.path(),
+    )
+    .unwrap();
+    rt.block_on(async {
+        plain
+            .ensure(&reference, PullPolicy::IfNotPresent, &anonymous)
+            .await
+            .unwrap();
+        let pulled = signed
+            .ensure(&reference, PullPolicy::IfNotPresent, &anonymous)
+            .await
+            .unwrap();
+        assert!(pulled.signed_by.is_some());
+    });
+
+    let mut group = c.benchmark_group("signature verification (hello, loopback registry)");
+    group.bench_function(
+        "cached start: stored module, allow-list without keys",
+        |b| {
+            b.iter(|| {
+                rt.block_on(plain.ensure(&reference, PullPolicy::IfNotPresent, &anonymous))
+                    .unwrap()
+            })
+        },
+    );
+    group.bench_function(
+        "cached start: stored module, allow-list with keys (signature remembered)",
+        |b| {
+            b.iter(|| {
+                let pulled = rt
+                    .block_on(signed.ensure(&reference, PullPolicy::IfNotPresent, &anonymous))
+                    .unwrap();
+                assert!(pulled.signed_by.is_some());
+                pulled
+            })
+        },
+    );
+    group.bench_function("uncached: resolve with a fresh client, no keys", |b| {
+        b.iter_batched(
+            fresh_client,
+            |client| {
+                rt.block_on(client.pull(&reference, &anonymous, &store, &AllowList::allow_all()))
+                    .unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function(
+        "uncached: resolve with a fresh client + signature check",
+        |b| {
+            b.iter_batched(
+                fresh_client,
+                |client| {
+                    let pulled = rt
+                        .block_on(client.pull(&reference, &anonymous, &store, &keyed))
+                        .unwrap();
+                    assert!(pulled.signed_by.is_some() && !pulled.downloaded);
+                    pulled
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    group.bench_function(
+        "a warm client resolving the reference (one manifest request)",
+        |b| {
+            let client = fresh_client();
+            b.iter(|| {
+                rt.block_on(client.pull(&reference, &anonymous, &store, &AllowList::allow_all()))
+                    .unwrap()
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, start_benches, pull_benches, signature_benches);
 criterion_main!(benches);

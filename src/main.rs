@@ -320,7 +320,9 @@ struct SignArgs {
     /// The module, e.g. 127.0.0.1:5000/algorithms/hello:v1 (its manifest
     /// digest is what is signed).
     reference: String,
-    /// The ECDSA P-256 private key (PEM, as openssl writes it).
+    /// The ECDSA P-256 private key: PEM as openssl writes it, or cosign's
+    /// encrypted key (`cosign generate-key-pair`; its password from
+    /// $COSIGN_PASSWORD).
     #[arg(long, value_name = "KEY.pem")]
     key: PathBuf,
 }
@@ -888,10 +890,15 @@ async fn pull_into(
 /// `sandlet sign`: exit 0 with the signed digest, 2 when the key, the
 /// registry or the reference is wrong.
 async fn sign(args: SignArgs) -> ExitCode {
+    // cosign's encrypted keys take their password from COSIGN_PASSWORD, as
+    // cosign does.
+    let password = std::env::var_os("COSIGN_PASSWORD").map(|p| p.into_encoded_bytes());
     let key = match std::fs::read_to_string(&args.key)
         .map_err(|e| e.to_string())
-        .and_then(|text| sandlet_trust::PrivateKey::from_pem(&text).map_err(|e| e.to_string()))
-    {
+        .and_then(|text| {
+            sandlet_trust::PrivateKey::from_encrypted_pem(&text, password.as_deref())
+                .map_err(|e| e.to_string())
+        }) {
         Ok(key) => key,
         Err(reason) => return fail(format!("--key {}: {reason}", args.key.display())),
     };

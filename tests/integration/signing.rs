@@ -146,12 +146,71 @@ fn signatures_verify_only_for_their_digest_and_a_trusted_key() {
     registry.start_again();
     assert_eq!(verify(&registry, &hello, &[&author_pub]).code, Some(0));
 
+    // A key as `cosign generate-key-pair` writes it (encrypted; this one
+    // with an empty password: sigstore-rs's interoperability vector
+    // cosign_generated_encrypted_empty_private.key), its password from
+    // COSIGN_PASSWORD as cosign takes it.
+    let cosign_key = dir.path().join("cosign.key");
+    std::fs::write(&cosign_key, COSIGN_KEY).unwrap();
+    let cosign_sign = |password: Option<&str>| {
+        let mut command = crate::fixtures::sandlet();
+        command.args([
+            "sign",
+            "--insecure-registry",
+            &registry.addr,
+            &stats,
+            "--key",
+            cosign_key.to_str().unwrap(),
+        ]);
+        match password {
+            Some(password) => command.env("COSIGN_PASSWORD", password),
+            None => command.env_remove("COSIGN_PASSWORD"),
+        };
+        Ran::from(command.output().unwrap())
+    };
+    cosign_sign(None).assert_sandlet_error("its password is needed (COSIGN_PASSWORD)");
+    cosign_sign(Some("guess")).assert_sandlet_error("cannot be decrypted with this password");
+    let ran = cosign_sign(Some(""));
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let cosign_pub = dir.path().join("cosign.pub");
+    let fingerprint = ran.stdout.trim().rsplit(' ').next().unwrap().to_owned();
+    std::fs::write(
+        &cosign_pub,
+        sandlet_trust::PrivateKey::from_encrypted_pem(COSIGN_KEY, Some(b""))
+            .unwrap()
+            .public()
+            .to_pem(),
+    )
+    .unwrap();
+    let ran = verify(&registry, &stats, &[cosign_pub.to_str().unwrap()]);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert!(
+        ran.stdout.ends_with(&format!("{fingerprint}\n")),
+        "{ran:#?}"
+    );
+
     // Bad key files are named.
     let ran = verify(&registry, &hello, &[&author]);
     ran.assert_sandlet_error("holds a PEM EC PRIVATE KEY, not PUBLIC KEY");
     let ran = sign(&registry, &hello, &author_pub);
     ran.assert_sandlet_error("holds a PEM PUBLIC KEY, not EC PRIVATE KEY or PRIVATE KEY");
 }
+
+/// Written by `cosign generate-key-pair` with an empty password (kept by
+/// sigstore-rs as tests/data/keys/cosign_generated_encrypted_empty_private.key,
+/// Apache-2.0).
+const COSIGN_KEY: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
+eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
+OCwicCI6MX0sInNhbHQiOiJFY3pJR3Z0bnpFcCsxaEpudERnbGI1UnoxN3gwQVMy
+YklvWGRNcDQrU1NJPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
+Iiwibm9uY2UiOiJtSVVKbG1OMzNINExvZ0dhaG5MamdmK3R4SmJwci93MCJ9LCJj
+aXBoZXJ0ZXh0IjoiM3FtS2FidXRuYm1WT1IvTkZGM2NDaUErTXp1WWQ5L0VERDVI
+MVlUSGhQVzZsSzAvdjVqdDZCQzlsME12NGV5am9qZkl0d3B6a2JJOXQrZGx5VXZ3
+VUgvMWZjbkFZT2dEdXRLQzkvSkNiOE02SVY2VHpVaDF5c0ZFWDFzeG9xb1FzeUpL
+bjM0UVlldFNlaVdDaGtmUHUyZXByQjFEV0pwekdzTGZIakxNVTkzOEdmNk1xM1A0
+N0ZSd2syZzY1cFZnSGMwVWV1L1N1OUs0Zmc9PSJ9
+-----END ENCRYPTED SIGSTORE PRIVATE KEY-----
+";
 
 fn sig_tag(digest: &str) -> String {
     format!("{}.sig", digest.replace(':', "-"))

@@ -2,7 +2,10 @@
 //! `PUBLIC KEY` (SubjectPublicKeyInfo, also what `cosign generate-key-pair`
 //! writes), private keys as PEM `EC PRIVATE KEY` (SEC1, with or without the
 //! `EC PARAMETERS` block `openssl ecparam -genkey` puts before it) or
-//! `PRIVATE KEY` (PKCS#8).
+//! `PRIVATE KEY` (PKCS#8), and cosign's own encrypted private keys (PEM
+//! `ENCRYPTED SIGSTORE PRIVATE KEY` or the older `ENCRYPTED COSIGN PRIVATE
+//! KEY`: PKCS#8 sealed with NaCl secretbox under a scrypt-derived key), given
+//! their password.
 //!
 //! This module owns reading key files into keys; a refusal names what the
 //! file holds instead. It must never accept a key of another curve or
@@ -24,7 +27,23 @@ pub enum KeyError {
     },
     #[error("is not an ECDSA P-256 key ({0})")]
     NotP256(String),
+    #[error("is an encrypted cosign key: its password is needed (COSIGN_PASSWORD)")]
+    NeedsPassword,
+    #[error("cannot be decrypted with this password (or is damaged)")]
+    WrongPassword,
+    #[error("is not a cosign encrypted key as cosign writes it: {0}")]
+    NotCosign(String),
 }
+
+/// The PEM labels of cosign's encrypted private keys, newest first.
+const COSIGN_LABELS: [&str; 2] = [
+    "ENCRYPTED SIGSTORE PRIVATE KEY",
+    "ENCRYPTED COSIGN PRIVATE KEY",
+];
+
+/// The most memory an encrypted key's scrypt parameters may ask for
+/// (128 * r * N bytes); cosign's own take 64 MiB.
+const MAX_SCRYPT_BYTES: u64 = 256 << 20;
 
 /// A public key that module signatures are checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +103,28 @@ pub struct PrivateKey {
 }
 
 impl PrivateKey {
+    /// Whether `text` holds one of cosign's encrypted private keys, which
+    /// [`PrivateKey::from_encrypted_pem`] reads with a password.
+    pub fn is_encrypted(text: &str) -> bool {
+        COSIGN_LABELS
+            .iter()
+            .any(|label| block(text, label).is_some())
+    }
+
+    /// Reads a key [`PrivateKey::from_pem`] reads, or one of cosign's
+    /// encrypted ones with `password` (cosign's `COSIGN_PASSWORD`; `None`
+    /// when none was given).
+    pub fn from_encrypted_pem(text: &str, password: Option<&[u8]>) -> Result<PrivateKey, KeyError> {
+        let Some(block) = COSIGN_LABELS.iter().find_map(|label| block(text, label)) else {
+            return Self::from_pem(text);
+        };
+        let password = password.ok_or(KeyError::NeedsPassword)?;
+        let der = cosign_decrypt(block, password)?;
+        SigningKey::from_pkcs8_der(&der)
+            .map(|key| PrivateKey { key })
+            .map_err(|e| KeyError::NotP256(e.to_string()))
+    }
+
     /// Reads a PEM `EC PRIVATE KEY` (SEC1) or `PRIVATE KEY` (PKCS#8).
     pub fn from_pem(text: &str) -> Result<PrivateKey, KeyError> {
         const EXPECTED: &str = "EC PRIVATE KEY or PRIVATE KEY";
@@ -124,6 +165,97 @@ impl PrivateKey {
     pub(crate) fn signing(&self) -> &SigningKey {
         &self.key
     }
+}
+
+/// cosign's encrypted key format: the PEM body is JSON naming the KDF
+/// (scrypt, with its parameters and salt) and the cipher (NaCl secretbox,
+/// with its nonce) of the ciphertext, a PKCS#8 DER key.
+fn cosign_decrypt(block: &str, password: &[u8]) -> Result<Vec<u8>, KeyError> {
+    use base64::Engine as _;
+    use crypto_secretbox::aead::{Aead, KeyInit};
+
+    #[derive(serde::Deserialize)]
+    struct Sealed {
+        kdf: Kdf,
+        cipher: Cipher,
+        ciphertext: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Kdf {
+        name: String,
+        params: Params,
+        salt: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(rename = "N")]
+        n: u64,
+        r: u32,
+        p: u32,
+    }
+    #[derive(serde::Deserialize)]
+    struct Cipher {
+        name: String,
+        nonce: String,
+    }
+
+    let bad = |why: String| KeyError::NotCosign(why);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body: String = block
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    let json = b64
+        .decode(body)
+        .map_err(|e| bad(format!("its body is not base64 ({e})")))?;
+    let sealed: Sealed = serde_json::from_slice(&json)
+        .map_err(|e| bad(format!("its body is not cosign's JSON ({e})")))?;
+    if sealed.kdf.name != "scrypt" {
+        return Err(bad(format!(
+            "key derivation {:?}, not scrypt",
+            sealed.kdf.name
+        )));
+    }
+    if sealed.cipher.name != "nacl/secretbox" {
+        return Err(bad(format!(
+            "cipher {:?}, not nacl/secretbox",
+            sealed.cipher.name
+        )));
+    }
+    let Params { n, r, p } = sealed.kdf.params;
+    if !n.is_power_of_two() || n < 2 {
+        return Err(bad(format!("scrypt N = {n} is not a power of two")));
+    }
+    if 128 * u64::from(r) * n > MAX_SCRYPT_BYTES || p == 0 || p > 16 {
+        return Err(bad(format!(
+            "scrypt parameters N = {n}, r = {r}, p = {p} ask for more than {} MiB or are out of range",
+            MAX_SCRYPT_BYTES >> 20
+        )));
+    }
+    let params = scrypt::Params::new(n.trailing_zeros() as u8, r, p, 32)
+        .map_err(|e| bad(format!("scrypt parameters: {e}")))?;
+    let salt = b64
+        .decode(&sealed.kdf.salt)
+        .map_err(|e| bad(format!("salt: {e}")))?;
+    let nonce = b64
+        .decode(&sealed.cipher.nonce)
+        .map_err(|e| bad(format!("nonce: {e}")))?;
+    if nonce.len() != 24 {
+        return Err(bad(format!("a nonce of {} bytes, not 24", nonce.len())));
+    }
+    let ciphertext = b64
+        .decode(&sealed.ciphertext)
+        .map_err(|e| bad(format!("ciphertext: {e}")))?;
+    let mut key = [0u8; 32];
+    scrypt::scrypt(password, &salt, &params, &mut key).map_err(|e| bad(format!("scrypt: {e}")))?;
+    let cipher = crypto_secretbox::XSalsa20Poly1305::new(&key.into());
+    cipher
+        .decrypt(
+            crypto_secretbox::Nonce::from_slice(&nonce),
+            ciphertext.as_slice(),
+        )
+        .map_err(|_| KeyError::WrongPassword)
 }
 
 /// The labels of the PEM blocks in `text`, in order.
@@ -231,5 +363,133 @@ mod tests {
             },
             "a private key given where a public one belongs"
         );
+    }
+
+    /// Written by `cosign generate-key-pair` with an empty password
+    /// (sigstore-rs keeps it as an interoperability vector:
+    /// tests/data/keys/cosign_generated_encrypted_empty_private.key,
+    /// Apache-2.0).
+    const COSIGN_EMPTY_PASSWORD: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
+eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
+OCwicCI6MX0sInNhbHQiOiJFY3pJR3Z0bnpFcCsxaEpudERnbGI1UnoxN3gwQVMy
+YklvWGRNcDQrU1NJPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
+Iiwibm9uY2UiOiJtSVVKbG1OMzNINExvZ0dhaG5MamdmK3R4SmJwci93MCJ9LCJj
+aXBoZXJ0ZXh0IjoiM3FtS2FidXRuYm1WT1IvTkZGM2NDaUErTXp1WWQ5L0VERDVI
+MVlUSGhQVzZsSzAvdjVqdDZCQzlsME12NGV5am9qZkl0d3B6a2JJOXQrZGx5VXZ3
+VUgvMWZjbkFZT2dEdXRLQzkvSkNiOE02SVY2VHpVaDF5c0ZFWDFzeG9xb1FzeUpL
+bjM0UVlldFNlaVdDaGtmUHUyZXByQjFEV0pwekdzTGZIakxNVTkzOEdmNk1xM1A0
+N0ZSd2syZzY1cFZnSGMwVWV1L1N1OUs0Zmc9PSJ9
+-----END ENCRYPTED SIGSTORE PRIVATE KEY-----
+";
+
+    /// The older label, password "123" (sigstore-rs:
+    /// tests/data/keys/ecdsa_encrypted_private.key, Apache-2.0).
+    const COSIGN_PASSWORD_123: &str = "-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----
+eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjozMjc2OCwiciI6
+OCwicCI6MX0sInNhbHQiOiIrRFJrTXNRZmNUNTNKNCs1Y3VkUnlnWTUyWUMrK0RW
+TmxaSTN4VnlwWFlvPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
+Iiwibm9uY2UiOiJnNTFORnBqQUxlemhvbGVWTWVjUFJUNUErMVhMcDAxeiJ9LCJj
+aXBoZXJ0ZXh0Ijoib0YvN09mOGlQRDlkNlc2Mk5SWGVibEszWXZmNFFucTZORm16
+Q0VyV2FTVUJOZTNXSFJiRVNYK2dJOCszejg4TDBDVXlWdm9LTHhuR0xhVnhnczVD
+YUdyekcrMWxFTEI1cGRMVmZXd1VlQzlLelNab0hxZHZLaUsvUmNodVhpS0VqYmdv
+ajNGd2pMcmhEYkY5a2lVWk93REpuT01kUkoxNnI3emxjRHdwT3htOXFrbWFDWDlB
+VjQ4b1RXVG0rQXExOHlDZE50MDYybGdudVE9PSJ9
+-----END ENCRYPTED COSIGN PRIVATE KEY-----
+";
+
+    #[test]
+    fn cosigns_encrypted_keys_open_with_their_password_only() {
+        for (text, password) in [
+            (COSIGN_EMPTY_PASSWORD, &b""[..]),
+            (COSIGN_PASSWORD_123, &b"123"[..]),
+        ] {
+            assert!(PrivateKey::is_encrypted(text));
+            let key = PrivateKey::from_encrypted_pem(text, Some(password)).unwrap();
+            // It signs, and its public half verifies what it signed.
+            let payload = crate::cosign::payload("r/m", "sha256:00");
+            let signature = crate::cosign::sign(&key, &payload);
+            let public = [key.public()];
+            assert!(crate::cosign::verify(&payload, &signature, "sha256:00", &public).is_ok());
+            assert_eq!(
+                PrivateKey::from_encrypted_pem(text, None).unwrap_err(),
+                KeyError::NeedsPassword
+            );
+            assert_eq!(
+                PrivateKey::from_encrypted_pem(text, Some(b"wrong")).unwrap_err(),
+                KeyError::WrongPassword
+            );
+            // Without the password path, the label is named.
+            let e = PrivateKey::from_pem(text).unwrap_err();
+            assert!(matches!(e, KeyError::WrongKind { .. }), "{e}");
+        }
+        // A plain key reads the same with or without a password.
+        assert!(!PrivateKey::is_encrypted("-----BEGIN EC PRIVATE KEY-----"));
+        let text =
+            String::from_utf8(openssl(&["ecparam", "-name", "prime256v1", "-genkey"])).unwrap();
+        assert!(PrivateKey::from_encrypted_pem(&text, Some(b"x")).is_ok());
+    }
+
+    #[test]
+    fn damaged_or_hostile_cosign_keys_are_refused_by_name() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let wrap = |json: &str| {
+            format!(
+                "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
+                b64.encode(json)
+            )
+        };
+        let salt = b64.encode([1u8; 32]);
+        let nonce = b64.encode([2u8; 24]);
+        let good_kdf =
+            format!(r#"{{"name":"scrypt","params":{{"N":1024,"r":8,"p":1}},"salt":"{salt}"}}"#);
+        let good_cipher = format!(r#"{{"name":"nacl/secretbox","nonce":"{nonce}"}}"#);
+        for (json, expected) in [
+            ("not json".to_owned(), "not cosign's JSON"),
+            (
+                format!(
+                    r#"{{"kdf":{{"name":"argon2","params":{{"N":1024,"r":8,"p":1}},"salt":"{salt}"}},"cipher":{good_cipher},"ciphertext":"AAAA"}}"#
+                ),
+                "key derivation \"argon2\", not scrypt",
+            ),
+            (
+                format!(
+                    r#"{{"kdf":{good_kdf},"cipher":{{"name":"aes","nonce":"{nonce}"}},"ciphertext":"AAAA"}}"#
+                ),
+                "cipher \"aes\"",
+            ),
+            (
+                format!(
+                    r#"{{"kdf":{{"name":"scrypt","params":{{"N":1000,"r":8,"p":1}},"salt":"{salt}"}},"cipher":{good_cipher},"ciphertext":"AAAA"}}"#
+                ),
+                "not a power of two",
+            ),
+            // 2^30 * 8 * 128 bytes of scrypt memory: refused before any work.
+            (
+                format!(
+                    r#"{{"kdf":{{"name":"scrypt","params":{{"N":1073741824,"r":8,"p":1}},"salt":"{salt}"}},"cipher":{good_cipher},"ciphertext":"AAAA"}}"#
+                ),
+                "ask for more than 256 MiB",
+            ),
+            (
+                format!(
+                    r#"{{"kdf":{good_kdf},"cipher":{{"name":"nacl/secretbox","nonce":"AAAA"}},"ciphertext":"AAAA"}}"#
+                ),
+                "a nonce of 3 bytes",
+            ),
+        ] {
+            let e = PrivateKey::from_encrypted_pem(&wrap(&json), Some(b"pw")).unwrap_err();
+            assert!(e.to_string().contains(expected), "{json}: {e}");
+        }
+        // Well-formed but not sealed under this password.
+        let e = PrivateKey::from_encrypted_pem(
+            &wrap(&format!(
+                r#"{{"kdf":{good_kdf},"cipher":{good_cipher},"ciphertext":"{}"}}"#,
+                b64.encode([0u8; 64])
+            )),
+            Some(b"pw"),
+        )
+        .unwrap_err();
+        assert_eq!(e, KeyError::WrongPassword);
     }
 }

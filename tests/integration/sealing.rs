@@ -326,6 +326,27 @@ fn kube_sealed_pods_show_only_ciphertext_and_the_requester_opens_them() {
         ),
     );
 
+    // A failing command whose log tail becomes its termination message
+    // (FallbackToLogsOnError): the tail is sealed like a result.
+    c.apply(
+        &ns,
+        &sealed_pod(
+            &wasm_pod(
+                "tail",
+                &node.name,
+                &hello,
+                &["--exit", "3", "leaked"],
+                "Never",
+            )
+            .replace(
+                "    image:",
+                "    terminationMessagePolicy: FallbackToLogsOnError\n    image:",
+            ),
+            &recipient,
+            false,
+        ),
+    );
+
     let pod = c.wait_phase(&ns, "partial", "Succeeded", LONG);
     let message = message_of(&pod);
     assert_sealed(&message);
@@ -386,6 +407,19 @@ fn kube_sealed_pods_show_only_ciphertext_and_the_requester_opens_them() {
     assert_eq!(
         open_as(&researcher, &logs).stdout,
         "arg: confidential\nhello from wasm\n"
+    );
+
+    let pod = c.wait_phase(&ns, "tail", "Failed", LONG);
+    let tail = message_of(&pod);
+    assert_sealed(&tail);
+    assert_eq!(
+        open_as(&researcher, &tail).stdout,
+        "arg: leaked\nhello from wasm\n"
+    );
+    // (Its log itself is not sealed: the pod did not ask.)
+    assert!(
+        c.kubectl(&["logs", "-n", &ns, "tail"])
+            .contains("arg: leaked")
     );
 
     // No plaintext anywhere else: the API server's pods and events, the

@@ -77,25 +77,14 @@ impl Cluster {
         command
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("PATH", &self.path)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("cannot run kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
+            .env("PATH", &self.path);
+        match stdin {
+            Some(input) => crate::fixtures::output_with_stdin(&mut command, input.as_bytes()),
+            None => command
+                .stdin(Stdio::null())
+                .output()
+                .expect("cannot run kubectl"),
         }
-        child.wait_with_output().unwrap()
     }
 
     /// `kubectl ARGS` running on, its stdout piped (for `--watch`).

@@ -150,6 +150,22 @@ pub fn sandlet() -> Command {
     command
 }
 
+/// Runs `command` with `input` on its stdin and its stdout and stderr
+/// captured.
+pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the command");
+    // A command that exits without reading its input is not an error here.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
+}
+
 /// What one `sandlet` invocation did.
 #[derive(Debug)]
 pub struct Ran {

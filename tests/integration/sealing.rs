@@ -5,14 +5,13 @@
 //! named identity opens a result, and no plaintext result reaches the
 //! termination message, the API server, the node's log or the audit log.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
 use crate::cluster::{TestNode, cluster, patients_station, push, wasm_pod, with_datasets};
-use crate::fixtures::{Ran, guests, run_sandlet, sandlet};
+use crate::fixtures::{Ran, guests, output_with_stdin, run_sandlet, sandlet};
 use crate::registry::{RegistrySetup, TestRegistry};
 
 const ARMOR: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
@@ -41,39 +40,15 @@ pub(crate) fn identity(dir: &Path, name: &str) -> (String, String) {
 
 /// `sandlet open ARGS...` with `input` on stdin.
 pub(crate) fn open(args: &[&str], input: &str) -> Ran {
-    let mut child = sandlet()
-        .arg("open")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap().into()
+    output_with_stdin(sandlet().arg("open").args(args), input.as_bytes()).into()
 }
 
 /// What the standard `age -d -i IDENTITY` makes of `sealed`.
 fn age_decrypt(identity: &str, sealed: &str) -> Result<String, String> {
-    let mut child = Command::new("age")
-        .args(["-d", "-i", identity])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sealed.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new("age").args(["-d", "-i", identity]),
+        sealed.as_bytes(),
+    );
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).unwrap())
     } else {

@@ -199,18 +199,7 @@ fn signatures_verify_only_for_their_digest_and_a_trusted_key() {
 /// Written by `cosign generate-key-pair` with an empty password (kept by
 /// sigstore-rs as tests/data/keys/cosign_generated_encrypted_empty_private.key,
 /// Apache-2.0).
-const COSIGN_KEY: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
-eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
-OCwicCI6MX0sInNhbHQiOiJFY3pJR3Z0bnpFcCsxaEpudERnbGI1UnoxN3gwQVMy
-YklvWGRNcDQrU1NJPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
-Iiwibm9uY2UiOiJtSVVKbG1OMzNINExvZ0dhaG5MamdmK3R4SmJwci93MCJ9LCJj
-aXBoZXJ0ZXh0IjoiM3FtS2FidXRuYm1WT1IvTkZGM2NDaUErTXp1WWQ5L0VERDVI
-MVlUSGhQVzZsSzAvdjVqdDZCQzlsME12NGV5am9qZkl0d3B6a2JJOXQrZGx5VXZ3
-VUgvMWZjbkFZT2dEdXRLQzkvSkNiOE02SVY2VHpVaDF5c0ZFWDFzeG9xb1FzeUpL
-bjM0UVlldFNlaVdDaGtmUHUyZXByQjFEV0pwekdzTGZIakxNVTkzOEdmNk1xM1A0
-N0ZSd2syZzY1cFZnSGMwVWV1L1N1OUs0Zmc9PSJ9
------END ENCRYPTED SIGSTORE PRIVATE KEY-----
-";
+const COSIGN_KEY: &str = include_str!("../../trust/testdata/cosign-generated-empty-password.key");
 
 fn sig_tag(digest: &str) -> String {
     format!("{}.sig", digest.replace(':', "-"))
@@ -243,22 +232,10 @@ fn manifest_digest(registry: &TestRegistry, repo: &str, tag: &str) -> String {
 
 /// `curl -sf ARGS...` with `body` on stdin; its stdout.
 fn curl(args: &[&str], body: Option<&[u8]>) -> Vec<u8> {
-    let mut command = Command::new("curl");
-    command
-        .arg("-sf")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().unwrap();
-        if let Some(body) = body {
-            stdin.write_all(body).unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = crate::fixtures::output_with_stdin(
+        Command::new("curl").arg("-sf").args(args),
+        body.unwrap_or_default(),
+    );
     assert!(out.status.success(), "curl {args:?}: {out:?}");
     out.stdout
 }

@@ -369,33 +369,12 @@ mod tests {
     /// (sigstore-rs keeps it as an interoperability vector:
     /// tests/data/keys/cosign_generated_encrypted_empty_private.key,
     /// Apache-2.0).
-    const COSIGN_EMPTY_PASSWORD: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
-eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
-OCwicCI6MX0sInNhbHQiOiJFY3pJR3Z0bnpFcCsxaEpudERnbGI1UnoxN3gwQVMy
-YklvWGRNcDQrU1NJPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
-Iiwibm9uY2UiOiJtSVVKbG1OMzNINExvZ0dhaG5MamdmK3R4SmJwci93MCJ9LCJj
-aXBoZXJ0ZXh0IjoiM3FtS2FidXRuYm1WT1IvTkZGM2NDaUErTXp1WWQ5L0VERDVI
-MVlUSGhQVzZsSzAvdjVqdDZCQzlsME12NGV5am9qZkl0d3B6a2JJOXQrZGx5VXZ3
-VUgvMWZjbkFZT2dEdXRLQzkvSkNiOE02SVY2VHpVaDF5c0ZFWDFzeG9xb1FzeUpL
-bjM0UVlldFNlaVdDaGtmUHUyZXByQjFEV0pwekdzTGZIakxNVTkzOEdmNk1xM1A0
-N0ZSd2syZzY1cFZnSGMwVWV1L1N1OUs0Zmc9PSJ9
------END ENCRYPTED SIGSTORE PRIVATE KEY-----
-";
+    const COSIGN_EMPTY_PASSWORD: &str =
+        include_str!("../testdata/cosign-generated-empty-password.key");
 
     /// The older label, password "123" (sigstore-rs:
     /// tests/data/keys/ecdsa_encrypted_private.key, Apache-2.0).
-    const COSIGN_PASSWORD_123: &str = "-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----
-eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjozMjc2OCwiciI6
-OCwicCI6MX0sInNhbHQiOiIrRFJrTXNRZmNUNTNKNCs1Y3VkUnlnWTUyWUMrK0RW
-TmxaSTN4VnlwWFlvPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
-Iiwibm9uY2UiOiJnNTFORnBqQUxlemhvbGVWTWVjUFJUNUErMVhMcDAxeiJ9LCJj
-aXBoZXJ0ZXh0Ijoib0YvN09mOGlQRDlkNlc2Mk5SWGVibEszWXZmNFFucTZORm16
-Q0VyV2FTVUJOZTNXSFJiRVNYK2dJOCszejg4TDBDVXlWdm9LTHhuR0xhVnhnczVD
-YUdyekcrMWxFTEI1cGRMVmZXd1VlQzlLelNab0hxZHZLaUsvUmNodVhpS0VqYmdv
-ajNGd2pMcmhEYkY5a2lVWk93REpuT01kUkoxNnI3emxjRHdwT3htOXFrbWFDWDlB
-VjQ4b1RXVG0rQXExOHlDZE50MDYybGdudVE9PSJ9
------END ENCRYPTED COSIGN PRIVATE KEY-----
-";
+    const COSIGN_PASSWORD_123: &str = include_str!("../testdata/sigstore-rs-password-123.key");
 
     #[test]
     fn cosigns_encrypted_keys_open_with_their_password_only() {

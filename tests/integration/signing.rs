@@ -547,6 +547,19 @@ fn a_station_that_names_keys_runs_only_modules_they_signed() {
         "{ran:#?}"
     );
 
+    // The tag moved to other code: the reviewer signed the old digest, not
+    // this one, so it is refused until the tag points back.
+    push(&registry, &guests().column_stats, "alg/hello:v1");
+    assert_not_allowed(
+        &at_station(&registry, "run", &strict, state, &hello),
+        "it has no signature",
+    );
+    push(&registry, &guests().hello, "alg/hello:v1");
+    assert_eq!(
+        at_station(&registry, "run", &strict, state, &hello).stdout,
+        "hello from wasm\n"
+    );
+
     // Rotation: stats signed by the successor only. The strict station
     // refuses it; one trusting both keys runs both modules.
     let ran = sign(&registry, &stats, &successor);

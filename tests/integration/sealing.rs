@@ -367,6 +367,15 @@ fn kube_sealed_pods_show_only_ciphertext_and_the_requester_opens_them() {
         .sum();
     assert_eq!(counted, 3000);
     open_as(&stranger, &pointer).assert_sandlet_error("not sealed for this identity");
+    // A pointer at something that is not a sealed result (a module), or at
+    // nothing, is named as such.
+    open_as(&researcher, &format!("sandlet-sealed-result: {hello}"))
+        .assert_sandlet_error("not a sealed result: its layer has media type \"application/wasm\"");
+    open_as(
+        &researcher,
+        &format!("sandlet-sealed-result: {}/alg/stats:gone", registry.addr),
+    )
+    .assert_sandlet_error("not found");
     assert!(
         c.events(&ns, "groups")
             .iter()

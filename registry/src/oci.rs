@@ -207,10 +207,10 @@ pub struct Registry {
     options: RegistryOptions,
     extra_root_certificates: Vec<Certificate>,
     clients: std::sync::Mutex<std::collections::HashMap<Digest, Client>>,
-    /// Which keys' signatures have verified for each manifest digest in
-    /// this process (key fingerprints), so a module's signature is fetched
-    /// and checked once. Only successes are kept: a signature added later
-    /// is found on the next pull.
+    /// Which keys' signatures have verified for each repository and
+    /// manifest digest in this process (key fingerprints), so a module's
+    /// signature is fetched and checked once. Only successes are kept: a
+    /// signature added later is found on the next pull.
     pub(crate) verified: crate::signatures::VerifiedCache,
 }
 
@@ -311,8 +311,8 @@ impl Registry {
     /// registry is contacted, then against the digests the registry reports
     /// before any byte of the module is downloaded; where its rule names
     /// keys, the manifest digest's signature is checked then too (once per
-    /// repository, digest and process), and a module without a valid one is refused as
-    /// [`OciError::NotAllowed`].
+    /// repository, digest and process), and a module without a valid one
+    /// is refused as [`OciError::NotAllowed`].
     pub async fn pull(
         &self,
         reference: &str,
@@ -399,7 +399,8 @@ impl Registry {
             .await
             .map_err(|e| classify(reference, e))?
             .stream;
-        let mut bytes = Vec::with_capacity(size as usize);
+        // What the descriptor claims is not trusted with memory up front.
+        let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| OciError::Unreachable {
                 registry: reference.resolve_registry().to_owned(),

@@ -618,13 +618,14 @@ async fn open(args: OpenArgs) -> ExitCode {
         Ok(bytes) => bytes,
         Err(e) => return fail(format!("{}: cannot read: {e}", args.input.display())),
     };
-    let text = String::from_utf8_lossy(&input);
-    let sealed = match sandlet_registry::results::parse_pointer(&text) {
-        None => input.clone(),
+    let pointer = sandlet_registry::results::parse_pointer(&String::from_utf8_lossy(&input))
+        .map(str::to_owned);
+    let sealed = match pointer {
+        None => input,
         Some(stored) => {
             let fetched = match registry_of(&args.registry) {
                 Ok((registry, credentials)) => registry
-                    .pull_sealed(stored, &credentials)
+                    .pull_sealed(&stored, &credentials)
                     .await
                     .map_err(|e| e.to_string()),
                 Err(reason) => Err(reason),

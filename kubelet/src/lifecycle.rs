@@ -630,7 +630,7 @@ impl Worker {
             // Sealed pods: the guest's answer (result or error) and its log
             // become ciphertext before anything records them.
             if let Some(log) = sealed_log {
-                self.write_sealed_log(plan, container, log);
+                self.write_sealed_log(container, log);
             }
             let outcome = match (outcome, &plan.seal) {
                 (Some(Ok(RunOutcome::Returned(answer))), Some(seal)) => {
@@ -797,9 +797,8 @@ impl Worker {
 
     /// Writes what the guest printed, sealed as one block, into the
     /// container's log file.
-    fn write_sealed_log(&self, plan: &PodPlan, container: &ContainerPlan, log: SealedLog) {
-        let Some(seal) = &plan.seal else { return };
-        let text = match sandlet_trust::seal::seal(&seal.recipient, &log.buffer.contents()) {
+    fn write_sealed_log(&self, container: &ContainerPlan, log: SealedLog) {
+        let text = match sandlet_trust::seal::seal(&log.recipient, &log.buffer.contents()) {
             Ok(sealed) => sealed,
             Err(error) => {
                 format!("sandlet: the log could not be sealed and is not kept: {error}\n")
@@ -1158,6 +1157,7 @@ impl Worker {
                     memory,
                     staged,
                     Some(SealedLog {
+                        recipient: seal.recipient.clone(),
                         buffer,
                         file: sinks,
                     }),
@@ -1251,9 +1251,10 @@ pub fn config_retry_delay(failures: u32, failing_for: Duration) -> Duration {
     }
 }
 
-/// A run whose log is sealed: what the guest printed, and the log file's
-/// sinks the sealed block goes to.
+/// A run whose log is sealed: to whom, what the guest printed, and the log
+/// file's sinks the sealed block goes to.
 struct SealedLog {
+    recipient: sandlet_trust::seal::Recipient,
     buffer: sandlet_runtime::output::MemorySink,
     file: sandlet_runtime::OutputSinks,
 }

@@ -322,11 +322,7 @@ impl Registry {
     ) -> Result<PulledModule, OciError> {
         let text = reference;
         let reference = parse_reference(reference)?;
-        let repository = format!(
-            "{}/{}",
-            reference.resolve_registry(),
-            reference.repository()
-        );
+        let repository = repository_name(&reference);
         // A repository no rule names is refused before any connection.
         allow.check_repository(text, &repository)?;
         let auth = credentials.for_registry(reference.resolve_registry());
@@ -435,21 +431,53 @@ impl Registry {
         let reference = parse_reference(reference)?;
         let auth = credentials.for_registry(reference.resolve_registry());
         let layer = ImageLayer::new(module.to_vec(), WASM_PUSH_LAYER_MEDIA_TYPE.to_owned(), None);
-        let config = Config::new(b"{}".to_vec(), WASM_CONFIG_MEDIA_TYPE.to_owned(), None);
-        let client = self.client(reference.resolve_registry(), &auth);
-        client
-            .push(&reference, &[layer], config, &auth, None)
+        self.push_one_layer(&reference, &auth, layer, WASM_CONFIG_MEDIA_TYPE)
             .await
-            .map_err(|e| classify(&reference, e))?;
-        let digest = client
-            .fetch_manifest_digest(&reference, &auth)
+    }
+
+    /// Pushes an artifact of `layer` and an empty (`{}`) config of
+    /// `config_media_type` as `reference`; the manifest digest.
+    pub(crate) async fn push_one_layer(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        layer: ImageLayer,
+        config_media_type: &str,
+    ) -> Result<Digest, OciError> {
+        let config = Config::new(b"{}".to_vec(), config_media_type.to_owned(), None);
+        self.client(reference.resolve_registry(), auth)
+            .push(reference, &[layer], config, auth, None)
             .await
-            .map_err(|e| classify(&reference, e))?;
+            .map_err(|e| classify(reference, e))?;
+        self.manifest_digest(reference, auth).await
+    }
+
+    /// The manifest digest `reference` resolves to.
+    pub(crate) async fn manifest_digest(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<Digest, OciError> {
+        let digest = self
+            .client(reference.resolve_registry(), auth)
+            .fetch_manifest_digest(reference, auth)
+            .await
+            .map_err(|e| classify(reference, e))?;
         digest.parse::<Digest>().map_err(|e| OciError::Registry {
             reference: reference.whole(),
             reason: e.to_string(),
         })
     }
+}
+
+/// `registry/path/name` of `reference`, without tag or digest: how the
+/// allow-list, signatures and messages name a repository.
+pub(crate) fn repository_name(reference: &Reference) -> String {
+    format!(
+        "{}/{}",
+        reference.resolve_registry(),
+        reference.repository()
+    )
 }
 
 fn is_wasm(layer: &OciDescriptor) -> bool {

@@ -13,11 +13,10 @@
 //! cannot open them), nor read more than [`MAX_SEALED_RESULT_BYTES`] of
 //! one.
 
-use oci_client::client::{Config, ImageLayer};
+use oci_client::client::ImageLayer;
 use oci_client::manifest::OciManifest;
 
-use crate::oci::{Credentials, OciError, Registry, classify, parse_reference};
-use sandlet_core::Digest;
+use crate::oci::{Credentials, OciError, Registry, classify, parse_reference, repository_name};
 
 /// Media type of the one layer: an ASCII-armored age file.
 pub const SEALED_RESULT_MEDIA_TYPE: &str = "application/vnd.sandlet.sealed-result.v1+age";
@@ -68,7 +67,6 @@ impl Registry {
             tag.to_owned(),
         );
         let auth = credentials.for_registry(target.resolve_registry());
-        let client = self.client(target.resolve_registry(), &auth);
         let layer = ImageLayer::new(
             sealed.to_vec(),
             SEALED_RESULT_MEDIA_TYPE.to_owned(),
@@ -80,28 +78,10 @@ impl Registry {
                 .into(),
             ),
         );
-        let config = Config::new(
-            b"{}".to_vec(),
-            SEALED_RESULT_CONFIG_MEDIA_TYPE.to_owned(),
-            None,
-        );
-        client
-            .push(&target, &[layer], config, &auth, None)
-            .await
-            .map_err(|e| classify(&target, e))?;
-        let digest = client
-            .fetch_manifest_digest(&target, &auth)
-            .await
-            .map_err(|e| classify(&target, e))?;
-        let digest = digest.parse::<Digest>().map_err(|e| OciError::Registry {
-            reference: target.whole(),
-            reason: e.to_string(),
-        })?;
-        Ok(format!(
-            "{}/{}@{digest}",
-            target.resolve_registry(),
-            target.repository()
-        ))
+        let digest = self
+            .push_one_layer(&target, &auth, layer, SEALED_RESULT_CONFIG_MEDIA_TYPE)
+            .await?;
+        Ok(format!("{}@{digest}", repository_name(&target)))
     }
 
     /// The sealed bytes stored at `reference` (what a pointer names).

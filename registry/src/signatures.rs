@@ -25,7 +25,7 @@ use sandlet_trust::cosign;
 use sandlet_trust::{PrivateKey, PublicKey};
 
 use super::admission::NotAllowed;
-use super::oci::{Credentials, OciError, Registry, classify, parse_reference};
+use super::oci::{Credentials, OciError, Registry, classify, parse_reference, repository_name};
 
 /// The most bytes one signature payload may have (cosign's are a few
 /// hundred).
@@ -103,23 +103,6 @@ fn unsigned(reference: &Reference, reason: impl std::fmt::Display) -> OciError {
 }
 
 impl Registry {
-    /// The manifest digest `reference` resolves to.
-    async fn manifest_digest(
-        &self,
-        reference: &Reference,
-        auth: &RegistryAuth,
-    ) -> Result<Digest, OciError> {
-        let digest = self
-            .client(reference.resolve_registry(), auth)
-            .fetch_manifest_digest(reference, auth)
-            .await
-            .map_err(|e| classify(reference, e))?;
-        digest.parse::<Digest>().map_err(|e| OciError::Registry {
-            reference: reference.whole(),
-            reason: e.to_string(),
-        })
-    }
-
     /// The signature artifact's manifest of `digest`, if there is one.
     async fn signature_manifest(
         &self,
@@ -156,11 +139,7 @@ impl Registry {
         let reference = parse_reference(reference)?;
         let auth = credentials.for_registry(reference.resolve_registry());
         let digest = self.manifest_digest(&reference, &auth).await?;
-        let repository = format!(
-            "{}/{}",
-            reference.resolve_registry(),
-            reference.repository()
-        );
+        let repository = repository_name(&reference);
         let payload = cosign::payload(&repository, &digest.to_string());
         let signature = cosign::sign(key, &payload);
         let existing = self
@@ -248,11 +227,7 @@ impl Registry {
         digest: &Digest,
         keys: &[PublicKey],
     ) -> Result<String, OciError> {
-        let repository = format!(
-            "{}/{}",
-            reference.resolve_registry(),
-            reference.repository()
-        );
+        let repository = repository_name(reference);
         if let Some(fingerprint) = self.verified.lookup(&repository, digest, keys) {
             return Ok(fingerprint);
         }
@@ -305,11 +280,7 @@ impl Registry {
             return Err(unsigned(reference, "it has no signature"));
         };
         let signatures = signature_reference(reference, digest);
-        let repository = format!(
-            "{}/{}",
-            reference.resolve_registry(),
-            reference.repository()
-        );
+        let repository = repository_name(reference);
         let expected = cosign::payload(&repository, &digest.to_string());
         let expected_digest = sha256(&expected);
         let mut reasons = Vec::new();

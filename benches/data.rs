@@ -1,5 +1,5 @@
-//! Data-query benchmarks on a generated 10-million-row CSV (issue 5's
-//! targets), all measured side by side in one run:
+//! Data-query benchmarks on a generated 10-million-row CSV, all measured
+//! side by side in one run:
 //!
 //! - what the disclosure checks cost per query (`QueryTimings::policy`:
 //!   the plan walk and guard placement), for queries of several shapes;
@@ -8,19 +8,20 @@
 //!   against the same SQL in DataFusion directly;
 //! - the same statistics in pandas, reading the same CSV;
 //! - the same guest with its queries on the audit record, against without
-//!   (issue 12: at most 10 % more);
+//!   (the target: at most 10 % more);
 //! - a query with a scalar subquery (a guard on each aggregate, row ids)
 //!   through the policy engine against DataFusion directly;
 //! - the policy engine against its oracle (`SANDLET_ORACLE_CASES`, default
 //!   2,000 random queries; the test runs 150);
-//! - a differentially private grouped mean (issue 17: within 1.2x of the
+//! - a differentially private grouped mean (the target: within 1.2x of the
 //!   same query without privacy), against the same query on the same file
 //!   under thresholds and in DataFusion directly, runs interleaved.
 //!   `SANDLET_DATA_ONLY=privacy` runs this part alone.
 //!
-//! `cargo bench --bench data` (results in BENCHMARKS.md). Environment:
-//! `SANDLET_BENCH_ROWS` (default 10,000,000), `SANDLET_BENCH_RUNS` (timed
-//! runs of each, default 5). The CSV is generated once into
+//! `cargo bench --bench data` (results in docs/developer/benchmarks.md).
+//! Environment: `SANDLET_BENCH_ROWS` (default 10,000,000),
+//! `SANDLET_BENCH_RUNS` (timed runs of each, default 5). The CSV is
+//! generated once into
 //! `$SANDLET_CACHE/bench-data/`; pandas is installed into
 //! `$SANDLET_CACHE/bench-venv` with pip when the system Python lacks it.
 
@@ -32,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use sandlet_data::{AuditLog, AuditTrail, Caller, DataAccess as _, GrantedDatasets, QueryTimings};
-use sandlet_kubelet::station::StationConfig;
 use sandlet_runtime::{EngineOptions, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
+use sandlet_station::StationConfig;
 
 #[allow(dead_code)]
 #[path = "../tests/integration/fixtures.rs"]
@@ -256,7 +257,7 @@ fn main() {
         (median(times), result)
     });
     // 3b. The same guest run with every query on the audit record, against
-    //     the same without, in alternate runs (issue 12: at most +10 %).
+    //     the same without, in alternate runs (the target: at most +10 %).
     let audit_dir = tempfile::tempdir().unwrap();
     let log = Arc::new(AuditLog::open(&audit_dir.path().join("audit")).unwrap());
     let trail = AuditTrail {

@@ -1,6 +1,6 @@
-//! Guest languages side by side (issue 14's targets): the column-stats
-//! algorithm in Rust, Python, JavaScript and C, each built from source
-//! (`sandlet build`), and per language
+//! Guest languages side by side: the column-stats algorithm in Rust,
+//! Python, JavaScript and C, each built from source (`sandlet build`), and
+//! per language
 //!
 //! - the component's size;
 //! - its first start: compiling it (`SandboxEngine::load`: compile and
@@ -13,10 +13,10 @@
 //! - the column-stats run itself, grouped by sex, over the same dataset
 //!   (one whole run each time, with a fresh grant as a pod would get).
 //!
-//! `cargo bench --bench languages` (results in BENCHMARKS.md). Environment:
-//! `SANDLET_BENCH_ROWS` (default 100,000), `SANDLET_BENCH_RUNS` (timed runs
-//! of each, default 10). Toolchains are installed with
-//! `scripts/toolchains` when missing.
+//! `cargo bench --bench languages` (results in
+//! docs/developer/benchmarks.md). Environment: `SANDLET_BENCH_ROWS`
+//! (default 100,000), `SANDLET_BENCH_RUNS` (timed runs of each, default
+//! 10). Toolchains are installed with `scripts/toolchains` when missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sandlet_data::GrantedDatasets;
-use sandlet_kubelet::station::StationConfig;
 use sandlet_runtime::{Digest, EngineOptions, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
+use sandlet_station::StationConfig;
 
 #[allow(dead_code)]
 #[path = "../tests/integration/fixtures.rs"]

@@ -4,7 +4,7 @@
 //! cached start and to an uncached one.
 //!
 //! `cargo bench --bench oci` (needs Debian's docker-registry; results in
-//! BENCHMARKS.md).
+//! docs/developer/benchmarks.md).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
-use sandlet_registry::admission::AllowList;
+use sandlet_registry::allow_list::AllowList;
 use sandlet_registry::oci::{Credentials, Registry, RegistryOptions};
 use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::precompiled::PrecompileCache;
@@ -193,14 +193,14 @@ fn pull_benches(c: &mut Criterion) {
     group.finish();
 }
 
-/// Signature verification (issue 18), side by side: the same module stored
-/// on the node, admitted by an allow-list without keys and by one that
+/// Signature verification, side by side: the same module stored on the
+/// node, admitted by an allow-list without keys and by one that
 /// names the key that signed it. Cached: the reference index and the
 /// signature remembered with it (imagePullPolicy IfNotPresent). Uncached: a
 /// fresh client resolving the reference (the module already stored, so
 /// nothing is downloaded), with and without the signature check.
 fn signature_benches(c: &mut Criterion) {
-    use sandlet_registry::admission::AllowRule;
+    use sandlet_registry::allow_list::AllowRule;
     use sandlet_registry::pull::{ImagePuller, PullPolicy};
 
     let guests = fixtures::guests();

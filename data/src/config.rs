@@ -1,4 +1,4 @@
-//! The datasets of the station file (CONTRACT.md section 4), validated.
+//! The datasets of the station file (docs/reference/station-file.md), validated.
 //!
 //! This is the second of two configuration stages for datasets: the station
 //! file (`sandlet-kubelet`'s `station` module) reads the YAML into

@@ -1,7 +1,7 @@
 //! The disclosure guard: the plan node that checks, while a query runs, that
 //! every group an aggregate makes summarises enough rows.
 //!
-//! The policy checker ([`super::policy`]) puts a [`GuardNode`] directly above
+//! The policy checker ([`super::disclosure`]) puts a [`GuardNode`] directly above
 //! every aggregate that reads dataset rows, wherever it stands in the plan,
 //! after adding to that aggregate what the guard counts:
 //!

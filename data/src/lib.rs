@@ -21,27 +21,27 @@
 //! query that is not on the record (see the README's "Datasets and
 //! policies" for what is enforced, and "What thresholds do not stop").
 
-mod audit;
 mod config;
-mod engine;
+mod disclosure;
 mod files;
 mod fixedsum;
+mod grants;
 mod guard;
-mod policy;
 mod postgres;
 mod private;
 mod raw;
 mod rowset;
 mod table;
+mod trail;
 
-pub use audit::{AuditTrail, QueryCounters, audit_dir, open_audit_log};
 pub use config::{
     DataConfig, DatasetConfig, DatasetError, DatasetSpec, DisclosurePolicy, SourceConfig,
 };
-pub use engine::{Budget, GrantError, GrantedDatasets, QueryTimings};
+pub use grants::{Budget, GrantError, GrantedDatasets, QueryTimings};
 pub use raw::{RAW_FILES_ROOT, RawFilesError, RawMount, exposed_dataset, raw_file_mounts};
 pub use sandlet_audit::{AuditLog, Caller, Decision, PrivacyEntry};
 pub use sandlet_core::data::{
     ColumnInfo, DataAccess, DatasetInfo, NoDatasets, QueryError, Table, Value,
 };
 pub use sandlet_privacy::{Epsilon, Ledger, LedgerError, PrivacyPolicy};
+pub use trail::{AuditTrail, QueryCounters, audit_dir, open_audit_log};

@@ -22,10 +22,10 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::Pod;
 pub use mutate::Format;
-use sandlet_kubelet::plan::PodPlan;
+use sandlet_kubelet::admission::PodPlan;
 use sandlet_kubelet::server::Route;
-use sandlet_kubelet::station::StationConfig;
 use sandlet_runtime::{EngineOptions, SandboxEngine};
+use sandlet_station::StationConfig;
 
 /// One fuzz target.
 pub struct Target {

@@ -4,10 +4,8 @@
 //!
 //! Layers, bottom up (no module imports one above it):
 //!
-//! - [`station`]: the station file, composing the data crate's datasets and
-//!   the registry crate's module allow-list (no IO beyond reading it).
 //! - [`status`]: the pod state this node reports, and its `PodStatus` (no IO).
-//! - [`plan`]: admission, a pod as written checked into a [`plan::PodPlan`] (no IO).
+//! - [`admission`]: a pod as written checked into an [`admission::PodPlan`] (no IO).
 //! - [`env`]: env vars, envFrom and the downward API (no IO).
 //! - [`volumes`]: pod volumes as host directories for preopens.
 //! - [`logs`]: container log files and the kubelet's log options.
@@ -27,6 +25,7 @@
 //! This crate knows nothing of wasmtime: it turns pods into
 //! `sandlet_runtime::RunPlan`s and asks the runtime to run them.
 
+pub mod admission;
 pub mod auth;
 pub mod bootstrap;
 pub mod certs;
@@ -39,11 +38,9 @@ pub mod logs;
 pub mod metrics;
 pub mod node;
 pub mod objects;
-pub mod plan;
 pub mod pods;
 pub mod rotation;
 pub mod server;
-pub mod station;
 pub mod status;
 pub mod volumes;
 
@@ -73,8 +70,6 @@ pub const DEFAULT_MAX_PODS: u32 = 110;
 pub const DEFAULT_PORT: u16 = 10250;
 /// The kubelet's first restart back-off.
 pub const DEFAULT_RESTART_BACKOFF: Duration = Duration::from_secs(10);
-/// Module store capacity: enough for hundreds of typical modules.
-pub const DEFAULT_STORE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 
 /// `sandlet node`'s settings, as validated from its flags.
 #[derive(Debug, Clone)]
@@ -85,7 +80,7 @@ pub struct NodeOptions {
     pub bootstrap_kubeconfig: Option<PathBuf>,
     pub node_name: String,
     /// The station file: datasets, policies and the module allow-list.
-    pub station: Option<station::StationConfig>,
+    pub station: Option<sandlet_station::StationConfig>,
     pub address: IpAddr,
     pub port: u16,
     pub max_pods: u32,
@@ -262,8 +257,11 @@ pub async fn run(options: NodeOptions) -> Result<(), NodeError> {
         .map_err(|e| setup("the wasm engine")(e.to_string()))?,
     );
     let store = Arc::new(
-        ModuleStore::open(&options.state_dir.join("modules"), DEFAULT_STORE_BYTES)
-            .map_err(|e| setup("the module store")(e.to_string()))?,
+        ModuleStore::open(
+            &options.state_dir.join("modules"),
+            sandlet_station::defaults::STORE_BYTES,
+        )
+        .map_err(|e| setup("the module store")(e.to_string()))?,
     );
     let compiled = Arc::new(
         PrecompileCache::open(&options.state_dir.join("compiled"), &engine)

@@ -18,7 +18,7 @@
 //!    its UID as precondition.
 //!
 //! Guarantees: every container that starts is reported Running before it
-//! is reported terminated (CONTRACT.md section 5); a pod whose status says
+//! is reported terminated (docs/reference/pods.md); a pod whose status says
 //! it finished is never run again, also after a sandlet restart; a
 //! container that was running when sandlet stopped is treated as having
 //! failed (exit code 137) and its `restartPolicy` decides what follows.
@@ -47,11 +47,11 @@ use sandlet_runtime::{DirAccess, ModuleKind, PreparedModule, RunError, RunOutcom
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{ContainerPlan, PodPlan, RestartPolicy};
 use crate::context::{ContainerRun, Metered, NodeContext, PodEntry, pod_reference};
 use crate::env::{ConfigError, DownwardFacts, PodObjects, expand, referenced_objects, resolve_env};
 use crate::file_mounts::{self, FileMount, StagedFiles};
 use crate::logs::{LogOptions, log_path, open_sinks, read_log};
-use crate::plan::{ContainerPlan, PodPlan, RestartPolicy};
 use crate::status::{Phase, PodState, Run, Terminated, termination_message};
 use crate::volumes::{
     HostVolume, Tokens, VolumeInputs, bound_token_request, materialize, token_audiences,
@@ -748,7 +748,7 @@ impl Worker {
         plan: &PodPlan,
         container: &ContainerPlan,
         restart_count: i32,
-        seal: &crate::plan::SealPlan,
+        seal: &crate::admission::SealPlan,
         answer: Result<String, String>,
     ) -> Result<String, String> {
         let (Ok(text) | Err(text)) = &answer;

@@ -1,7 +1,7 @@
 //! The Node object: registration, status, and the heartbeat Lease.
 //!
 //! This module owns what the cluster sees of the node itself: labels and
-//! taints (CONTRACT.md section 5), capacity, addresses, the kubelet
+//! taints (docs/reference/pods.md), capacity, addresses, the kubelet
 //! endpoint, `nodeInfo`, the Ready condition, and the Lease in
 //! `kube-node-lease` that the node lifecycle controller watches. Building
 //! the objects does no IO ([`node_object`], [`node_status`]); [`Heartbeat`]
@@ -95,7 +95,7 @@ impl NodeIdentity {
     }
 }
 
-/// The labels of CONTRACT.md section 5.
+/// The labels of docs/reference/pods.md.
 pub fn node_labels(name: &str) -> BTreeMap<String, String> {
     [
         (ARCH_KEY, ARCH),
@@ -108,7 +108,7 @@ pub fn node_labels(name: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-/// The taints of CONTRACT.md section 5: only pods that tolerate
+/// The taints of docs/reference/pods.md: only pods that tolerate
 /// `kubernetes.io/arch=wasm32-wasi` are scheduled (NoSchedule) or stay
 /// (NoExecute) here.
 pub fn node_taints() -> Vec<Taint> {

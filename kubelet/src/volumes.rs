@@ -13,7 +13,7 @@
 //! before.
 //!
 //! What a guest may do with a directory (read-only or not) is decided by
-//! the mount in [`crate::plan`] and enforced by the sandlet-runtime sandbox;
+//! the mount in [`crate::admission`] and enforced by the sandlet-runtime sandbox;
 //! this module never grants anything itself.
 
 use std::collections::BTreeMap;
@@ -624,7 +624,7 @@ mod tests {
         std::fs::write(station.path().join("srv/p.csv"), "a\n1\n").unwrap();
         std::os::unix::fs::symlink(station.path().join("srv"), station.path().join("link"))
             .unwrap();
-        let config = crate::station::StationConfig::parse(
+        let config = sandlet_station::StationConfig::parse(
             "datasets:\n  - name: patients\n    source: { csv: srv/p.csv }\n",
             Path::new("station.yaml"),
             station.path(),
@@ -754,7 +754,7 @@ mod tests {
         std::os::unix::fs::symlink(srv.join("p.csv"), station.path().join("sym.csv")).unwrap();
         std::fs::hard_link(srv.join("p.csv"), station.path().join("hard.csv")).unwrap();
         std::fs::write(station.path().join("other.csv"), "fine").unwrap();
-        let config = crate::station::StationConfig::parse(
+        let config = sandlet_station::StationConfig::parse(
             "datasets:\n  - name: patients\n    source: { csv: srv/p.csv }\n",
             Path::new("station.yaml"),
             station.path(),

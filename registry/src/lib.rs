@@ -2,7 +2,7 @@
 //!
 //! Layers, bottom up (no module imports one above it):
 //!
-//! - [`admission`]: the station's allow-list of modules (by repository and
+//! - [`allow_list`]: the station's allow-list of modules (by repository and
 //!   digest), checked before anything is downloaded;
 //! - [`store`]: the content-addressed module store (verified, atomic,
 //!   bounded with LRU eviction, one fetch per digest);
@@ -18,7 +18,7 @@
 //! holds) or of Kubernetes. It must never hand out bytes whose digest was
 //! not checked.
 
-pub mod admission;
+pub mod allow_list;
 pub mod oci;
 pub mod pull;
 pub mod results;

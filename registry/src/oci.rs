@@ -21,11 +21,11 @@ use oci_client::manifest::{ImageIndexEntry, OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use crate::admission::{Admission, AllowList, NotAllowed};
+use crate::allow_list::{AllowList, NotAllowed, Verdict};
 use crate::store::{ModuleStore, StoreError};
 use sandlet_core::Digest;
 
-/// Layer media types accepted as a wasm module (CONTRACT.md section 5).
+/// Layer media types accepted as a wasm module (docs/reference/pods.md).
 pub const WASM_LAYER_MEDIA_TYPES: [&str; 3] = [
     "application/wasm",
     "application/vnd.wasm.content.layer.v1+wasm",
@@ -335,8 +335,8 @@ impl Registry {
                 reason: e.to_string(),
             })?;
         let signed_by = match allow.check(text, &repository, &manifest_digest, &module_digest)? {
-            Admission::Allowed => None,
-            Admission::IfSignedBy(keys) => Some(
+            Verdict::Allowed => None,
+            Verdict::IfSignedBy(keys) => Some(
                 self.admit_signed(text, &reference, &auth, &manifest_digest, &keys)
                     .await?,
             ),

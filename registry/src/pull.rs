@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::admission::{Admission, AllowList};
+use crate::allow_list::{AllowList, Verdict};
 use crate::oci::{Credentials, OciError, PulledModule, Registry, parse_reference};
 use crate::store::ModuleStore;
 use sandlet_core::Digest;
@@ -313,8 +313,8 @@ impl ImagePuller {
             &pulled.module_digest,
         ) {
             Err(refused) => Err(not_allowed(OciError::NotAllowed(refused))),
-            Ok(Admission::Allowed) => Ok(Readmitted::Ready(pulled)),
-            Ok(Admission::IfSignedBy(keys)) => {
+            Ok(Verdict::Allowed) => Ok(Readmitted::Ready(pulled)),
+            Ok(Verdict::IfSignedBy(keys)) => {
                 let known = pulled
                     .signed_by
                     .as_ref()

@@ -24,7 +24,7 @@ use sandlet_core::Digest;
 use sandlet_trust::cosign;
 use sandlet_trust::{PrivateKey, PublicKey};
 
-use super::admission::NotAllowed;
+use super::allow_list::NotAllowed;
 use super::oci::{Credentials, OciError, Registry, classify, parse_reference, repository_name};
 
 /// The most bytes one signature payload may have (cosign's are a few

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
-use sandlet_registry::admission::AllowList;
+use sandlet_registry::allow_list::AllowList;
 use sandlet_registry::oci::{Credentials, OciError, Registry, RegistryOptions};
 use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::Digest;
@@ -725,7 +725,7 @@ async fn a_repository_outside_the_allow_list_is_never_contacted() {
         }
     });
     let allow = AllowList::new(
-        vec![sandlet_registry::admission::AllowRule {
+        vec![sandlet_registry::allow_list::AllowRule {
             repository: format!("{addr}/reviewed/*"),
             digests: None,
             keys: None,

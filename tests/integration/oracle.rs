@@ -19,7 +19,7 @@ use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use sandlet_data::{DataAccess, GrantedDatasets, QueryError, Value};
-use sandlet_kubelet::station::StationConfig;
+use sandlet_station::StationConfig;
 
 use crate::fixtures::Lcg;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sandlet_data::{Budget, DataAccess, GrantedDatasets, Ledger, QueryError, Value};
-use sandlet_kubelet::station::StationConfig;
+use sandlet_station::StationConfig;
 
 use crate::fixtures::sandlet;
 use crate::queries::{

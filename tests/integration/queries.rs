@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sandlet_data::{DataAccess, GrantedDatasets, QueryError, Value};
-use sandlet_kubelet::station::StationConfig;
+use sandlet_station::StationConfig;
 
 use crate::postgres::postgres;
 

@@ -612,7 +612,7 @@ fn fingerprint(path: &str) -> String {
 /// count.
 #[tokio::test]
 async fn stored_modules_are_admitted_again_under_the_allow_list_of_now() {
-    use sandlet_registry::admission::{AllowList, AllowRule};
+    use sandlet_registry::allow_list::{AllowList, AllowRule};
     use sandlet_registry::oci::{Credentials, Registry, RegistryOptions};
     use sandlet_registry::pull::{ImagePuller, PullPolicy, WaitingReason};
     use sandlet_registry::store::ModuleStore;

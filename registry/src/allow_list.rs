@@ -7,7 +7,7 @@
 //! some rule allows it; with no allow-list configured, every module may
 //! run. The check needs only the reference and the digests the registry
 //! reported, so a refused module is never downloaded, let alone executed;
-//! when the rule names keys, [`Admission::IfSignedBy`] tells the caller
+//! when the rule names keys, [`Verdict::IfSignedBy`] tells the caller
 //! which signature to look for (the registry path checks it before the
 //! download, see `signatures`).
 //!
@@ -41,7 +41,7 @@ pub struct AllowRule {
 
 /// What a rule that covers a module asks before it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
+pub enum Verdict {
     /// Nothing more: the module may run.
     Allowed,
     /// A valid signature of the manifest digest by one of these keys.
@@ -181,9 +181,9 @@ impl AllowList {
         repository: &str,
         manifest_digest: &Digest,
         module_digest: &Digest,
-    ) -> Result<Admission, NotAllowed> {
+    ) -> Result<Verdict, NotAllowed> {
         let Some(rules) = &self.rules else {
-            return Ok(Admission::Allowed);
+            return Ok(Verdict::Allowed);
         };
         let mut repository_matched = false;
         let mut signers: Vec<PublicKey> = Vec::new();
@@ -206,7 +206,7 @@ impl AllowList {
                 continue;
             }
             match &rule.keys {
-                None => return Ok(Admission::Allowed),
+                None => return Ok(Verdict::Allowed),
                 Some(keys) => {
                     for key in keys {
                         if !signers.contains(key) {
@@ -217,7 +217,7 @@ impl AllowList {
             }
         }
         if !signers.is_empty() {
-            return Ok(Admission::IfSignedBy(signers));
+            return Ok(Verdict::IfSignedBy(signers));
         }
         Err(NotAllowed {
             reference: reference.to_owned(),
@@ -414,11 +414,11 @@ mod tests {
         // Both rules cover mean: either key will do, each named once.
         assert_eq!(
             list.check("x", "r.example/alg/mean", &d, &d),
-            Ok(Admission::IfSignedBy(vec![a.clone(), b.clone()]))
+            Ok(Verdict::IfSignedBy(vec![a.clone(), b.clone()]))
         );
         assert_eq!(
             list.check("x", "r.example/alg/sum", &d, &d),
-            Ok(Admission::IfSignedBy(vec![a.clone()]))
+            Ok(Verdict::IfSignedBy(vec![a.clone()]))
         );
         // Keys do not widen the repositories.
         assert!(list.check("x", "r.example/other/mean", &d, &d).is_err());
@@ -436,11 +436,11 @@ mod tests {
             let list = AllowList::new(rules, dir.path()).unwrap();
             assert_eq!(
                 list.check("x", "r.example/alg/tool", &d, &d),
-                Ok(Admission::Allowed)
+                Ok(Verdict::Allowed)
             );
             assert_eq!(
                 list.check("x", "r.example/alg/mean", &d, &d),
-                Ok(Admission::IfSignedBy(vec![a.clone()]))
+                Ok(Verdict::IfSignedBy(vec![a.clone()]))
             );
         }
     }
@@ -461,7 +461,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             list.check("x", "r.example/alg/mean", &good, &good),
-            Ok(Admission::IfSignedBy(vec![a]))
+            Ok(Verdict::IfSignedBy(vec![a]))
         );
         let err = list
             .check("x", "r.example/alg/mean", &bad, &bad)

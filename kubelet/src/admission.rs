@@ -16,11 +16,11 @@ use sandlet_data::DataConfig;
 use sandlet_registry::pull::PullPolicy;
 use sandlet_runtime::limits;
 
-/// The annotation with which a pod asks for datasets (CONTRACT.md section 5).
+/// The annotation with which a pod asks for datasets (docs/reference/pods.md).
 pub const DATASETS_ANNOTATION: &str = "sandlet.dev/datasets";
 
 /// The annotation naming the age X25519 recipient (`age1...`) a pod's
-/// results are sealed to (CONTRACT.md section 2).
+/// results are sealed to (docs/reference/cli.md).
 pub const SEAL_TO_ANNOTATION: &str = "sandlet.dev/seal-to";
 
 /// The annotation (`"true"`) asking that a sealed pod's logs be sealed too.
@@ -29,7 +29,7 @@ pub const SEAL_LOGS_ANNOTATION: &str = "sandlet.dev/seal-logs";
 /// Kubernetes' default grace period for a pod without one.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
-/// The RuntimeClass whose pods this node runs (CONTRACT.md section 5); a pod
+/// The RuntimeClass whose pods this node runs (docs/reference/pods.md); a pod
 /// with no runtime class runs here too.
 pub const RUNTIME_CLASS: &str = "sandlet";
 
@@ -631,7 +631,7 @@ mod tests {
 
     #[test]
     fn a_namespace_default_grant_applies_only_without_the_annotation_and_only_there() {
-        let mut config = crate::station::StationConfig::parse(
+        let mut config = sandlet_station::StationConfig::parse(
             "datasets:\n  - name: patients\n    source: { csv: p.csv }\n    policy:\n      allowedNamespaces: [v6-org1, research]\n  - name: labs\n    source: { csv: l.csv }\ndefaultGrants:\n  - namespace: v6-org1\n    datasets: [patients]\n",
             std::path::Path::new("station.yaml"),
             std::path::Path::new("/srv"),
@@ -699,7 +699,7 @@ mod tests {
 
     #[test]
     fn datasets_are_granted_only_to_allowed_namespaces() {
-        let config = crate::station::StationConfig::parse(
+        let config = sandlet_station::StationConfig::parse(
             "datasets:\n  - name: patients\n    source: { csv: p.csv }\n    policy:\n      allowedNamespaces: [research]\n",
             std::path::Path::new("station.yaml"),
             std::path::Path::new("/srv"),

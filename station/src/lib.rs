@@ -1,4 +1,4 @@
-//! The station file: the one YAML file (CONTRACT.md section 4) that says
+//! The station file: the one YAML file (docs/reference/station-file.md) that says
 //! which datasets a station holds under which policies, under
 //! `defaultGrants` which datasets pods of a namespace get when they name
 //! none themselves, and under `modules.allow` which modules may run there.
@@ -6,17 +6,19 @@
 //! This module owns the file: reading it, its top-level shape, and errors
 //! that name the file, line and reason. It composes the parts that other
 //! crates validate: the datasets ([`sandlet_data::DataConfig`]) and the
-//! module allow-list ([`sandlet_registry::admission::AllowList`]), so that
+//! module allow-list ([`sandlet_registry::allow_list::AllowList`]), so that
 //! neither of those crates knows about the other. It opens no data file and
 //! contacts no registry; the allow-list reads the public key files its
 //! rules name, relative to the station file's directory.
+
+pub mod defaults;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use sandlet_data::{DataConfig, DatasetSpec};
-use sandlet_registry::admission::{AllowList, AllowRule};
+use sandlet_registry::allow_list::{AllowList, AllowRule};
 
 /// A validated station file.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -397,7 +399,7 @@ datasets:
 
     #[test]
     fn allow_list_keys_are_read_relative_to_the_station_file() {
-        use sandlet_registry::admission::Admission;
+        use sandlet_registry::allow_list::Verdict;
         let dir = tempfile::tempdir().unwrap();
         let key = sandlet_trust::PrivateKey::generate().public();
         std::fs::create_dir(dir.path().join("keys")).unwrap();
@@ -412,7 +414,7 @@ datasets:
         let d = sandlet_core::Digest::of(b"m");
         assert_eq!(
             config.modules.check("x", "r.example/alg/mean", &d, &d),
-            Ok(Admission::IfSignedBy(vec![key]))
+            Ok(Verdict::IfSignedBy(vec![key]))
         );
         std::fs::write(
             &file,

@@ -6,7 +6,7 @@
 //! functions, no `information_schema`, no URL tables and no spilling to
 //! disk, with a memory pool of the smallest `queryMemory` among them. A
 //! query is parsed (only a single `SELECT`-like query statement is
-//! accepted), planned, checked and guarded by [`super::policy`], cut at
+//! accepted), planned, checked and guarded by [`super::disclosure`], cut at
 //! `maxResultRows + 1` rows, and run under the smallest `queryTimeout`.
 //! Errors are sorted into the WIT cases; errors raised while data is read
 //! are reported without their text (which can quote a value) and logged for
@@ -30,12 +30,12 @@ use futures_util::FutureExt;
 
 use sha2::{Digest as _, Sha256};
 
-use super::audit::{AuditTrail, QueryRecord};
+use super::disclosure;
 use super::guard::{GuardedQueryPlanner, PolicyViolation, find_in_chain};
-use super::policy;
 use super::postgres::{SourceTimeout, SourceUnavailable};
 use super::private;
 use super::table::DatasetTable;
+use super::trail::{AuditTrail, QueryRecord};
 use super::{
     ColumnInfo, DataAccess, DataConfig, DatasetConfig, DatasetInfo, Ledger, LedgerError,
     PrivacyEntry, QueryError, Table, Value,
@@ -214,7 +214,7 @@ impl GrantedDatasets {
 struct Session {
     ctx: SessionContext,
     tables: Vec<Arc<DatasetTable>>,
-    decorrelator: policy::Decorrelator,
+    decorrelator: disclosure::Decorrelator,
     memory: u64,
     timeout: Duration,
 }
@@ -275,7 +275,7 @@ impl Session {
                 })?;
             tables.push(table);
         }
-        let decorrelator = policy::Decorrelator::new(&ctx.state());
+        let decorrelator = disclosure::Decorrelator::new(&ctx.state());
         Ok(Session {
             ctx,
             tables,
@@ -335,7 +335,7 @@ impl Session {
         }
 
         let started = Instant::now();
-        let checked = policy::check(&plan, &self.tables)?;
+        let checked = disclosure::check(&plan, &self.tables)?;
         record.fingerprint = Some(format!(
             "{:x}",
             Sha256::digest(checked.plan.display_indent().to_string())

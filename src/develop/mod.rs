@@ -17,7 +17,7 @@ pub use build::build;
 pub use scaffold::scaffold;
 
 /// The world every algorithm implements, as the guest toolchains read it.
-const WIT: &str = include_str!("../../wit/algorithm.wit");
+const WIT: &str = include_str!("../../wit/0.1.0/algorithm.wit");
 
 /// The languages an algorithm can be written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -22,6 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use kube::config::{AuthInfo, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedContext};
+use sandlet_core::state_file::write_atomically;
 
 use crate::certs::{self, RequestError};
 
@@ -125,11 +126,9 @@ pub async fn bootstrap(
         }
     })?;
     let written = node_kubeconfig(&file, &stored).map_err(invalid)?;
-    certs::write_private(kubeconfig, written.as_bytes()).map_err(|source| {
-        BootstrapError::Write {
-            path: kubeconfig.to_owned(),
-            source,
-        }
+    write_atomically(kubeconfig, written.as_bytes()).map_err(|source| BootstrapError::Write {
+        path: kubeconfig.to_owned(),
+        source,
     })?;
     tracing::info!(kubeconfig = %kubeconfig.display(), certificate = %stored.display(), "bootstrapped: the node's client certificate is issued and stored");
     Ok(())

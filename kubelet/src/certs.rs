@@ -25,6 +25,7 @@ use kube::runtime::wait::await_condition;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use sandlet_core::state_file::write_atomically;
 
 /// The signer of kubelet serving certificates.
 pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
@@ -174,26 +175,8 @@ pub(crate) fn store_pem(
         .create(pki)?;
     let separator = if chain_pem.ends_with('\n') { "" } else { "\n" };
     let path = pki.join(name);
-    write_private(&path, format!("{chain_pem}{separator}{key_pem}").as_bytes())?;
+    write_atomically(&path, format!("{chain_pem}{separator}{key_pem}").as_bytes())?;
     Ok(path)
-}
-
-/// `bytes` into `path` (mode 0600) through `<path>.tmp`, synced and
-/// renamed: whole or not at all.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)
 }
 
 /// The certificate a node asks for, as the kubelet-serving signer requires

@@ -3,7 +3,7 @@
 //!
 //! One JSON file, `<state dir>/privacy/ledger.json`, holds every account.
 //! Each change takes an exclusive `flock` on `ledger.lock` beside it, reads
-//! the file, checks, writes a new copy, syncs it and renames it into place:
+//! the file, checks, and writes a new copy whole (`sandlet_core::state_file`):
 //! every process and thread that shares the state directory (the node's
 //! pods, `sandlet run`, `sandlet query`) sees one sequence of charges, so no
 //! race spends more than the budget, and a crash leaves either the old file
@@ -12,9 +12,9 @@
 //! ledger it cannot read as empty: it refuses until the admin repairs it.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use sandlet_core::state_file::write_atomically;
 use serde::{Deserialize, Serialize};
 
 use super::policy::Epsilon;
@@ -226,17 +226,9 @@ impl Ledger {
 
     fn write(&self, book: &Book) -> Result<(), LedgerError> {
         let path = self.path();
-        let temporary = self.dir.join(format!("{FILE}.tmp"));
-        let text = serde_json::to_vec_pretty(book).map_err(|e| unavailable(&path, e))?;
-        let mut file = File::create(&temporary).map_err(|e| unavailable(&temporary, e))?;
-        file.write_all(&text)
-            .and_then(|()| file.write_all(b"\n"))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| unavailable(&temporary, e))?;
-        std::fs::rename(&temporary, &path).map_err(|e| unavailable(&path, e))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| unavailable(&self.dir, e))
+        let mut text = serde_json::to_vec_pretty(book).map_err(|e| unavailable(&path, e))?;
+        text.push(b'\n');
+        write_atomically(&path, &text).map_err(|e| unavailable(&path, e))
     }
 }
 

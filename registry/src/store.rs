@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use sandlet_core::digest::{Digest, DigestError};
-use sandlet_core::state_file::{is_partial, is_stale_partial, partial_file, write_atomically};
+use sandlet_core::state_file::{AtomicFile, is_partial, is_stale_partial, write_atomically};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -330,7 +330,9 @@ impl ModuleStore {
         use futures_util::StreamExt;
         use sha2::Digest as _;
         let mut stream = std::pin::pin!(stream);
-        let mut temp = partial_file(&self.blobs).map_err(io(&self.blobs))?;
+        let path = self.path_of(expected);
+        let mut temp = AtomicFile::create(&path).map_err(io(&self.blobs))?;
+        let partial = temp.temporary_path().to_owned();
         let mut hasher = sha2::Sha256::new();
         let mut size: u64 = 0;
         while let Some(chunk) = stream.next().await {
@@ -344,7 +346,7 @@ impl ModuleStore {
                 });
             }
             hasher.update(&chunk);
-            temp.write_all(&chunk).map_err(io(temp.path()))?;
+            temp.write_all(&chunk).map_err(io(&partial))?;
         }
         let actual = Digest::from_sha256(hasher.finalize().into());
         if actual != *expected {
@@ -353,10 +355,8 @@ impl ModuleStore {
                 actual,
             });
         }
-        temp.as_file().sync_all().map_err(io(temp.path()))?;
         self.make_room(size)?;
-        let path = self.path_of(expected);
-        temp.persist(&path).map_err(|e| io(&path)(e.error))?;
+        temp.commit().map_err(io(&path))?;
         self.index
             .lock()
             .expect("store index poisoned")

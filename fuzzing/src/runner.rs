@@ -53,16 +53,14 @@ impl std::fmt::Display for Crash {
     }
 }
 
-/// Reads every file of a corpus directory (sorted by name); a missing
-/// directory is an empty corpus.
+/// Reads every file of a corpus directory (sorted by name). A missing
+/// directory is an error, never an empty corpus: a corpus or regression
+/// folder that was moved or misspelt must fail the run, not pass it.
 pub fn read_corpus(dir: &Path) -> std::io::Result<Vec<Vec<u8>>> {
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     paths.retain(|p| p.is_file());
     paths.sort();
     paths.iter().map(std::fs::read).collect()
@@ -181,5 +179,16 @@ mod tests {
         let stats = run(&CLEAN, &corpus, 100, 3, None).unwrap();
         assert_eq!(stats.executions, 102);
         assert!(stats.distinct > 50, "{stats:?}");
+    }
+
+    #[test]
+    fn a_missing_corpus_folder_is_an_error_naming_it() {
+        let missing = std::env::temp_dir().join(format!(
+            "sandlet-fuzz-missing-{}/regressions/station_yaml",
+            std::process::id()
+        ));
+        let e = read_corpus(&missing).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("regressions/station_yaml"), "{e}");
     }
 }

@@ -40,6 +40,10 @@ fn fuzz(name: &str, default_iterations: usize) {
     let mut corpus = read_corpus(&root.join("fuzz/corpus").join(name)).unwrap();
     assert!(!corpus.is_empty(), "fuzz/corpus/{name} is empty");
     let regressions = read_corpus(&root.join("fuzz/regressions").join(name)).unwrap();
+    assert!(
+        !regressions.is_empty(),
+        "fuzz/regressions/{name} is empty: every target keeps at least one regression input"
+    );
     corpus.extend(regressions.iter().cloned());
     let crashes = std::env::temp_dir().join("sandlet-fuzz-crashes");
     let stats = run(

@@ -1,4 +1,4 @@
-//! Host side of the `sandlet:algorithm` WIT world (`wit/algorithm.wit`).
+//! Host side of the `sandlet:algorithm` WIT world (`wit/0.1.0/algorithm.wit`).
 //!
 //! Owns the generated bindings and the `data` interface's host functions,
 //! which forward to the run's [`DataAccess`](sandlet_core::data::DataAccess) and
@@ -8,7 +8,7 @@ use crate::sandbox::ComponentState;
 use sandlet_core::data;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/0.1.0",
     world: "sandlet:algorithm/algorithm",
     imports: { default: async },
     exports: { default: async },

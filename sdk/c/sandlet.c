@@ -1,6 +1,6 @@
 /* sandlet's guest SDK for C: the component's entry (JSON in, the author's
  * sandlet_algorithm, JSON out), a JSON reader and writer, and the data
- * queries over wit-bindgen's bindings of wit/algorithm.wit. See sandlet.h. */
+ * queries over wit-bindgen's bindings of wit/0.1.0/algorithm.wit. See sandlet.h. */
 
 #include "sandlet.h"
 

@@ -32,7 +32,7 @@
  * clock worth trusting and no file unless a volume grants one.
  *
  * Built with clang for wasm32-wasi (wasi-libc), wit-bindgen's C bindings of
- * wit/algorithm.wit and the component linker: `sandlet build DIR`.
+ * wit/0.1.0/algorithm.wit and the component linker: `sandlet build DIR`.
  */
 #ifndef SANDLET_H
 #define SANDLET_H

@@ -16,7 +16,7 @@ subclass (:class:`NotGranted`, :class:`Denied`, :class:`Invalid`,
 ``QueryError`` through) to end the run with an error message; the run's
 result is then ``err`` and nothing else of the exception leaves.
 
-Built with componentize-py against ``wit/algorithm.wit`` (world
+Built with componentize-py against ``wit/0.1.0/algorithm.wit`` (world
 ``sandlet:algorithm/algorithm``); ``sandlet_app`` is the component's entry.
 There is no network and no native extension (no numpy or pandas): use
 ``math``, ``statistics``, ``json``, ``decimal``, ``fractions``.

@@ -82,7 +82,7 @@ pub fn sandlet_build() -> Command {
 pub fn build_example(lang: &str, name: &str, bin: &Path) -> PathBuf {
     let algorithm = repo_root().join("algorithms").join(lang).join(name);
     let sources = [
-        repo_root().join("wit"),
+        repo_root().join("wit/0.1.0"),
         repo_root().join("sdk").join(lang),
         algorithm.clone(),
     ];
@@ -362,7 +362,7 @@ fn the_c_sdk_holds_under_sanitizers_against_hostile_input() {
     run_ok(
         Command::new(bin.join("wit-bindgen"))
             .arg("c")
-            .arg(repo_root().join("wit"))
+            .arg(repo_root().join("wit/0.1.0"))
             .args(["--world", "algorithm", "--out-dir"])
             .arg(&generated),
     );

@@ -7,8 +7,7 @@
 
 use std::process::ExitCode;
 
-#[path = "../../federated-mean/src/combine.rs"]
-mod combine;
+use federated_mean_core as combine;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]

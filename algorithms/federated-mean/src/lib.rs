@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/0.1.0",
     world: "sandlet:algorithm/algorithm",
 });
 
@@ -19,8 +19,7 @@ use sandlet::algorithm::data::{self, Value};
 
 // The central step, shared with the native build for container workers
 // (`algorithms/federated-mean-combine`).
-mod combine;
-use combine::{Partial, combine};
+use federated_mean_core::{Partial, combine};
 
 #[derive(Deserialize)]
 #[serde(untagged, deny_unknown_fields)]

@@ -18,7 +18,7 @@
 use serde_json::{Value, json};
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/0.1.0",
     world: "sandlet:algorithm/algorithm",
 });
 

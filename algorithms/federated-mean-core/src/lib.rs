@@ -1,7 +1,8 @@
 //! The central step of the federated mean: partial sums and counts in, the
-//! mean out. No data access, no host interface: the same file is the wasm
-//! algorithm's `combine` and the native binary of
-//! `algorithms/federated-mean-combine` that runs as a container Job.
+//! mean out. No data access, no host interface: the same code is the wasm
+//! algorithm's `combine` (`algorithms/federated-mean`) and the native
+//! binary of `algorithms/federated-mean-combine` that runs as a container
+//! Job.
 
 use serde::{Deserialize, Serialize};
 

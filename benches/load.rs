@@ -2,7 +2,7 @@
 //! `sandlet node`, timed from a watch.
 //!
 //! `cargo bench --bench load` (needs the Go-built control plane and
-//! Debian's docker-registry, like the e2e tests; results in BENCHMARKS.md).
+//! Debian's docker-registry, like the e2e tests; results in docs/developer/benchmarks.md).
 //!
 //! 1. Start latency: 100 pods created at once, module already cached and
 //!    compiled. Per pod, from the moment the watch first sees it scheduled
@@ -43,7 +43,7 @@
 //! `SANDLET_LOAD_ROUNDS=N` sets its rounds (default 3);
 //! `SANDLET_LOAD_SETTLE=0` starts each burst as soon as the one before
 //! is cleared away, without waiting for a quiet machine (how runs 1-34 in
-//! BENCHMARKS.md were made);
+//! docs/developer/benchmarks.md were made);
 //! `SANDLET_LOAD_COMPARE="ARGS"` also starts a second sandlet node with
 //! these extra arguments (e.g. `--event-qps 0`) and sends the first part's
 //! bursts to it too, in the same turns;

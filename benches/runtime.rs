@@ -1,7 +1,7 @@
 //! Runtime benchmarks: compile, load a precompiled module, instantiate via
 //! `InstancePre` with the pooling allocator, and a whole `hello` run.
 //!
-//! `cargo bench --bench runtime` (results in BENCHMARKS.md). The guests are
+//! `cargo bench --bench runtime` (results in docs/developer/benchmarks.md). The guests are
 //! built from source by the same fixtures as the integration tests.
 
 use std::hint::black_box;

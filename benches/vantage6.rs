@@ -1,5 +1,5 @@
-//! vantage6 on sandlet, side by side with containers (issue 16): the time
-//! from the official client's `task.create` until it has read both
+//! vantage6 on sandlet, side by side with containers: the time from the
+//! official client's `task.create` until it has read both
 //! stations' results, for the same two-station task run
 //!
 //! - as wasm on the stations' sandlet nodes (`vantage6-mean`, one aggregate

@@ -55,7 +55,8 @@ station_patients() {
 }
 
 # The RBAC of a vantage6 node whose tasks run in namespace $1: what its code
-# calls (see ../shared/notes/vantage6-v5.md), in that namespace only, and
+# calls (its Kubernetes client creates and deletes the Jobs, Pods and
+# Secrets of its tasks and reads their logs), in that namespace only, and
 # reading namespaces (it checks its task namespace exists).
 v6_node_rbac() {
     cat <<YAML

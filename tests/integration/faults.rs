@@ -6,7 +6,7 @@
 //! These tests stop parts of a control plane, so they run on one of their
 //! own (not the shared one of the other `kube_` tests), one fault at a
 //! time. Each prints how long statuses took to converge once the fault
-//! ended (the target in BENCHMARKS.md is 10 s).
+//! ended (the target in docs/developer/benchmarks.md is 10 s).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -11,6 +11,7 @@ mod bootstrap;
 mod cli;
 mod cluster;
 mod develop;
+mod docs;
 mod faults;
 mod fixtures;
 mod fuzz;

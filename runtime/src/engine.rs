@@ -261,6 +261,7 @@ impl SandboxEngine {
     /// `artifact` must come from `precompile` of an engine with this
     /// configuration and must not have been modified since: wasmtime runs
     /// its machine code as is. Keep artifacts where only sandlet writes.
+    #[allow(unsafe_code)] // wasmtime's deserialize; the contract is this function's.
     pub unsafe fn deserialize(&self, artifact: &[u8]) -> Result<Compiled, ModuleError> {
         let error = |e: wasmtime::Error| ModuleError::Compile(format!("{e:#}"));
         match Engine::detect_precompiled(artifact) {

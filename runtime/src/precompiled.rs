@@ -92,6 +92,7 @@ impl PrecompileCache {
     /// compile once. Compiling blocks: call it off the async executor.
     ///
     /// `engine` must be the engine the cache was opened for.
+    #[allow(unsafe_code)] // loads only artifacts it wrote and verified; see SAFETY below.
     pub fn load_or_compile(
         &self,
         engine: &SandboxEngine,

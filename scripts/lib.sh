@@ -75,6 +75,30 @@ ensure_postgres() {
     fi
 }
 
+# The Go-built components are pinned by checked-in modules under
+# tests/harness/modules/ (a go.mod and go.sum each, built with
+# -mod=readonly). module_version DIR MODULE prints the version DIR's go.mod
+# requires of MODULE; module_key DIR a short digest of go.mod and go.sum,
+# which names the component's cache directory, so a bump rebuilds it.
+module_version() {
+    local version
+    version=$(awk -v m="$2" '$1 == "require" && $2 == m { print $3; exit } $1 == m { print $2; exit }' "$1/go.mod")
+    [ -n "$version" ] || { say "$1/go.mod requires no $2"; exit 1; }
+    printf '%s\n' "$version"
+}
+
+module_key() {
+    cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12
+}
+
+# component_home NAME DIR MODULE: where the component built from the module
+# in DIR is cached, $SANDLET_CACHE/NAME/v<version>-<key>.
+component_home() {
+    local version
+    version=$(module_version "$2" "$3") || exit 1
+    printf '%s\n' "$SANDLET_CACHE/$1/v${version#v}-$(module_key "$2")"
+}
+
 # A free TCP port on loopback (the kernel picks it).
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use sandlet_data::{AuditLog, AuditTrail, Caller, DataAccess as _, GrantedDatasets, QueryTimings};
-use sandlet_runtime::{EngineOptions, OutputSinks, RunOutcome, RunPlan, SandboxEngine};
+use sandlet_runtime::{
+    EngineOptions, OutputSinks, PreparedModule, RunOutcome, RunPlan, SandboxEngine,
+};
 use sandlet_station::StationConfig;
 
 #[allow(dead_code)]
@@ -134,6 +136,35 @@ elapsed = time.perf_counter() - t
 print(elapsed, g.loc["f", "mean"], g.loc["m", "mean"], pd.__version__)
 "#;
 
+/// What the grouped mean, the scalar subquery, the oracle and pandas
+/// measured, for the report.
+struct Measured {
+    /// DataFusion directly: the median time, and the mean for `f`.
+    direct: (Duration, f64),
+    /// The policy engine from the host side, and its timings of each run.
+    library: Duration,
+    timings: Vec<QueryTimings>,
+    /// The column-stats guest's whole run, and what it returned.
+    guest: Duration,
+    guest_result: String,
+    /// The guest without and with its queries on the audit record, and the
+    /// records written.
+    audit_off: Duration,
+    audit_on: Duration,
+    records: u64,
+    /// The scalar subquery, DataFusion directly and through the policy engine.
+    sub_direct: Duration,
+    sub_guarded: Duration,
+    /// The oracle's cases, what it found, and how long it took.
+    cases: usize,
+    oracle: oracle::Outcome,
+    oracle_time: Duration,
+    /// pandas: the median time, the mean for `f`, pandas' version.
+    pandas: Duration,
+    pandas_mean_f: f64,
+    pandas_version: String,
+}
+
 fn main() {
     let rows: usize = std::env::var("SANDLET_BENCH_ROWS")
         .ok()
@@ -177,8 +208,52 @@ fn main() {
         return;
     }
 
-    // 1. DataFusion directly, table registered once.
-    let direct = rt.block_on(async {
+    let direct = direct_grouped(&rt, &csv, runs);
+    let data = grant();
+    let (library, timings) = host_grouped(&rt, &data, runs);
+    let guests = fixtures::guests();
+    let engine = SandboxEngine::new(EngineOptions::default()).unwrap();
+    let module = engine.load_file(&guests.column_stats).unwrap();
+    let (guest, guest_result) = guest_grouped(&rt, &engine, &module, &grant, runs);
+    let (audit_off, audit_on, records) = audit_overhead(&rt, &engine, &module, &grant, runs);
+    let (sub_direct, sub_guarded) = subquery(&rt, &csv, &data, runs);
+    let (cases, oracle, oracle_time) = against_oracle(&rt);
+    let policy = policy_shapes(&rt, &data);
+    let (pandas, pandas_mean_f, pandas_version) = pandas(&csv, runs);
+
+    report(Measured {
+        direct,
+        library,
+        timings,
+        guest,
+        guest_result,
+        audit_off,
+        audit_on,
+        records,
+        sub_direct,
+        sub_guarded,
+        cases,
+        oracle,
+        oracle_time,
+        pandas,
+        pandas_mean_f,
+        pandas_version,
+    });
+    privacy(&rt, &csv, runs);
+    println!("policy checks per query (median of 3; SQL-to-plan time beside it):");
+    for (name, policy, plan) in policy {
+        println!(
+            "  {name:<22} policy {:>7.3} ms   planning {:>7.3} ms",
+            policy.as_secs_f64() * 1e3,
+            plan.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// 1. DataFusion directly, table registered once: the median time and the
+///    mean for `f`.
+fn direct_grouped(rt: &tokio::runtime::Runtime, csv: &Path, runs: usize) -> (Duration, f64) {
+    rt.block_on(async {
         let ctx = SessionContext::new();
         ctx.register_csv("patients", csv.to_str().unwrap(), CsvReadOptions::new())
             .await
@@ -199,12 +274,17 @@ fn main() {
             mean_f = means.value(0);
         }
         (median(times), mean_f)
-    });
+    })
+}
 
-    // 2. The same query through the policy engine, from the host side
-    //    (one session, as one run's queries share one).
-    let data = grant();
-    let (library, timings) = rt.block_on(async {
+/// 2. The same query through the policy engine, from the host side
+///    (one session, as one run's queries share one).
+fn host_grouped(
+    rt: &tokio::runtime::Runtime,
+    data: &GrantedDatasets,
+    runs: usize,
+) -> (Duration, Vec<QueryTimings>) {
+    rt.block_on(async {
         let mut times = Vec::new();
         let mut timings: Vec<QueryTimings> = Vec::new();
         for i in 0..=runs {
@@ -216,36 +296,43 @@ fn main() {
             }
         }
         (median(times), timings)
-    });
+    })
+}
 
-    // 3. The column-stats algorithm in the sandbox: a whole run each time,
-    //    with a fresh grant (session, schema inference) as a pod would get.
-    let guests = fixtures::guests();
-    let engine = SandboxEngine::new(EngineOptions::default()).unwrap();
-    let module = engine.load_file(&guests.column_stats).unwrap();
+/// One whole run of the column-stats guest over `data`, timed.
+async fn run_guest(
+    engine: &SandboxEngine,
+    module: &PreparedModule,
+    data: GrantedDatasets,
+) -> (Duration, RunOutcome) {
     let input = r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#;
-    // One whole run of the guest over `data`, timed.
-    let run_guest = |data: GrantedDatasets| {
-        let plan = RunPlan::builder("column-stats")
-            .input(input)
-            .data(Arc::new(data))
-            .build()
-            .unwrap();
-        let (engine, module) = (&engine, &module);
-        async move {
-            let started = Instant::now();
-            let outcome = engine
-                .run(module, &plan, &OutputSinks::null())
-                .await
-                .unwrap();
-            (started.elapsed(), outcome)
-        }
-    };
-    let (guest, guest_result) = rt.block_on(async {
+    let plan = RunPlan::builder("column-stats")
+        .input(input)
+        .data(Arc::new(data))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let outcome = engine
+        .run(module, &plan, &OutputSinks::null())
+        .await
+        .unwrap();
+    (started.elapsed(), outcome)
+}
+
+/// 3. The column-stats algorithm in the sandbox: a whole run each time,
+///    with a fresh grant (session, schema inference) as a pod would get.
+fn guest_grouped(
+    rt: &tokio::runtime::Runtime,
+    engine: &SandboxEngine,
+    module: &PreparedModule,
+    grant: &dyn Fn() -> GrantedDatasets,
+    runs: usize,
+) -> (Duration, String) {
+    rt.block_on(async {
         let mut times = Vec::new();
         let mut result = String::new();
         for i in 0..=runs {
-            let (elapsed, outcome) = run_guest(grant()).await;
+            let (elapsed, outcome) = run_guest(engine, module, grant()).await;
             if i > 0 {
                 times.push(elapsed);
             }
@@ -255,9 +342,19 @@ fn main() {
             }
         }
         (median(times), result)
-    });
-    // 3b. The same guest run with every query on the audit record, against
-    //     the same without, in alternate runs (the target: at most +10 %).
+    })
+}
+
+/// 3b. The same guest run with every query on the audit record, against
+///     the same without, in alternate runs (the target: at most +10 %).
+///     Returns both medians and the records written (their chain verified).
+fn audit_overhead(
+    rt: &tokio::runtime::Runtime,
+    engine: &SandboxEngine,
+    module: &PreparedModule,
+    grant: &dyn Fn() -> GrantedDatasets,
+    runs: usize,
+) -> (Duration, Duration, u64) {
     let audit_dir = tempfile::tempdir().unwrap();
     let log = Arc::new(AuditLog::open(&audit_dir.path().join("audit")).unwrap());
     let trail = AuditTrail {
@@ -279,7 +376,7 @@ fn main() {
                 } else {
                     grant()
                 };
-                let (elapsed, outcome) = run_guest(data).await;
+                let (elapsed, outcome) = run_guest(engine, module, data).await;
                 assert!(
                     matches!(outcome, RunOutcome::Returned(Ok(_))),
                     "{outcome:?}"
@@ -292,13 +389,21 @@ fn main() {
         (median(off), median(on))
     });
     let records = sandlet_audit::verify(log.dir()).unwrap().records;
+    (audit_off, audit_on, records)
+}
 
-    // 3c. A query with a scalar subquery: the policy engine (a guard on the
-    //     subquery's aggregate too, row ids for the outer one) against
-    //     DataFusion directly, alternating.
+/// 3c. A query with a scalar subquery: the policy engine (a guard on the
+///     subquery's aggregate too, row ids for the outer one) against
+///     DataFusion directly, alternating.
+fn subquery(
+    rt: &tokio::runtime::Runtime,
+    csv: &Path,
+    data: &GrantedDatasets,
+    runs: usize,
+) -> (Duration, Duration) {
     const SUBQUERY: &str =
         "SELECT COUNT(*) FROM patients WHERE bmi > (SELECT AVG(bmi) FROM patients)";
-    let (sub_direct, sub_guarded) = rt.block_on(async {
+    rt.block_on(async {
         let ctx = SessionContext::new();
         ctx.register_csv("patients", csv.to_str().unwrap(), CsvReadOptions::new())
             .await
@@ -324,9 +429,12 @@ fn main() {
             }
         }
         (median(direct), median(guarded))
-    });
+    })
+}
 
-    // 3d. The policy engine against its oracle, more cases than the test.
+/// 3d. The policy engine against its oracle, more cases than the test:
+///     the cases, what the oracle found (no failures), how long it took.
+fn against_oracle(rt: &tokio::runtime::Runtime) -> (usize, oracle::Outcome, Duration) {
     let cases: usize = std::env::var("SANDLET_ORACLE_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -340,11 +448,15 @@ fn main() {
         oracle.failures.len(),
         oracle.failures.join("\n")
     );
+    (cases, oracle, oracle_time)
+}
 
-    let guest_json: serde_json::Value = serde_json::from_str(&guest_result).unwrap();
-    let guest_mean_f = guest_json["groups"][0]["mean"].as_f64().unwrap();
-
-    // 4. Policy checks alone, for several query shapes, on the same dataset.
+/// 4. Policy checks alone, for several query shapes, on the same dataset:
+///    per shape, the median of 3 of the policy checks and of planning.
+fn policy_shapes(
+    rt: &tokio::runtime::Runtime,
+    data: &GrantedDatasets,
+) -> Vec<(&'static str, Duration, Duration)> {
     let shapes = [
         ("grouped mean", GROUPED),
         (
@@ -361,7 +473,7 @@ fn main() {
              SELECT a.sex, COUNT(*) FROM a JOIN patients p ON p.sex = a.sex WHERE p.bmi > a.m GROUP BY a.sex",
         ),
     ];
-    let policy: Vec<(&str, Duration, Duration)> = rt.block_on(async {
+    rt.block_on(async {
         let mut out = Vec::new();
         for (name, sql) in shapes {
             let mut policy = Vec::new();
@@ -374,9 +486,12 @@ fn main() {
             out.push((name, median(policy), median(plan)));
         }
         out
-    });
+    })
+}
 
-    // 5. pandas on the same CSV.
+/// 5. pandas on the same CSV: the median time, the mean for `f`, pandas'
+///    version.
+fn pandas(csv: &Path, runs: usize) -> (Duration, f64, String) {
     let python = python_with_pandas();
     let mut pandas_times = Vec::new();
     let mut pandas_mean_f = 0.0;
@@ -384,7 +499,7 @@ fn main() {
     for _ in 0..runs {
         let output = Command::new(&python)
             .args(["-c", PANDAS])
-            .arg(&csv)
+            .arg(csv)
             .output()
             .unwrap();
         assert!(
@@ -398,8 +513,32 @@ fn main() {
         pandas_mean_f = fields[1].parse().unwrap();
         pandas_version = fields[3].to_owned();
     }
-    let pandas = median(pandas_times);
+    (median(pandas_times), pandas_mean_f, pandas_version)
+}
 
+/// The grouped mean's, the scalar subquery's and the oracle's results,
+/// once every mean is checked against DataFusion's.
+fn report(m: Measured) {
+    let Measured {
+        direct,
+        library,
+        timings,
+        guest,
+        guest_result,
+        audit_off,
+        audit_on,
+        records,
+        sub_direct,
+        sub_guarded,
+        cases,
+        oracle,
+        oracle_time,
+        pandas,
+        pandas_mean_f,
+        pandas_version,
+    } = m;
+    let guest_json: serde_json::Value = serde_json::from_str(&guest_result).unwrap();
+    let guest_mean_f = guest_json["groups"][0]["mean"].as_f64().unwrap();
     for (what, mean) in [("guest", guest_mean_f), ("pandas", pandas_mean_f)] {
         assert!(
             (mean - direct.1).abs() < 1e-9 * direct.1,
@@ -454,15 +593,6 @@ fn main() {
         oracle.answered,
         oracle.denied
     );
-    privacy(&rt, &csv, runs);
-    println!("policy checks per query (median of 3; SQL-to-plan time beside it):");
-    for (name, policy, plan) in policy {
-        println!(
-            "  {name:<22} policy {:>7.3} ms   planning {:>7.3} ms",
-            policy.as_secs_f64() * 1e3,
-            plan.as_secs_f64() * 1e3
-        );
-    }
 }
 
 /// A grouped mean on a dataset with `privacy:` against the same query on

@@ -81,6 +81,18 @@ struct Row {
     run: Duration,
 }
 
+/// What every measurement needs: the engine, a runtime to drive it, the
+/// station's configuration (for `sandlet run`), its dataset granted as a
+/// pod would get it, the state directory of `sandlet run`, and the runs.
+struct Setup<'a> {
+    engine: &'a SandboxEngine,
+    rt: &'a tokio::runtime::Runtime,
+    config_path: &'a Path,
+    grant: &'a dyn Fn() -> Arc<GrantedDatasets>,
+    state: &'a Path,
+    runs: usize,
+}
+
 fn main() {
     let rows = env_usize("SANDLET_BENCH_ROWS", 100_000);
     let runs = env_usize("SANDLET_BENCH_RUNS", 10);
@@ -100,6 +112,14 @@ fn main() {
         .unwrap();
     let engine = SandboxEngine::new(EngineOptions::default()).unwrap();
     let state = dir.path().join("state");
+    let setup = Setup {
+        engine: &engine,
+        rt: &rt,
+        config_path: &config_path,
+        grant: &grant,
+        state: &state,
+        runs,
+    };
 
     let components = [
         ("Rust", fixtures::guests().column_stats.clone()),
@@ -110,65 +130,7 @@ fn main() {
     let mut table = Vec::new();
     let mut expected: Option<serde_json::Value> = None;
     for (lang, path) in components {
-        eprintln!("measuring {lang} ({})", path.display());
-        let bytes = std::fs::read(&path).unwrap();
-        let digest = Digest::of(&bytes);
-
-        // First start: compile and link, three times (seconds each for the
-        // large components).
-        let compile = median(
-            (0..3)
-                .map(|_| {
-                    let started = Instant::now();
-                    engine.load(&bytes).unwrap();
-                    started.elapsed()
-                })
-                .collect(),
-        );
-
-        // Later start: the precompiled artifact loaded, linked and
-        // instantiated (the instance dropped uncalled).
-        let artifact = engine.precompile(&bytes).unwrap();
-        let plan = RunPlan::builder("start").build().unwrap();
-        let start = median(
-            (0..runs)
-                .map(|_| {
-                    let started = Instant::now();
-                    // SAFETY: the artifact was made by this engine.
-                    let compiled = unsafe { engine.deserialize(&artifact) }.unwrap();
-                    let module = engine.prepare(compiled, digest).unwrap();
-                    rt.block_on(engine.instantiate(&module, &plan, &OutputSinks::null()))
-                        .unwrap();
-                    started.elapsed()
-                })
-                .collect(),
-        );
-
-        // The column-stats run, whole, as a pod's would be.
-        let module = engine.load(&bytes).unwrap();
-        let mut result = String::new();
-        let run = median(
-            (0..=runs)
-                .map(|_| {
-                    let plan = RunPlan::builder("column-stats")
-                        .input(INPUT)
-                        .data(grant())
-                        .build()
-                        .unwrap();
-                    let started = Instant::now();
-                    let outcome = rt
-                        .block_on(engine.run(&module, &plan, &OutputSinks::null()))
-                        .unwrap();
-                    let elapsed = started.elapsed();
-                    match outcome {
-                        RunOutcome::Returned(Ok(text)) => result = text,
-                        other => panic!("{lang}: {other:?}"),
-                    }
-                    elapsed
-                })
-                .skip(1)
-                .collect(),
-        );
+        let (row, result) = measure(&setup, lang, &path);
         // Every language computes the same numbers.
         let value: serde_json::Value = serde_json::from_str(&result).unwrap();
         match &expected {
@@ -185,39 +147,139 @@ fn main() {
                 assert_eq!(means(&value), means(e), "{lang} differs from Rust");
             }
         }
-
-        // `sandlet run` end to end, the cache warmed by a first run.
-        let cli = |_: usize| {
-            let started = Instant::now();
-            let output = Command::new(env!("CARGO_BIN_EXE_sandlet"))
-                .env("SANDLET_STATE_DIR", &state)
-                .arg("run")
-                .arg("--config")
-                .arg(&config_path)
-                .args(["--grant", "patients", "--input", INPUT])
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            started.elapsed()
-        };
-        cli(0);
-        let cli = median((0..runs).map(cli).collect());
-
-        table.push(Row {
-            lang,
-            size: bytes.len() as u64,
-            compile,
-            start,
-            cli,
-            run,
-        });
+        table.push(row);
     }
+    report(&table, rows, runs);
+}
 
+/// Everything measured of one language's component at `path`, and what its
+/// column-stats run returned.
+fn measure(setup: &Setup<'_>, lang: &'static str, path: &Path) -> (Row, String) {
+    eprintln!("measuring {lang} ({})", path.display());
+    let bytes = std::fs::read(path).unwrap();
+    let compile = first_start(setup.engine, &bytes);
+    let start = later_start(setup, &bytes);
+    let (run, result) = column_stats_run(setup, lang, &bytes);
+    let cli = cli_run(setup, path);
+    let row = Row {
+        lang,
+        size: bytes.len() as u64,
+        compile,
+        start,
+        cli,
+        run,
+    };
+    (row, result)
+}
+
+/// First start: compile and link, three times (seconds each for the
+/// large components).
+fn first_start(engine: &SandboxEngine, bytes: &[u8]) -> Duration {
+    median(
+        (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                engine.load(bytes).unwrap();
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// Later start: the precompiled artifact loaded, linked and
+/// instantiated (the instance dropped uncalled).
+fn later_start(setup: &Setup<'_>, bytes: &[u8]) -> Duration {
+    let Setup {
+        engine, rt, runs, ..
+    } = *setup;
+    let digest = Digest::of(bytes);
+    let artifact = engine.precompile(bytes).unwrap();
+    let plan = RunPlan::builder("start").build().unwrap();
+    median(
+        (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                // SAFETY: the artifact was made by this engine.
+                let compiled = unsafe { engine.deserialize(&artifact) }.unwrap();
+                let module = engine.prepare(compiled, digest).unwrap();
+                rt.block_on(engine.instantiate(&module, &plan, &OutputSinks::null()))
+                    .unwrap();
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// The column-stats run, whole, as a pod's would be: its median time and
+/// what it returned.
+fn column_stats_run(setup: &Setup<'_>, lang: &str, bytes: &[u8]) -> (Duration, String) {
+    let Setup {
+        engine,
+        rt,
+        grant,
+        runs,
+        ..
+    } = *setup;
+    let module = engine.load(bytes).unwrap();
+    let mut result = String::new();
+    let run = median(
+        (0..=runs)
+            .map(|_| {
+                let plan = RunPlan::builder("column-stats")
+                    .input(INPUT)
+                    .data(grant())
+                    .build()
+                    .unwrap();
+                let started = Instant::now();
+                let outcome = rt
+                    .block_on(engine.run(&module, &plan, &OutputSinks::null()))
+                    .unwrap();
+                let elapsed = started.elapsed();
+                match outcome {
+                    RunOutcome::Returned(Ok(text)) => result = text,
+                    other => panic!("{lang}: {other:?}"),
+                }
+                elapsed
+            })
+            .skip(1)
+            .collect(),
+    );
+    (run, result)
+}
+
+/// `sandlet run` end to end, the cache warmed by a first run.
+fn cli_run(setup: &Setup<'_>, path: &Path) -> Duration {
+    let Setup {
+        config_path,
+        state,
+        runs,
+        ..
+    } = *setup;
+    let cli = |_: usize| {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_sandlet"))
+            .env("SANDLET_STATE_DIR", state)
+            .arg("run")
+            .arg("--config")
+            .arg(config_path)
+            .args(["--grant", "patients", "--input", INPUT])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        started.elapsed()
+    };
+    cli(0);
+    median((0..runs).map(cli).collect())
+}
+
+/// The table, and the precompiled start of Python and JavaScript against
+/// the target.
+fn report(table: &[Row], rows: usize, runs: usize) {
     println!(
         "\ncolumn-stats by language ({rows} rows, grouped by sex; medians of {runs} runs, first start of 3)\n"
     );
@@ -225,7 +287,7 @@ fn main() {
         "| language | component | first start (compile + link) | later start (precompiled, instantiated) | `sandlet run`, cached | column-stats run |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for row in &table {
+    for row in table {
         println!(
             "| {} | {:.2} MB | {} | {} | {} | {} |",
             row.lang,

@@ -13,10 +13,15 @@ use std::fmt;
 /// One cell of a query result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// SQL NULL: no value.
     Null,
+    /// A boolean column's value.
     Boolean(bool),
+    /// An integer column's value, widened to 64 bits.
     Int(i64),
+    /// A floating-point column's value, widened to 64 bits.
     Float(f64),
+    /// A string column's value.
     Text(String),
 }
 
@@ -36,6 +41,7 @@ impl fmt::Display for Value {
 /// A column a guest can see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnInfo {
+    /// The column's name, as a query refers to it.
     pub name: String,
     /// The SQL type name, e.g. `Int64`, `Float64`, `Utf8`.
     pub data_type: String,
@@ -44,14 +50,18 @@ pub struct ColumnInfo {
 /// A granted dataset with its visible columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetInfo {
+    /// The dataset's name, which is also its table name in queries.
     pub name: String,
+    /// The columns the run may see, in the dataset's order.
     pub columns: Vec<ColumnInfo>,
 }
 
 /// A query result.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Table {
+    /// The result's column names, in order.
     pub columns: Vec<String>,
+    /// The result's rows, each with one value per column in `columns`.
     pub rows: Vec<Vec<Value>>,
 }
 
@@ -77,10 +87,15 @@ pub enum QueryError {
 /// `budget`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetInfo {
+    /// The whole budget (the dataset's `epsilon`).
     pub total: f64,
+    /// What the namespace's queries have spent so far.
     pub spent: f64,
+    /// What is left to spend: `total` less `spent`, never below 0.
     pub left: f64,
+    /// What one query spends unless it asks for less.
     pub per_query: f64,
+    /// The δ of the whole budget; 0 means GROUP BY is refused.
     pub delta: f64,
 }
 
@@ -89,20 +104,29 @@ pub struct BudgetInfo {
 /// sum behind each value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnNoise {
+    /// The result column's name.
     pub column: String,
     /// `count`, `sum`, `mean`, `variance` or `stddev`.
     pub statistic: String,
+    /// The 95 % half-width of the noise on the count behind each value
+    /// (count, mean, variance, stddev), in rows.
     pub count_accuracy: Option<f64>,
+    /// The 95 % half-width of the noise on the sum behind each value (sum,
+    /// mean), in the column's units.
     pub sum_accuracy: Option<f64>,
 }
 
 /// What a query of a private dataset spent, and its noise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Noise {
+    /// The ε the query spent of the dataset's budget.
     pub epsilon: f64,
+    /// The δ the query spent; 0 without GROUP BY.
     pub delta: f64,
     /// With GROUP BY: the noisy row count a group needed to be shown.
     pub threshold: Option<i64>,
+    /// The result columns that are a noisy aggregate; others are keys or
+    /// derived.
     pub columns: Vec<ColumnNoise>,
 }
 

@@ -14,14 +14,24 @@ pub const MAX_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Errors in a size or duration that a user wrote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseLimitError {
+    /// Not a number with a known size suffix, or too large for 64 bits;
+    /// holds the text as written.
     #[error(
         "invalid size {0:?}: expected a number with an optional suffix Ki, Mi, Gi, K, M or G (e.g. 64Mi)"
     )]
     Size(String),
+    /// Not a number with a known time unit, or too long to represent;
+    /// holds the text as written.
     #[error("invalid duration {0:?}: expected a number with a unit ms, s, m or h (e.g. 30s)")]
     Duration(String),
+    /// A limit that must be positive was written as zero.
     #[error("{what} must be greater than zero")]
-    Zero { what: &'static str },
+    Zero {
+        /// The limit, as the message names it (e.g. `memory limit`).
+        what: &'static str,
+    },
+    /// A memory limit, in bytes, above what a wasm32 guest can address
+    /// ([`MAX_MEMORY_BYTES`]).
     #[error("memory limit {} is more than a wasm32 guest can address ({})", Size(*.0), Size(MAX_MEMORY_BYTES))]
     MemoryTooLarge(u64),
 }

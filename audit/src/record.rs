@@ -113,8 +113,11 @@ pub struct PrivacyEntry {
     /// `charge` (a query spent `epsilon`) or `reset` (the admin set the
     /// account back to nothing spent; `epsilon` is what it had spent).
     pub action: String,
+    /// The dataset whose budget changed.
     pub dataset: String,
+    /// The namespace whose account of that budget changed.
     pub namespace: String,
+    /// The ε of the change: what the query spent, or what a reset cleared.
     pub epsilon: String,
     /// Spent on the account after this change.
     pub spent: String,

@@ -85,12 +85,22 @@ pub fn sign(key: &PrivateKey, payload: &[u8]) -> String {
 /// Why a signature layer does not vouch for a digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
+    /// The layer's payload is not cosign's simple-signing JSON, or its
+    /// `critical.type` is another; says what was wrong.
     #[error("the payload is not a cosign signature payload ({0})")]
     NotAPayload(String),
+    /// The payload signs another manifest digest than the one checked.
     #[error("the payload signs {signed}, not {wanted}")]
-    OtherDigest { signed: String, wanted: String },
+    OtherDigest {
+        /// The digest the payload names.
+        signed: String,
+        /// The digest being checked.
+        wanted: String,
+    },
+    /// The signature annotation is not base64 of a DER ECDSA signature.
     #[error("the signature is not base64 DER ECDSA ({0})")]
     Malformed(String),
+    /// The signature is well formed, but none of the trusted keys made it.
     #[error("no trusted key made this signature")]
     NoTrustedKey,
 }

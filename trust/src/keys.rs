@@ -18,19 +18,32 @@ use sha2::{Digest, Sha256};
 /// A key file that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The file holds no PEM block at all.
     #[error("holds no PEM block (expected -----BEGIN {expected}-----)")]
-    NoPem { expected: &'static str },
-    #[error("holds a PEM {found}, not {expected}")]
-    WrongKind {
-        found: String,
+    NoPem {
+        /// The PEM label that was looked for.
         expected: &'static str,
     },
+    /// The file holds PEM of another kind (a private key where a public
+    /// one was wanted, a certificate, ...).
+    #[error("holds a PEM {found}, not {expected}")]
+    WrongKind {
+        /// The label of the first PEM block in the file.
+        found: String,
+        /// The PEM label that was looked for.
+        expected: &'static str,
+    },
+    /// The PEM block is a key, but not an ECDSA P-256 one, or is damaged.
     #[error("is not an ECDSA P-256 key ({0})")]
     NotP256(String),
+    /// An encrypted cosign key was given without a password.
     #[error("is an encrypted cosign key: its password is needed (COSIGN_PASSWORD)")]
     NeedsPassword,
+    /// An encrypted cosign key did not open with the password given.
     #[error("cannot be decrypted with this password (or is damaged)")]
     WrongPassword,
+    /// An encrypted cosign key whose envelope (KDF, cipher, parameters) is
+    /// not as cosign writes it, or asks for too much scrypt memory.
     #[error("is not a cosign encrypted key as cosign writes it: {0}")]
     NotCosign(String),
 }
@@ -156,6 +169,7 @@ impl PrivateKey {
         }
     }
 
+    /// The public key that checks this key's signatures.
     pub fn public(&self) -> PublicKey {
         PublicKey {
             key: *self.key.verifying_key(),

@@ -12,14 +12,21 @@ use std::str::FromStr as _;
 /// Why a recipient, a seal or an opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
+    /// The recipient text (first) is not an `age1...` X25519 recipient;
+    /// the second says why.
     #[error("{0:?} is not an age X25519 recipient (age1...): {1}")]
     Recipient(String, String),
+    /// Encryption failed.
     #[error("cannot seal the result: {0}")]
     Seal(String),
+    /// The identity file cannot be parsed, or holds no key.
     #[error("the identity file cannot be read: {0}")]
     Identity(String),
+    /// The result was sealed to a recipient none of the identity's keys
+    /// matches.
     #[error("not sealed for this identity: no key in the identity file opens it")]
     NotForThisIdentity,
+    /// The sealed result is not age's armored format, or is damaged.
     #[error("cannot open the result: {0}")]
     Open(String),
 }
@@ -49,6 +56,8 @@ impl Recipient {
             .map_err(|e| SealError::Recipient(trimmed.to_owned(), e.to_string()))
     }
 
+    /// The recipient as written (`age1...`), without surrounding
+    /// whitespace.
     pub fn as_str(&self) -> &str {
         &self.text
     }

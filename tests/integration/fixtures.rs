@@ -69,7 +69,11 @@ fn cargo_build_in(
     let status = command
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
-    assert!(status.success(), "building {package} for {target} failed");
+    assert!(
+        status.success(),
+        "building {package} for {target} failed (cargo's output is above; a missing \
+         target is installed by `rustup target add {target}`)"
+    );
     target_dir.join(target).join("release")
 }
 
@@ -150,6 +154,46 @@ pub fn sandlet() -> Command {
     command
 }
 
+/// The Debian package of a command the tests call, for the message that
+/// names what to install when it is missing.
+fn debian_package(program: &str) -> Option<&'static str> {
+    Some(match program {
+        "openssl" => "openssl",
+        "age" | "age-keygen" => "age",
+        "curl" => "curl",
+        "htpasswd" => "apache2-utils",
+        "docker-registry" => "docker-registry",
+        "mount" | "umount" | "setpriv" => "util-linux",
+        "clang-19" => "clang-19",
+        _ => return None,
+    })
+}
+
+/// Fails the test for `command`, which could not be started: a program
+/// that is not installed is named, with the Debian package that has it.
+#[track_caller]
+pub fn cannot_run(command: &Command, error: std::io::Error) -> ! {
+    let program = command.get_program().to_string_lossy();
+    if error.kind() == std::io::ErrorKind::NotFound {
+        match debian_package(&program) {
+            Some(package) => panic!(
+                "{program} not found: apt-get install {package} \
+                 (`source scripts/lib.sh; ensure_debian_packages` installs every package the \
+                 tests use)"
+            ),
+            None => panic!("{program} not found ({error}): {command:?}"),
+        }
+    }
+    panic!("cannot run {command:?}: {error}")
+}
+
+/// `command.output()`; a program that cannot be started fails the test,
+/// naming it.
+#[track_caller]
+pub fn output_of(command: &mut Command) -> Output {
+    command.output().unwrap_or_else(|e| cannot_run(command, e))
+}
+
 /// Runs `command` with `input` on its stdin and its stdout and stderr
 /// captured.
 pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> Output {
@@ -160,7 +204,7 @@ pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cannot start the command");
+        .unwrap_or_else(|e| cannot_run(command, e));
     // A command that exits without reading its input is not an error here.
     let _ = child.stdin.take().unwrap().write_all(input);
     child.wait_with_output().unwrap()
@@ -287,9 +331,7 @@ pub fn assert_close(actual: f64, expected: f64) {
 /// Runs `command`, which must succeed; its stdout. A failure panics with
 /// the command and its stderr.
 pub fn run_ok(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = output_of(command);
     assert!(
         output.status.success(),
         "{command:?} failed: {}",
@@ -322,7 +364,10 @@ impl Harness {
             .env(format!("{owner}_CLEANUP"), "1")
             .status()
             .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
-        assert!(status.success(), "scripts/{script} up failed");
+        assert!(
+            status.success(),
+            "scripts/{script} up failed (its output, above, names the cause)"
+        );
         let env = std::fs::read_to_string(dir.join("env")).unwrap();
         Harness { dir, env }
     }
@@ -342,23 +387,36 @@ impl Harness {
     }
 }
 
-/// A tmpfs of `size` mounted for the life of the guard (tests run as root,
-/// as CI does).
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A tmpfs of `size` mounted for the life of the guard: only root can, so
+/// the tests that use it are in the `e2e` tier, and without root they fail
+/// here, saying so.
 pub struct SmallDisk {
     pub dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
+    #[track_caller]
     pub fn mount(size: &str) -> SmallDisk {
+        assert!(
+            is_root(),
+            "this test mounts a small tmpfs and needs root: run the e2e tier as root, as CI does"
+        );
         let dir = tempfile::tempdir().unwrap();
         let status = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
             .status()
-            .expect("running mount");
+            .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
         assert!(
             status.success(),
-            "this test mounts a small tmpfs and needs root, as CI has"
+            "mount -t tmpfs on {} failed",
+            dir.path().display()
         );
         SmallDisk { dir }
     }

@@ -1,33 +1,37 @@
-//! sandlet's integration tests, in one binary so the machine links once.
+//! sandlet's integration tests, in one binary so the machine links once,
+//! in three tiers by what a test needs, each a module of its own:
 //!
+//! - `local`: nothing but the Rust toolchain with the wasm targets, the
+//!   guest toolchains (`scripts/toolchains`) and ordinary commands
+//!   (`openssl`, `age`); no service, no root.
+//! - `services`: services the tests start on loopback, without root:
+//!   Debian's `docker-registry` (`registry.rs`) and PostgreSQL through
+//!   `scripts/postgres` (`postgres.rs`).
+//! - `e2e`: root (a tmpfs, container workers, the vantage6 platform)
+//!   and/or a real control plane, started by `scripts/cluster`
+//!   (`cluster.rs`).
+//!
+//! One tier runs by its path (`source scripts/lib.sh` first, to share the
+//! build of `scripts/test`):
+//!
+//! ```sh
+//! cargo test --workspace --test integration local::
+//! cargo test --workspace --test integration services::
+//! cargo test --workspace --test integration e2e::      # as root
+//! ```
+//!
+//! A test whose prerequisite is missing fails, naming it; none is skipped.
 //! Every guest is built from source (`algorithms/`, `tests/guests/`) by the
-//! fixtures before use. The OCI tests start Debian's `docker-registry` on
-//! loopback (`registry.rs`). The `kube_` tests run against a real control
-//! plane started once per process by `scripts/cluster` (`cluster.rs`).
+//! fixtures before use. The modules at this level hold no tests: the
+//! helpers the tiers share, which `benches/` include by path.
 
-mod algorithms;
-mod audit;
-mod bootstrap;
-mod cli;
 mod cluster;
-mod develop;
-mod docs;
-mod faults;
 mod fixtures;
-mod fuzz;
-mod hostile_api;
-mod kube;
-mod languages;
-mod mixed;
-mod oci;
 mod oracle;
 mod postgres;
-mod privacy;
-mod queries;
 mod registry;
-mod runtime;
-mod sandbox;
-mod sealing;
-mod signing;
 mod v6platform;
-mod vantage6;
+
+mod e2e;
+mod local;
+mod services;

@@ -22,10 +22,29 @@ pub struct Postgres {
 pub const READER: &str = "reader";
 pub const READER_PASSWORD: &str = "reader-secret";
 
+/// Fails the test unless PostgreSQL's server is installed (Debian's
+/// package, under `/usr/lib/postgresql/VERSION/bin`, off PATH). A test
+/// installs nothing: without this check `scripts/postgres` would try
+/// apt-get, through sudo where the test is not root.
+#[track_caller]
+fn require_server() {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|version| version.path().join("bin/postgres").is_file());
+    assert!(
+        installed,
+        "PostgreSQL not found (no /usr/lib/postgresql/*/bin/postgres): apt-get install postgresql \
+         (`source scripts/lib.sh; ensure_debian_packages` installs every package the tests use)"
+    );
+}
+
 /// The server of this test process, started on first use.
 pub fn postgres() -> &'static Postgres {
     static SERVER: OnceLock<Postgres> = OnceLock::new();
     SERVER.get_or_init(|| {
+        require_server();
         let harness = Harness::up("postgres");
         let port = harness.value("PGPORT").parse().unwrap();
         let bin = harness.bin();
@@ -44,6 +63,7 @@ impl Postgres {
     /// when this process ends.
     #[allow(dead_code)]
     pub fn private() -> Postgres {
+        require_server();
         let harness = Harness::up("postgres");
         let port = harness.value("PGPORT").parse().unwrap();
         let bin = harness.bin();
@@ -95,7 +115,7 @@ impl Postgres {
             ])
             .args(["-c", sql])
             .output()
-            .expect("cannot run psql");
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.join("psql").display()));
         assert!(
             output.status.success(),
             "psql {sql:?} failed: {}",

@@ -102,10 +102,8 @@ impl TestRegistry {
             ca = Some(root.join("ca.crt"));
         }
         if setup.auth {
-            let htpasswd = Command::new("htpasswd")
-                .args(["-Bbn", USER, PASSWORD])
-                .output()
-                .expect("htpasswd (apache2-utils) must be installed");
+            let htpasswd =
+                crate::fixtures::output_of(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
             assert!(htpasswd.status.success());
             std::fs::write(root.join("htpasswd"), htpasswd.stdout).unwrap();
             config.push_str(&format!(
@@ -125,8 +123,11 @@ impl TestRegistry {
         registry
     }
 
+    /// Starts Debian's `docker-registry`; where it is not installed, the
+    /// test fails saying so.
     fn spawn(root: &Path) -> Child {
-        Command::new("docker-registry")
+        let mut command = Command::new("docker-registry");
+        command
             .arg("serve")
             .arg(root.join("config.yml"))
             .stdout(Stdio::null())
@@ -136,9 +137,10 @@ impl TestRegistry {
                     .append(true)
                     .open(root.join("registry.log"))
                     .unwrap(),
-            )
+            );
+        command
             .spawn()
-            .expect("docker-registry (Debian package docker-registry) must be installed")
+            .unwrap_or_else(|e| crate::fixtures::cannot_run(&command, e))
     }
 
     /// Stops the registry (SIGKILL), keeping what it stores.

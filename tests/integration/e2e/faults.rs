@@ -660,7 +660,7 @@ fn kube_fault_a_postgresql_dataset_stopped_during_queries_then_back() {
     }
     assert!(failed > 0, "the server was meant to stop under the burst");
     // Each ran once: one audit record per pod (answered or not).
-    let records = crate::audit::records(&node.state_dir);
+    let records = crate::local::audit::records(&node.state_dir);
     for name in &names {
         let count = records.iter().filter(|r| r["pod"] == name.as_str()).count();
         assert!(count <= 1, "pod {name} queried {count} times");
@@ -675,9 +675,9 @@ fn kube_fault_a_postgresql_dataset_stopped_during_queries_then_back() {
         "fault PostgreSQL stopped: {failed} of 12 queries refused while it was down; a query answered {:.1?} after it returned",
         back.elapsed()
     );
-    let records = crate::audit::records(&node.state_dir);
+    let records = crate::local::audit::records(&node.state_dir);
     assert_eq!(
-        crate::audit::verified_count(&node.state_dir),
+        crate::local::audit::verified_count(&node.state_dir),
         records.len() as u64
     );
 }

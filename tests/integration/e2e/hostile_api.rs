@@ -15,8 +15,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 
 use crate::cluster::{TestNode, cluster, push, wasm_pod};
+use crate::e2e::kube::curl;
 use crate::fixtures::guests;
-use crate::kube::curl;
 use crate::registry::{RegistrySetup, TestRegistry};
 
 const LONG: Duration = Duration::from_secs(60);

@@ -716,9 +716,14 @@ spec:
         "application/vnd.oci.image.layer.v1.tar+gzip".into(),
         None,
     );
-    let container_image = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(crate::oci::push_raw(&registry, "nginx", vec![tar_layer]));
+    let container_image =
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(crate::services::oci::push_raw(
+                &registry,
+                "nginx",
+                vec![tar_layer],
+            ));
     c.apply(
         &ns,
         &wasm_pod("not-wasm", &node.name, &container_image, &[], "Never"),
@@ -746,7 +751,11 @@ spec:
     );
     let broken = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(crate::oci::push_raw(&registry, "broken", vec![garbage]));
+        .block_on(crate::services::oci::push_raw(
+            &registry,
+            "broken",
+            vec![garbage],
+        ));
     c.apply(&ns, &wasm_pod("broken", &node.name, &broken, &[], "Never"));
     let pod = c.wait_phase(&ns, "broken", "Failed", LONG);
     assert_eq!(pod["status"]["reason"], "InvalidModule");
@@ -1012,7 +1021,7 @@ fn kube_the_demo_federated_mean_equals_the_direct_mean() {
         .tempdir()
         .unwrap();
     // The demo starts a container worker of its own.
-    let _workers = crate::mixed::workers_shared();
+    let _workers = crate::e2e::mixed::workers_shared();
     let _stop = DemoGuard(dir.path().to_owned());
     let out = std::process::Command::new(crate::fixtures::repo_root().join("scripts/demo"))
         .env("SANDLET_DEMO_DIR", dir.path())
@@ -1169,9 +1178,9 @@ fn kube_an_algorithm_pod_gets_granted_datasets_and_reports_its_result() {
 
     // Every query of these pods is on the node's audit record, as theirs,
     // and the chain verifies.
-    let records = crate::audit::records(&node.state_dir);
+    let records = crate::local::audit::records(&node.state_dir);
     assert_eq!(
-        crate::audit::verified_count(&node.state_dir),
+        crate::local::audit::verified_count(&node.state_dir),
         records.len() as u64
     );
     let of = |pod: &str| {
@@ -1311,7 +1320,7 @@ fn kube_pods_spend_their_namespaces_privacy_budget() {
     c.apply(&b, &pod("own-account"));
     c.wait_phase(&b, "own-account", "Succeeded", LONG);
 
-    let records = crate::audit::records(&node.state_dir);
+    let records = crate::local::audit::records(&node.state_dir);
     let charges: Vec<(String, String)> = records
         .iter()
         .filter(|r| !r["privacy"].is_null())
@@ -1392,9 +1401,9 @@ fn kube_sigkill_of_the_node_in_a_burst_of_queries_leaves_every_answer_on_a_verif
     // Every answer a pod reported has its record, and the chain verifies.
     let answered = succeeded(c);
     let verify = |node: &TestNode| {
-        let records = crate::audit::records(&node.state_dir);
+        let records = crate::local::audit::records(&node.state_dir);
         assert_eq!(
-            crate::audit::verified_count(&node.state_dir),
+            crate::local::audit::verified_count(&node.state_dir),
             records.len() as u64
         );
         records
@@ -1620,18 +1629,18 @@ fn kube_a_station_that_names_keys_runs_only_modules_they_signed() {
     let c = cluster();
     let registry = TestRegistry::start(RegistrySetup::default());
     let dir = tempfile::tempdir().unwrap();
-    let (reviewer, _) = crate::signing::key_pair(dir.path(), "reviewer");
-    let (stranger, _) = crate::signing::key_pair(dir.path(), "stranger");
+    let (reviewer, _) = crate::services::signing::key_pair(dir.path(), "reviewer");
+    let (stranger, _) = crate::services::signing::key_pair(dir.path(), "stranger");
     // The same module under three names: only the signature differs.
     let signed = push(&registry, &guests().hello, "alg/signed:v1");
     let unsigned = push(&registry, &guests().hello, "alg/unsigned:v1");
     let foreign = push(&registry, &guests().hello, "alg/foreign:v1");
     assert_eq!(
-        crate::signing::sign(&registry, &signed, &reviewer).code,
+        crate::services::signing::sign(&registry, &signed, &reviewer).code,
         Some(0)
     );
     assert_eq!(
-        crate::signing::sign(&registry, &foreign, &stranger).code,
+        crate::services::signing::sign(&registry, &foreign, &stranger).code,
         Some(0)
     );
     let config = dir.path().join("station.yaml");
@@ -2038,7 +2047,7 @@ fn kube_a_namespace_default_grant_reaches_pods_without_the_annotation() {
     assert!(message(&failed).contains("not-granted"), "{failed}");
     // Every access, default or asked for, is on the audit record with its
     // namespace and the datasets it was granted.
-    let records = crate::audit::records(&node.state_dir);
+    let records = crate::local::audit::records(&node.state_dir);
     for (namespace, pod) in [(&tasks, "unannotated"), (&named, "asked")] {
         let record = records
             .iter()

@@ -260,10 +260,10 @@ fn kube_a_vantage6_shaped_job_runs_as_wasm_and_leaves_its_result_in_the_task_dir
     let task_dir = tempfile::tempdir().unwrap();
     let tasks = task_dir.path();
     // The same algorithm from each guest SDK: Rust and Python.
-    let python = crate::languages::build_example(
+    let python = crate::local::languages::build_example(
         "python",
         "vantage6-mean",
-        &crate::languages::toolchain("python"),
+        &crate::local::languages::toolchain("python"),
     );
     let python = push(&registry, &python, "v6/mean-python:1.0");
     for (first, image) in [(1, &image), (11, &python)] {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::fixtures::{Ran, run_ok, sandlet, wasm_target_dir};
-use crate::languages::{sandlet_build, toolchain};
+use crate::local::languages::{sandlet_build, toolchain};
 
 const LANGUAGES: [&str; 4] = ["rust", "python", "js", "c"];
 

@@ -151,7 +151,10 @@ fn the_readme_links_to_files_that_exist() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let mut links = 0;
     let mut missing = Vec::new();
-    for (_, rest) in readme.match_indices("](").map(|(i, _)| readme.split_at(i + 2)) {
+    for (_, rest) in readme
+        .match_indices("](")
+        .map(|(i, _)| readme.split_at(i + 2))
+    {
         let Some(end) = rest.find(')') else { continue };
         let target = &rest[..end];
         if target.contains("://") || target.starts_with('#') {
@@ -163,6 +166,12 @@ fn the_readme_links_to_files_that_exist() {
             missing.push(target.to_owned());
         }
     }
-    assert!(links >= 10, "only {links} relative links found in README.md");
-    assert!(missing.is_empty(), "README.md links to missing files: {missing:?}");
+    assert!(
+        links >= 10,
+        "only {links} relative links found in README.md"
+    );
+    assert!(
+        missing.is_empty(),
+        "README.md links to missing files: {missing:?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! guest toolchains (`scripts/toolchains`) and the language's SDK: on the
 //! same data they must give the Rust versions' numbers (compared as
 //! numbers), the same refusals as the language's errors, and bad input as
-//! the algorithm's own error.
+//! the algorithm's own error. (The examples as pods are `e2e::languages`.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,20 +10,26 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::algorithms::{run_with_data, write_config};
 use crate::fixtures::{Ran, guests, repo_root, run_ok, sandlet, wasm_target_dir, write_patients};
+use crate::local::algorithms::{run_with_data, write_config};
 
 /// The examples of one language.
-struct Examples {
-    column_stats: PathBuf,
-    federated_mean: PathBuf,
+pub(crate) struct Examples {
+    pub(crate) column_stats: PathBuf,
+    pub(crate) federated_mean: PathBuf,
 }
 
 /// Installs (once, cached) the toolchain of `lang` and returns the
 /// directory its tools are in.
 pub fn toolchain(lang: &str) -> PathBuf {
     let toolchains = repo_root().join("scripts/toolchains");
-    run_ok(Command::new(&toolchains).arg(lang));
+    let installed = crate::fixtures::output_of(Command::new(&toolchains).arg(lang));
+    assert!(
+        installed.status.success(),
+        "the {lang} guest toolchain is missing and `scripts/toolchains {lang}` could not \
+         install it: {}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
     run_ok(Command::new(&toolchains).args(["env", lang]))
         .split('"')
         .nth(1)
@@ -135,7 +141,7 @@ fn c() -> &'static Examples {
 }
 
 /// Every language's examples, built.
-fn languages() -> [(&'static str, &'static Examples); 3] {
+pub(crate) fn languages() -> [(&'static str, &'static Examples); 3] {
     [
         ("python", python()),
         ("javascript", javascript()),
@@ -145,7 +151,7 @@ fn languages() -> [(&'static str, &'static Examples); 3] {
 
 /// JSON values equal with every number compared as a number (`2000` and
 /// `2000.0` alike), exactly.
-fn same(a: &Value, b: &Value) -> bool {
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         (Value::Array(x), Value::Array(y)) => {
@@ -160,7 +166,7 @@ fn same(a: &Value, b: &Value) -> bool {
 
 fn json(ran: &Ran) -> Value {
     assert_eq!(ran.code, Some(0), "{ran:#?}");
-    crate::algorithms::json(&ran.stdout)
+    crate::local::algorithms::json(&ran.stdout)
 }
 
 #[test]
@@ -265,87 +271,6 @@ fn refusals_and_bad_input_are_the_algorithms_errors_in_every_language() {
             r#"{"dataset": "patients", "column": "age", "group_by": "bmi"}"#,
         );
         assert_eq!(example.stderr.trim(), rust.stderr.trim(), "{lang}");
-    }
-}
-
-#[test]
-fn examples_in_every_language_run_as_pods_with_the_rust_numbers() {
-    use crate::cluster::{TestNode, cluster, push, wasm_pod, with_datasets};
-    use crate::registry::{RegistrySetup, TestRegistry};
-    let c = cluster();
-    let registry = TestRegistry::start(RegistrySetup::default());
-    let rust_image = push(
-        &registry,
-        &guests().column_stats,
-        "algorithms/column-stats:v1",
-    );
-    let data = tempfile::tempdir().unwrap();
-    write_patients(data.path(), "patients", 400, 79);
-    let config = data.path().join("station.yaml");
-    std::fs::write(
-        &config,
-        "datasets:\n  - name: patients\n    source: { csv: patients.csv }\n    policy:\n      allowedColumns: [age, sex, bmi]\n",
-    )
-    .unwrap();
-    let node = TestNode::start(
-        "languages",
-        &registry,
-        &["--config", config.to_str().unwrap()],
-    );
-    let ns = c.namespace("languages");
-    let pod = |name: &str, image: &str, input: &str| {
-        with_datasets(
-            &wasm_pod(name, &node.name, image, &[input], "Never"),
-            "patients",
-        )
-    };
-    let message = |pod: &Value| {
-        pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let input = r#"{"dataset": "patients", "column": "bmi", "group_by": "sex"}"#;
-    c.apply(&ns, &pod("rust", &rust_image, input));
-    let images: Vec<(&str, String)> = languages()
-        .into_iter()
-        .map(|(lang, example)| {
-            let image = push(
-                &registry,
-                &example.column_stats,
-                &format!("algorithms/column-stats-{lang}:v1"),
-            );
-            c.apply(&ns, &pod(lang, &image, input));
-            let hidden = format!("{lang}-hidden");
-            c.apply(
-                &ns,
-                &pod(
-                    &hidden,
-                    &image,
-                    r#"{"dataset": "patients", "column": "ssn"}"#,
-                ),
-            );
-            (lang, image)
-        })
-        .collect();
-    // A first start compiles a component of 12-18 MB (a debug build here).
-    let wait = std::time::Duration::from_secs(300);
-    let parse = |text: String| -> Value { serde_json::from_str(&text).unwrap() };
-    let expected = parse(message(&c.wait_phase(&ns, "rust", "Succeeded", wait)));
-    for (lang, _) in images {
-        let got = parse(message(&c.wait_phase(&ns, lang, "Succeeded", wait)));
-        assert!(same(&got, &expected), "{lang} {got}\nrust {expected}");
-        // A hidden column: the SDK's NotGranted is the pod's failure message.
-        let hidden = c.wait_phase(&ns, &format!("{lang}-hidden"), "Failed", wait);
-        assert_eq!(
-            hidden["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
-            1
-        );
-        assert!(
-            message(&hidden).starts_with("not-granted: "),
-            "{lang}: {}",
-            message(&hidden)
-        );
     }
 }
 

@@ -1,8 +1,9 @@
-//! Differential privacy end to end: private datasets held as CSV, Parquet
-//! and PostgreSQL tables answer noisy aggregates; `sandlet query` spends the
-//! budget across processes; the data admin lists and resets it, on the
-//! audit record. (The attacks and the noise calibration are tested in
-//! `sandlet-data`'s `private` tests; the node's pods in `kube.rs`.)
+//! Differential privacy end to end: private datasets held as CSV and
+//! Parquet (PostgreSQL tables in `services::privacy`) answer noisy
+//! aggregates; `sandlet query` spends the budget across processes; the
+//! data admin lists and resets it, on the audit record. (The attacks and
+//! the noise calibration are tested in `sandlet-data`'s `private` tests;
+//! the node's pods in `e2e::kube`.)
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,9 +12,7 @@ use sandlet_data::{Budget, DataAccess, GrantedDatasets, Ledger, QueryError, Valu
 use sandlet_station::StationConfig;
 
 use crate::fixtures::sandlet;
-use crate::queries::{
-    LABS, PATIENTS, Source, lab, load_postgres, patient, write_csv, write_parquet,
-};
+use crate::local::queries::{LABS, PATIENTS, Source, lab, patient, write_csv, write_parquet};
 
 /// Budgets so large that the noise is below one unit: the answers can be
 /// checked against the exact values (the clamped ones).
@@ -63,21 +62,14 @@ fn near(actual: &Value, expected: f64, tolerance: f64, what: &str) {
     );
 }
 
-async fn private_suite(source: Source) {
-    let dir = tempfile::tempdir().unwrap();
-    write_csv(dir.path());
-    let url = match source {
-        Source::Csv => None,
-        Source::Parquet => {
-            write_parquet(dir.path()).await;
-            None
-        }
-        Source::Postgres => Some(load_postgres(dir.path(), "private")),
-    };
-    let path = dir.path().join("datasets.yaml");
-    std::fs::write(&path, config_text(dir.path(), source, url.as_deref())).unwrap();
+/// Noisy aggregates on the tables `write_csv` wrote into `dir`, held as
+/// `source` (for Parquet, converted by `write_parquet`; for PostgreSQL,
+/// loaded into the database `url` names).
+pub(crate) async fn private_suite(dir: &Path, source: Source, url: Option<&str>) {
+    let path = dir.join("datasets.yaml");
+    std::fs::write(&path, config_text(dir, source, url)).unwrap();
     let config = StationConfig::load(&path).unwrap().data;
-    let ledger = Arc::new(Ledger::open(&dir.path().join("state")).unwrap());
+    let ledger = Arc::new(Ledger::open(&dir.join("state")).unwrap());
     let data = GrantedDatasets::new(&config, &["patients".into(), "labs".into()])
         .unwrap()
         .budgeted(Budget {
@@ -188,17 +180,17 @@ async fn private_suite(source: Source) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_aggregates_on_csv() {
-    private_suite(Source::Csv).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    private_suite(dir.path(), Source::Csv, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_aggregates_on_parquet() {
-    private_suite(Source::Parquet).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_aggregates_on_postgres() {
-    private_suite(Source::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(dir.path());
+    write_parquet(dir.path()).await;
+    private_suite(dir.path(), Source::Parquet, None).await;
 }
 
 /// `sandlet query` runs as its own process each time: the ledger in the

@@ -1,37 +1,22 @@
-//! Sealed results: `sandlet run --seal-to`, pods annotated
-//! `sandlet.dev/seal-to` (and `sandlet.dev/seal-logs`), the result store
-//! for long results, and `sandlet open`. Keys come from the standard
-//! `age-keygen`, and the standard `age` opens what sandlet seals; only the
-//! named identity opens a result, and no plaintext result reaches the
-//! termination message, the API server, the node's log or the audit log.
+//! Sealed results: `sandlet run --seal-to` and `sandlet open`. Keys come
+//! from the standard `age-keygen`, and the standard `age` opens what
+//! sandlet seals; only the named identity opens a result, and no plaintext
+//! result reaches the audit log. (Sealed pods are `e2e::sealing`.)
 
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
-
-use crate::cluster::{TestNode, cluster, patients_station, push, wasm_pod, with_datasets};
-use crate::fixtures::{Ran, guests, output_with_stdin, run_sandlet, sandlet};
-use crate::registry::{RegistrySetup, TestRegistry};
+use crate::fixtures::{Ran, guests, output_of, output_with_stdin, run_sandlet, sandlet};
 
 const ARMOR: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
-const LONG: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// A new age identity file `dir/NAME.key` (by `age-keygen`); its path and
 /// recipient.
 pub(crate) fn identity(dir: &Path, name: &str) -> (String, String) {
     let path = dir.join(format!("{name}.key"));
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = output_of(Command::new("age-keygen").arg("-o").arg(&path));
     assert!(out.status.success(), "{out:?}");
-    let out = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = output_of(Command::new("age-keygen").arg("-y").arg(&path));
     assert!(out.status.success(), "{out:?}");
     let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(recipient.starts_with("age1"), "{recipient}");
@@ -44,7 +29,7 @@ pub(crate) fn open(args: &[&str], input: &str) -> Ran {
 }
 
 /// What the standard `age -d -i IDENTITY` makes of `sealed`.
-fn age_decrypt(identity: &str, sealed: &str) -> Result<String, String> {
+pub(crate) fn age_decrypt(identity: &str, sealed: &str) -> Result<String, String> {
     let out = output_with_stdin(
         Command::new("age").args(["-d", "-i", identity]),
         sealed.as_bytes(),
@@ -57,7 +42,7 @@ fn age_decrypt(identity: &str, sealed: &str) -> Result<String, String> {
 }
 
 #[track_caller]
-fn assert_sealed(text: &str) {
+pub(crate) fn assert_sealed(text: &str) {
     assert!(
         text.trim_start().starts_with(ARMOR)
             && text
@@ -68,7 +53,7 @@ fn assert_sealed(text: &str) {
 }
 
 /// Every file under `dir`, as text.
-fn text_under(dir: &Path) -> String {
+pub(crate) fn text_under(dir: &Path) -> String {
     let mut all = String::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
@@ -203,254 +188,4 @@ fn sandlet_run_seals_results_that_only_the_named_identity_opens() {
     let sum = result.split("\"sum\":").nth(1).unwrap();
     let sum = sum.split([',', '}']).next().unwrap();
     assert!(!audit.contains(sum), "the sum {sum} is in the audit log");
-}
-
-/// A pod's termination message, once it has one.
-fn message_of(pod: &Value) -> String {
-    pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn sealed_pod(manifest: &str, recipient: &str, logs: bool) -> String {
-    let extra = if logs {
-        ", sandlet.dev/seal-logs: \"true\""
-    } else {
-        ""
-    };
-    if manifest.contains("  annotations: {") {
-        manifest.replacen(
-            "  annotations: {",
-            &format!("  annotations: {{sandlet.dev/seal-to: \"{recipient}\"{extra}, "),
-            1,
-        )
-    } else {
-        manifest.replacen(
-            "metadata:\n",
-            &format!("metadata:\n  annotations: {{sandlet.dev/seal-to: \"{recipient}\"{extra}}}\n"),
-            1,
-        )
-    }
-}
-
-#[test]
-fn kube_sealed_pods_show_only_ciphertext_and_the_requester_opens_them() {
-    let c = cluster();
-    let registry = TestRegistry::start(RegistrySetup::default());
-    let mean = push(&registry, &guests().federated_mean, "alg/mean:v1");
-    let stats = push(&registry, &guests().column_stats, "alg/stats:v1");
-    let hello = push(&registry, &guests().hello, "alg/hello:v1");
-    let keys = tempfile::tempdir().unwrap();
-    let (researcher, recipient) = identity(keys.path(), "researcher");
-    let (stranger, _) = identity(keys.path(), "stranger");
-    let (node, patients, _data) = patients_station("sealing", &registry, 3000, 11, "sealed", "");
-    let ns = c.namespace("sealed");
-    let algorithm = |name: &str, image: &str, input: &str| {
-        sealed_pod(
-            &with_datasets(
-                &wasm_pod(name, &node.name, image, &[input], "Never"),
-                "patients",
-            ),
-            &recipient,
-            false,
-        )
-    };
-    let access = ["--insecure-registry", registry.addr.as_str()];
-    let open_as = |identity: &str, message: &str| {
-        let mut args = vec!["--identity", identity];
-        args.extend(access);
-        open(&args, message)
-    };
-
-    // A partial mean, sealed in its termination message.
-    c.apply(
-        &ns,
-        &algorithm(
-            "partial",
-            &mean,
-            r#"{"dataset": "patients", "column": "bmi"}"#,
-        ),
-    );
-    // An error, sealed the same way.
-    c.apply(
-        &ns,
-        &algorithm(
-            "hidden",
-            &mean,
-            r#"{"dataset": "patients", "column": "ssn"}"#,
-        ),
-    );
-    // 70 groups: too long for a termination message once sealed, so stored
-    // beside the module and pointed at.
-    c.apply(
-        &ns,
-        &algorithm(
-            "groups",
-            &stats,
-            r#"{"dataset": "patients", "column": "bmi", "group_by": "age"}"#,
-        ),
-    );
-    // A command whose log is sealed too.
-    c.apply(
-        &ns,
-        &sealed_pod(
-            &wasm_pod("logs", &node.name, &hello, &["confidential"], "Never"),
-            &recipient,
-            true,
-        ),
-    );
-
-    // A failing command whose log tail becomes its termination message
-    // (FallbackToLogsOnError): the tail is sealed like a result.
-    c.apply(
-        &ns,
-        &sealed_pod(
-            &wasm_pod(
-                "tail",
-                &node.name,
-                &hello,
-                &["--exit", "3", "leaked"],
-                "Never",
-            )
-            .replace(
-                "    image:",
-                "    terminationMessagePolicy: FallbackToLogsOnError\n    image:",
-            ),
-            &recipient,
-            false,
-        ),
-    );
-
-    let pod = c.wait_phase(&ns, "partial", "Succeeded", LONG);
-    let message = message_of(&pod);
-    assert_sealed(&message);
-    let opened = open_as(&researcher, &message);
-    assert_eq!(opened.code, Some(0), "{opened:#?}");
-    let partial: Value = serde_json::from_str(&opened.stdout).unwrap();
-    assert_eq!(partial["count"], 3000);
-    crate::fixtures::assert_close(partial["sum"].as_f64().unwrap(), patients.bmis.iter().sum());
-    assert_eq!(
-        age_decrypt(&researcher, &message),
-        Ok(opened.stdout.clone())
-    );
-    open_as(&stranger, &message).assert_sandlet_error("not sealed for this identity");
-
-    let pod = c.wait_phase(&ns, "hidden", "Failed", LONG);
-    assert_eq!(
-        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
-        1
-    );
-    let hidden_message = message_of(&pod);
-    assert_sealed(&hidden_message);
-    let hidden = open_as(&researcher, &hidden_message).stdout;
-    assert!(hidden.starts_with("not-granted: "), "{hidden}");
-
-    let pod = c.wait_phase(&ns, "groups", "Succeeded", LONG);
-    let pointer = message_of(&pod);
-    let stored = pointer
-        .strip_prefix("sandlet-sealed-result: ")
-        .unwrap_or_else(|| panic!("not a pointer: {pointer}"));
-    assert!(
-        stored.starts_with(&format!("{}/alg/stats@sha256:", registry.addr)),
-        "{stored}"
-    );
-    let opened = open_as(&researcher, &pointer);
-    assert_eq!(opened.code, Some(0), "{opened:#?}");
-    let groups: Value = serde_json::from_str(&opened.stdout).unwrap();
-    assert_eq!(groups["groups"].as_array().unwrap().len(), 70, "{groups}");
-    let counted: i64 = groups["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["count"].as_i64().unwrap())
-        .sum();
-    assert_eq!(counted, 3000);
-    open_as(&stranger, &pointer).assert_sandlet_error("not sealed for this identity");
-    // A pointer at something that is not a sealed result (a module), or at
-    // nothing, is named as such.
-    open_as(&researcher, &format!("sandlet-sealed-result: {hello}"))
-        .assert_sandlet_error("not a sealed result: its layer has media type \"application/wasm\"");
-    open_as(
-        &researcher,
-        &format!("sandlet-sealed-result: {}/alg/stats:gone", registry.addr),
-    )
-    .assert_sandlet_error("not found");
-    assert!(
-        c.events(&ns, "groups")
-            .iter()
-            .any(|e| e.starts_with("SealedResultStored")),
-        "{:?}",
-        c.events(&ns, "groups")
-    );
-
-    let pod = c.wait_phase(&ns, "logs", "Succeeded", LONG);
-    assert_eq!(message_of(&pod), "", "a command has no result message");
-    let logs = c.kubectl(&["logs", "-n", &ns, "logs"]);
-    assert_sealed(&logs);
-    assert_eq!(
-        open_as(&researcher, &logs).stdout,
-        "arg: confidential\nhello from wasm\n"
-    );
-
-    let pod = c.wait_phase(&ns, "tail", "Failed", LONG);
-    let tail = message_of(&pod);
-    assert_sealed(&tail);
-    assert_eq!(
-        open_as(&researcher, &tail).stdout,
-        "arg: leaked\nhello from wasm\n"
-    );
-    // (Its log itself is not sealed: the pod did not ask.)
-    assert!(
-        c.kubectl(&["logs", "-n", &ns, "tail"])
-            .contains("arg: leaked")
-    );
-
-    // No plaintext anywhere else: the API server's pods and events, the
-    // node's own log, its audit log.
-    let plaintexts = [
-        serde_json::to_string(&partial).unwrap(),
-        format!("\"sum\":{}", partial["sum"]),
-        hidden.trim().to_owned(),
-        "\"groups\":[".to_owned(),
-        "hello from wasm".to_owned(),
-    ];
-    let places = [
-        ("pods", c.kubectl(&["get", "pods", "-n", &ns, "-o", "json"])),
-        (
-            "events",
-            c.kubectl(&["get", "events", "-n", &ns, "-o", "json"]),
-        ),
-        ("node log", node.log_text()),
-        ("audit log", text_under(&node.state_dir.join("audit"))),
-    ];
-    for (place, text) in &places {
-        assert!(!text.is_empty(), "{place} is empty");
-        for plaintext in &plaintexts {
-            assert!(
-                !text.contains(plaintext.as_str()),
-                "{plaintext:?} is in the {place}"
-            );
-        }
-    }
-
-    // A pod naming no valid recipient is refused before it runs.
-    c.apply(
-        &ns,
-        &sealed_pod(
-            &wasm_pod("mistyped", &node.name, &hello, &[], "Never"),
-            "age1notakey",
-            false,
-        ),
-    );
-    let pod = c.wait_phase(&ns, "mistyped", "Failed", LONG);
-    assert_eq!(pod["status"]["reason"], "InvalidPodSpec", "{pod}");
-    assert!(
-        pod["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("sandlet.dev/seal-to"),
-        "{pod}"
-    );
-    drop::<TestNode>(node);
 }

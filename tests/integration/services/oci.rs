@@ -1,17 +1,20 @@
-//! Modules through a real registry: `sandlet push`, `sandlet pull`,
-//! `sandlet run <reference>`, over HTTP and HTTPS, with and without basic
-//! auth, and every way a pull can go wrong leaving the store clean.
+//! Modules through a real registry (Debian's `docker-registry` on
+//! loopback): `sandlet push`, `sandlet pull`, `sandlet run <reference>`,
+//! over HTTP and HTTPS, with and without basic auth, and every way a pull
+//! can go wrong leaving the store clean. (Where no registry answers:
+//! `local::oci`; a full disk: `e2e::oci`.)
 
 use std::sync::Arc;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 use sandlet_registry::allow_list::AllowList;
-use sandlet_registry::oci::{Credentials, OciError, Registry, RegistryOptions};
+use sandlet_registry::oci::{Credentials, OciError};
 use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::Digest;
 
 use crate::fixtures::{Ran, guests, run_sandlet};
+use crate::local::oci::{loopback_client, stored_files};
 use crate::registry::{PASSWORD, RegistrySetup, TestRegistry, USER};
 
 /// `--insecure-registry` or `--registry-ca`, as the registry needs.
@@ -161,28 +164,6 @@ fn https_without_the_ca_is_refused() {
 }
 
 #[test]
-fn a_registry_that_is_down_is_named() {
-    let addr = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
-    let state = tempfile::tempdir().unwrap();
-    let ran = run_sandlet([
-        "pull",
-        "--state-dir",
-        &state.path().display().to_string(),
-        "--insecure-registry",
-        &addr,
-        &format!("{addr}/algorithms/hello:v1"),
-    ]);
-    ran.assert_sandlet_error(&format!("registry {addr} is unreachable"));
-}
-
-#[test]
 fn unknown_reference_syntax_and_missing_tags() {
     let registry = TestRegistry::start(RegistrySetup::default());
     let state = tempfile::tempdir().unwrap();
@@ -235,7 +216,7 @@ pub async fn push_raw(registry: &TestRegistry, name: &str, layers: Vec<ImageLaye
 }
 
 /// Pushes `module` as a one-layer `application/wasm` artifact `odd/NAME:v1`.
-async fn push_module(registry: &TestRegistry, name: &str, module: &[u8]) -> String {
+pub(crate) async fn push_module(registry: &TestRegistry, name: &str, module: &[u8]) -> String {
     let layer = ImageLayer::new(module.to_vec(), "application/wasm".into(), None);
     push_raw(registry, name, vec![layer]).await
 }
@@ -257,21 +238,6 @@ async fn pull_into_fresh_store(
         .await
         .map(drop);
     (result, state)
-}
-
-/// sandlet's registry client for a plain-HTTP loopback registry.
-fn loopback_client(addr: &str) -> Registry {
-    Registry::new(&RegistryOptions {
-        insecure: vec![addr.to_owned()],
-        ca_file: None,
-    })
-    .unwrap()
-}
-
-fn stored_files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir.join("sha256"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -642,29 +608,6 @@ async fn an_image_index_resolves_to_its_wasm_entry() {
     );
 }
 
-#[tokio::test]
-async fn a_full_disk_is_named_and_leaves_no_partial_entry() {
-    let registry = TestRegistry::start(RegistrySetup::default());
-    let wasm = std::fs::read(&guests().hello).unwrap();
-    let reference = push_module(&registry, "big", &wasm).await;
-    // Smaller than the module.
-    let disk = crate::fixtures::SmallDisk::mount(&format!("{}", wasm.len() / 2));
-    let store = ModuleStore::open(disk.dir.path(), 1 << 30).unwrap();
-    let client = loopback_client(&registry.addr);
-    let err = client
-        .pull(
-            &reference,
-            &Credentials::anonymous(),
-            &store,
-            &AllowList::allow_all(),
-        )
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("No space left on device"), "{err}");
-    assert_eq!(stored_files(disk.dir.path()), 0, "no partial entry");
-    assert!(!store.contains(&Digest::of(&wasm)));
-}
-
 /// Regression: oci-client keeps the first credentials a client used for a
 /// registry, so one shared client let an anonymous pull ride on an earlier
 /// authenticated one (and refused an authenticated pull after an anonymous
@@ -704,69 +647,4 @@ async fn one_pulls_credentials_never_serve_another_pull() {
         matches!(again, Err(OciError::Unauthorized { .. })),
         "{again:?}"
     );
-}
-
-/// A module from a repository that no allow-list rule covers is refused
-/// before the registry is contacted: a station that lists only its own
-/// registry never connects elsewhere because a pod named another (as
-/// vantage6's node does with its probe image).
-#[tokio::test]
-async fn a_repository_outside_the_allow_list_is_never_contacted() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    // A "registry" that only counts the connections made to it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    let accept = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
-    let allow = AllowList::new(
-        vec![sandlet_registry::allow_list::AllowRule {
-            repository: format!("{addr}/reviewed/*"),
-            digests: None,
-            keys: None,
-        }],
-        std::path::Path::new("."),
-    )
-    .unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let store = ModuleStore::open(state.path(), 1 << 30).unwrap();
-    let client = loopback_client(&addr);
-    for reference in [
-        format!("{addr}/unreviewed/mean:v1"),
-        format!("{addr}/reviewedx/mean:v1"),
-        format!("{addr}/reviewed:v1"),
-        format!("{addr}/reviewed-not/mean:v1"),
-        format!("{addr}/unreviewed/mean@sha256:{}", Digest::of(b"m").hex()),
-    ] {
-        let err = client
-            .pull(&reference, &Credentials::anonymous(), &store, &allow)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, OciError::NotAllowed(_)), "{reference}: {err}");
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(
-        connections.load(Ordering::SeqCst),
-        0,
-        "a refused repository was contacted"
-    );
-    // The control: a covered repository is contacted (and fails, as this
-    // is no registry).
-    let covered = client
-        .pull(
-            &format!("{addr}/reviewed/mean:v1"),
-            &Credentials::anonymous(),
-            &store,
-            &allow,
-        )
-        .await;
-    assert!(covered.is_err());
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(connections.load(Ordering::SeqCst) >= 1);
-    accept.abort();
 }

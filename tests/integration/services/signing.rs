@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::cluster::push;
-use crate::fixtures::{Ran, guests, run_sandlet};
+use crate::fixtures::{Ran, guests, output_of, run_sandlet};
 use crate::registry::{RegistrySetup, TestRegistry};
 
 /// An openssl P-256 key pair in `dir`: `NAME.pem` and `NAME.pub`.
@@ -35,7 +35,7 @@ pub(crate) fn key_pair(dir: &Path, name: &str) -> (String, String) {
             public.to_str().unwrap(),
         ],
     ] {
-        let out = Command::new("openssl").args(&args).output().unwrap();
+        let out = output_of(Command::new("openssl").args(&args));
         assert!(out.status.success(), "{out:?}");
     }
     (
@@ -199,7 +199,8 @@ fn signatures_verify_only_for_their_digest_and_a_trusted_key() {
 /// Written by `cosign generate-key-pair` with an empty password (kept by
 /// sigstore-rs as tests/data/keys/cosign_generated_encrypted_empty_private.key,
 /// Apache-2.0).
-const COSIGN_KEY: &str = include_str!("../../trust/testdata/cosign-generated-empty-password.key");
+const COSIGN_KEY: &str =
+    include_str!("../../../trust/testdata/cosign-generated-empty-password.key");
 
 fn sig_tag(digest: &str) -> String {
     format!("{}.sig", digest.replace(':', "-"))
@@ -207,18 +208,18 @@ fn sig_tag(digest: &str) -> String {
 
 /// The manifest digest of `repo:tag`, from the registry's HTTP API.
 fn manifest_digest(registry: &TestRegistry, repo: &str, tag: &str) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-sfI",
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json",
-        ])
-        .arg(format!(
-            "http://{}/v2/{repo}/manifests/{tag}",
-            registry.addr
-        ))
-        .output()
-        .unwrap();
+    let out = output_of(
+        Command::new("curl")
+            .args([
+                "-sfI",
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+            ])
+            .arg(format!(
+                "http://{}/v2/{repo}/manifests/{tag}",
+                registry.addr
+            )),
+    );
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -272,11 +273,11 @@ fn put_manifest(registry: &TestRegistry, repo: &str, tag: &str, manifest: &serde
 /// Uploads `bytes` as a blob of `repo`; its digest.
 fn put_blob(registry: &TestRegistry, repo: &str, bytes: &[u8]) -> String {
     let digest = sandlet_runtime::Digest::of(bytes).to_string();
-    let out = Command::new("curl")
-        .args(["-sf", "-D", "-", "-o", "/dev/null", "-X", "POST"])
-        .arg(format!("http://{}/v2/{repo}/blobs/uploads/", registry.addr))
-        .output()
-        .unwrap();
+    let out = output_of(
+        Command::new("curl")
+            .args(["-sf", "-D", "-", "-o", "/dev/null", "-X", "POST"])
+            .arg(format!("http://{}/v2/{repo}/blobs/uploads/", registry.addr)),
+    );
     assert!(out.status.success(), "{out:?}");
     let location = String::from_utf8_lossy(&out.stdout)
         .lines()

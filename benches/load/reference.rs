@@ -44,7 +44,9 @@ async fn reference_kubelet(kubeconfig: std::path::PathBuf, node: &str, floor: Fl
     use kube::api::{Patch, PatchParams, Preconditions};
     use sandlet_kubelet::node::{Heartbeat, NodeIdentity, register};
 
-    let client = sandlet_kubelet::client(Some(&kubeconfig)).await.unwrap();
+    let client = sandlet_kubelet::cluster::client(Some(&kubeconfig))
+        .await
+        .unwrap();
     let id = NodeIdentity::detect(node, "127.0.0.1".parse().unwrap(), 10250, 1100, "none");
     let since = Timestamp::now();
     let node_uid = register(&client, &id, since).await.unwrap();
@@ -93,7 +95,7 @@ async fn reference_kubelet(kubeconfig: std::path::PathBuf, node: &str, floor: Fl
                 // The request sandlet makes, with sandlet's retry schedule
                 // for the moment after binding when NodeRestriction does not
                 // yet know the pod is here.
-                let request = sandlet_kubelet::volumes::bound_token_request(&name, &uid, "", None);
+                let request = sandlet_kubelet::pods::bound_token_request(&name, &uid, "", None);
                 let mut failing_since = None;
                 let mut failures = 0;
                 while let Err(error) = accounts
@@ -107,7 +109,7 @@ async fn reference_kubelet(kubeconfig: std::path::PathBuf, node: &str, floor: Fl
                         failing_for < Duration::from_secs(5),
                         "token for {name}: {error}"
                     );
-                    tokio::time::sleep(sandlet_kubelet::lifecycle::config_retry_delay(
+                    tokio::time::sleep(sandlet_kubelet::pods::config_retry_delay(
                         failures,
                         failing_for,
                     ))

@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::Pod;
 pub use mutate::Format;
-use sandlet_kubelet::admission::PodPlan;
-use sandlet_kubelet::server::Route;
+use sandlet_kubelet::api::Route;
+use sandlet_kubelet::pods::PodPlan;
 use sandlet_runtime::{EngineOptions, SandboxEngine};
 use sandlet_station::StationConfig;
 
@@ -309,9 +309,9 @@ pub fn kubelet_path(data: &[u8]) {
         return;
     };
     let (path, query) = text.split_once('?').unwrap_or((text, ""));
-    let accesses = sandlet_kubelet::auth::accesses(&method, path);
+    let accesses = sandlet_kubelet::api::accesses(&method, path);
     assert!(!accesses.is_empty());
-    match sandlet_kubelet::server::route(&method, path) {
+    match sandlet_kubelet::api::route(&method, path) {
         Route::ContainerLogs {
             namespace,
             pod,
@@ -330,7 +330,7 @@ pub fn kubelet_path(data: &[u8]) {
             }
             assert!(!container.contains('.') && !namespace.contains('.'));
             assert_eq!(accesses.last().map(|a| a.subresource), Some("proxy"));
-            let _ = sandlet_kubelet::logs::LogOptions::from_query(query);
+            let _ = sandlet_kubelet::pods::LogOptions::from_query(query);
         }
         Route::Invalid(reason) => assert!(reason.starts_with("invalid "), "{reason}"),
         Route::Healthz | Route::Metrics | Route::ResourceMetrics => {

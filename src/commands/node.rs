@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sandlet_kubelet::auth::{AuthOptions, AuthorizationMode};
-use sandlet_kubelet::{EventRate, NodeOptions};
+use sandlet_kubelet::NodeOptions;
+use sandlet_kubelet::api::{AuthOptions, AuthorizationMode};
+use sandlet_kubelet::pods::EventRate;
 use sandlet_runtime::limits;
 use sandlet_station::StationConfig;
 

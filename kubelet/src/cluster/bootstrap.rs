@@ -21,111 +21,206 @@
 
 use std::path::{Path, PathBuf};
 
-use kube::config::{AuthInfo, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedContext};
+use kube::config::{
+    AuthInfo, Context, KubeConfigOptions, Kubeconfig, KubeconfigError, NamedAuthInfo, NamedContext,
+};
 use sandlet_core::state_file::write_atomically;
+use x509_parser::error::X509Error;
 
-use crate::certs::{self, RequestError};
+use crate::cluster::csr::{self, RequestError};
 
 /// The signer of kubelet client certificates.
-pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+pub(crate) const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 /// The stored client certificate and key (the kubelet's file name).
-pub const STORED: &str = "kubelet-client-current.pem";
+pub(crate) const STORED: &str = "kubelet-client-current.pem";
 /// The key usages asked for a client certificate.
-pub const CLIENT_USAGES: &[&str] = &["digital signature", "client auth"];
+pub(crate) const CLIENT_USAGES: &[&str] = &["digital signature", "client auth"];
 
 /// Why the node could not obtain its client certificate.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    #[error("--bootstrap-kubeconfig {path}: {reason}")]
-    Kubeconfig { path: PathBuf, reason: String },
+    /// The bootstrap kubeconfig cannot be read or used.
+    #[error("--bootstrap-kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// `--bootstrap-kubeconfig`.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: KubeconfigError,
+    },
+    /// The bootstrap kubeconfig does not make a client.
+    #[error("--bootstrap-kubeconfig {path}: {source}")]
+    Client {
+        /// `--bootstrap-kubeconfig`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
+    /// The bootstrap kubeconfig names no cluster to write into the node's.
+    #[error("--bootstrap-kubeconfig {path}: {missing}")]
+    Incomplete {
+        /// `--bootstrap-kubeconfig`.
+        path: PathBuf,
+        /// What it lacks: `no current-context`, `no context NAME` or
+        /// `no cluster NAME`.
+        missing: String,
+    },
+    /// The node's kubeconfig could not be written as YAML.
+    #[error("--bootstrap-kubeconfig {path}: {source}")]
+    Yaml {
+        /// `--bootstrap-kubeconfig`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// The API server did not take the bootstrap token.
     #[error(
         "the API server refused the bootstrap credentials in {path} (401 Unauthorized): the \
          bootstrap token has expired, was revoked or never existed; ask the cluster admin for a \
          new one (scripts/cluster bootstrap-kubeconfig DIR NAME)"
     )]
-    Unauthorized { path: PathBuf },
+    Unauthorized {
+        /// `--bootstrap-kubeconfig`.
+        path: PathBuf,
+    },
+    /// The bootstrap token may not ask for a node client certificate.
     #[error(
         "the bootstrap credentials in {path} may not ask for a node client certificate \
          (403 Forbidden: {message}); the cluster must grant bootstrap tokens \
          system:node-bootstrapper"
     )]
-    Forbidden { path: PathBuf, message: String },
+    Forbidden {
+        /// `--bootstrap-kubeconfig`.
+        path: PathBuf,
+        /// The API server's message.
+        message: String,
+    },
+    /// No key and request could be made.
     #[error("no client certificate: {0}")]
-    Request(String),
+    Key(#[source] rcgen::Error),
+    /// The request gave no certificate.
+    #[error("no client certificate: {0}")]
+    Request(#[source] RequestError),
+    /// The signer issued a certificate that is not the node's.
+    #[error("no client certificate: from the signer: {0}")]
+    Issued(#[source] CertificateError),
+    /// The certificate or the kubeconfig could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
+    },
+}
+
+/// Why a client certificate (stored, or as issued) is not usable as the
+/// node's.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// The file cannot be read.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// There is no PEM certificate.
+    #[error("no certificate")]
+    Missing,
+    /// The PEM text does not hold a certificate.
+    #[error("no certificate: {0}")]
+    Pem(#[source] rustls_pki_types::pem::Error),
+    /// The certificate does not parse.
+    #[error("the certificate does not parse: {0}")]
+    Parse(#[source] X509Error),
+    /// The node's key does not parse.
+    #[error("{0}")]
+    Key(#[source] rcgen::Error),
+    /// The certificate is for another key.
+    #[error("the issued certificate is not for the node's key")]
+    OtherKey,
+    /// The certificate names another user.
+    #[error("the issued certificate names {found:?}, not {expected}")]
+    OtherName {
+        /// The common name it has.
+        found: Option<String>,
+        /// `system:node:NAME`.
+        expected: String,
     },
 }
 
 /// A new key and a PKCS#10 request for `system:node:NAME` in
 /// `system:nodes` (PEM each): ECDSA P-256, no names besides the subject,
 /// which is what the approver accepts for this signer.
-pub fn client_request(node: &str) -> Result<(String, String), String> {
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut params =
-        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+pub(crate) fn client_request(node: &str) -> Result<(String, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     let mut name = rcgen::DistinguishedName::new();
     name.push(rcgen::DnType::OrganizationName, "system:nodes");
     name.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
     params.distinguished_name = name;
-    let request = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| e.to_string())?;
+    let request = params.serialize_request(&key).and_then(|r| r.pem())?;
     Ok((request, key.serialize_pem()))
 }
 
 /// Obtains the node's client certificate with the credentials in
 /// `bootstrap` and writes `kubeconfig` to use it; the certificate and key
 /// go to `pki`.
-pub async fn bootstrap(
+pub(crate) async fn bootstrap(
     bootstrap: &Path,
     kubeconfig: &Path,
     node: &str,
     pki: &Path,
 ) -> Result<(), BootstrapError> {
-    let invalid = |reason: String| BootstrapError::Kubeconfig {
-        path: bootstrap.to_owned(),
-        reason,
+    let path = || bootstrap.to_owned();
+    let invalid = |source| BootstrapError::Kubeconfig {
+        path: path(),
+        source,
     };
-    let file = Kubeconfig::read_from(bootstrap).map_err(|e| invalid(e.to_string()))?;
+    let file = Kubeconfig::read_from(bootstrap).map_err(invalid)?;
     let config = kube::Config::from_custom_kubeconfig(file.clone(), &KubeConfigOptions::default())
         .await
-        .map_err(|e| invalid(e.to_string()))?;
-    let client = kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))?;
-    let (csr_pem, key_pem) = client_request(node).map_err(BootstrapError::Request)?;
+        .map_err(invalid)?;
+    let client = kube::Client::try_from(config).map_err(|source| BootstrapError::Client {
+        path: path(),
+        source,
+    })?;
+    let (csr_pem, key_pem) = client_request(node).map_err(BootstrapError::Key)?;
     tracing::info!(
         node,
         "asking the cluster for a client certificate with the bootstrap credentials"
     );
-    let chain_pem =
-        certs::request_certificate(&client, csr_pem, SIGNER, CLIENT_USAGES, "node-csr-")
-            .await
-            .map_err(|e| match e {
-                RequestError::Create(kube::Error::Api(status)) if status.code == 401 => {
-                    BootstrapError::Unauthorized {
-                        path: bootstrap.to_owned(),
-                    }
+    let chain_pem = csr::request_certificate(&client, csr_pem, SIGNER, CLIENT_USAGES, "node-csr-")
+        .await
+        .map_err(|e| match e {
+            RequestError::Create(kube::Error::Api(status)) if status.code == 401 => {
+                BootstrapError::Unauthorized { path: path() }
+            }
+            RequestError::Create(kube::Error::Api(status)) if status.code == 403 => {
+                BootstrapError::Forbidden {
+                    path: path(),
+                    message: status.message.clone(),
                 }
-                RequestError::Create(kube::Error::Api(status)) if status.code == 403 => {
-                    BootstrapError::Forbidden {
-                        path: bootstrap.to_owned(),
-                        message: status.message.clone(),
-                    }
-                }
-                other => BootstrapError::Request(other.to_string()),
-            })?;
-    check_issued(&chain_pem, &key_pem, node).map_err(BootstrapError::Request)?;
-    let stored = certs::store_pem(pki, STORED, &chain_pem, &key_pem).map_err(|source| {
+            }
+            other => BootstrapError::Request(other),
+        })?;
+    check_issued(&chain_pem, &key_pem, node).map_err(BootstrapError::Issued)?;
+    let stored = csr::store_pem(pki, STORED, &chain_pem, &key_pem).map_err(|source| {
         BootstrapError::Write {
             path: pki.join(STORED),
             source,
         }
     })?;
-    let written = node_kubeconfig(&file, &stored).map_err(invalid)?;
+    let written = node_kubeconfig(&file, &stored).map_err(|e| match e {
+        NodeKubeconfigError::Missing(missing) => BootstrapError::Incomplete {
+            path: path(),
+            missing,
+        },
+        NodeKubeconfigError::Yaml(source) => BootstrapError::Yaml {
+            path: path(),
+            source,
+        },
+    })?;
     write_atomically(kubeconfig, written.as_bytes()).map_err(|source| BootstrapError::Write {
         path: kubeconfig.to_owned(),
         source,
@@ -139,7 +234,7 @@ pub async fn bootstrap(
 /// cannot be read (a station that was off longer than the certificate
 /// lived), as the kubelet falls back to its bootstrap credentials then.
 /// A kubeconfig the node did not write is never replaced.
-pub fn needed(kubeconfig: &Path, pki: &Path) -> bool {
+pub(crate) fn needed(kubeconfig: &Path, pki: &Path) -> bool {
     if !kubeconfig.exists() {
         return true;
     }
@@ -148,7 +243,7 @@ pub fn needed(kubeconfig: &Path, pki: &Path) -> bool {
     }
     let stored = pki.join(STORED);
     match validity(&stored) {
-        Ok((_, not_after)) if not_after > certs::now_unix() => false,
+        Ok((_, not_after)) if not_after > csr::now_unix() => false,
         Ok(_) => {
             tracing::warn!(certificate = %stored.display(), "the node's client certificate has expired: bootstrapping again");
             true
@@ -162,7 +257,7 @@ pub fn needed(kubeconfig: &Path, pki: &Path) -> bool {
 
 /// Whether `kubeconfig` is the one bootstrap wrote: its user is the
 /// certificate stored in `pki`.
-pub fn written_by_node(kubeconfig: &Path, pki: &Path) -> bool {
+pub(crate) fn written_by_node(kubeconfig: &Path, pki: &Path) -> bool {
     let stored = pki.join(STORED);
     Kubeconfig::read_from(kubeconfig).is_ok_and(|k| {
         k.auth_infos.iter().any(|a| {
@@ -176,8 +271,8 @@ pub fn written_by_node(kubeconfig: &Path, pki: &Path) -> bool {
 
 /// The validity (unix seconds, not before and not after) of the first
 /// certificate in the PEM file `path`.
-pub fn validity(path: &Path) -> Result<(i64, i64), String> {
-    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+pub(crate) fn validity(path: &Path) -> Result<(i64, i64), CertificateError> {
+    let pem = std::fs::read(path).map_err(CertificateError::Read)?;
     with_leaf(&pem, |cert| {
         let validity = cert.validity();
         (
@@ -191,25 +286,29 @@ pub fn validity(path: &Path) -> Result<(i64, i64), String> {
 fn with_leaf<T>(
     pem: &[u8],
     read: impl FnOnce(&x509_parser::certificate::X509Certificate) -> T,
-) -> Result<T, String> {
+) -> Result<T, CertificateError> {
     use rustls_pki_types::pem::PemObject;
     use x509_parser::prelude::FromDer;
     let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
         .next()
-        .ok_or("no certificate")?
-        .map_err(|e| format!("no certificate: {e}"))?;
+        .ok_or(CertificateError::Missing)?
+        .map_err(CertificateError::Pem)?;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref())
-        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+        .map_err(|e| CertificateError::Parse(e.into()))?;
     Ok(read(&cert))
 }
 
 /// The issued chain must be for this key and name the node.
-pub(crate) fn check_issued(chain_pem: &str, key_pem: &str, node: &str) -> Result<(), String> {
-    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| e.to_string())?;
+pub(crate) fn check_issued(
+    chain_pem: &str,
+    key_pem: &str,
+    node: &str,
+) -> Result<(), CertificateError> {
+    let key = rcgen::KeyPair::from_pem(key_pem).map_err(CertificateError::Key)?;
     let expected = format!("system:node:{node}");
     with_leaf(chain_pem.as_bytes(), |cert| {
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err("the issued certificate is not for the node's key".to_owned());
+            return Err(CertificateError::OtherKey);
         }
         let common_name = cert
             .subject()
@@ -217,34 +316,42 @@ pub(crate) fn check_issued(chain_pem: &str, key_pem: &str, node: &str) -> Result
             .next()
             .and_then(|cn| cn.as_str().ok());
         if common_name != Some(expected.as_str()) {
-            return Err(format!(
-                "the issued certificate names {common_name:?}, not {expected}"
-            ));
+            return Err(CertificateError::OtherName {
+                found: common_name.map(str::to_owned),
+                expected,
+            });
         }
         Ok(())
-    })
-    .map_err(|e| format!("from the signer: {e}"))?
+    })?
+}
+
+/// Why the node's kubeconfig cannot be made from the bootstrap file.
+#[derive(Debug)]
+enum NodeKubeconfigError {
+    /// `no current-context`, `no context NAME`, `no cluster NAME`.
+    Missing(String),
+    Yaml(serde_yaml::Error),
 }
 
 /// The node's kubeconfig: the bootstrap file's cluster, the stored client
 /// certificate and key as the user.
-fn node_kubeconfig(bootstrap: &Kubeconfig, stored: &Path) -> Result<String, String> {
+fn node_kubeconfig(bootstrap: &Kubeconfig, stored: &Path) -> Result<String, NodeKubeconfigError> {
     let context_name = bootstrap
         .current_context
         .clone()
-        .ok_or("no current-context")?;
+        .ok_or_else(|| NodeKubeconfigError::Missing("no current-context".to_owned()))?;
     let context = bootstrap
         .contexts
         .iter()
         .find(|c| c.name == context_name)
         .and_then(|c| c.context.as_ref())
-        .ok_or_else(|| format!("no context {context_name}"))?;
+        .ok_or_else(|| NodeKubeconfigError::Missing(format!("no context {context_name}")))?;
     let cluster = bootstrap
         .clusters
         .iter()
         .find(|c| c.name == context.cluster)
         .cloned()
-        .ok_or_else(|| format!("no cluster {}", context.cluster))?;
+        .ok_or_else(|| NodeKubeconfigError::Missing(format!("no cluster {}", context.cluster)))?;
     let path = stored.display().to_string();
     let config = Kubeconfig {
         clusters: vec![cluster.clone()],
@@ -271,7 +378,7 @@ fn node_kubeconfig(bootstrap: &Kubeconfig, stored: &Path) -> Result<String, Stri
         api_version: Some("v1".to_owned()),
         ..Default::default()
     };
-    serde_yaml::to_string(&config).map_err(|e| e.to_string())
+    serde_yaml::to_string(&config).map_err(NodeKubeconfigError::Yaml)
 }
 
 #[cfg(test)]
@@ -316,7 +423,9 @@ mod tests {
             leaf.signed_by(&key, &issuer).unwrap().pem()
         };
         check_issued(&sign(&key, "system:node:station-a"), &key, "station-a").unwrap();
-        let error = check_issued(&sign(&key, "system:node:other"), &key, "station-a").unwrap_err();
+        let error = check_issued(&sign(&key, "system:node:other"), &key, "station-a")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not system:node:station-a"), "{error}");
         let (_, other_key) = client_request("station-a").unwrap();
         let error = check_issued(
@@ -324,7 +433,8 @@ mod tests {
             &key,
             "station-a",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("not for the node's key"), "{error}");
     }
 
@@ -351,10 +461,10 @@ mod tests {
         )
         .unwrap();
         let (valid, key) = cert(2099);
-        certs::store_pem(&pki, STORED, &valid, &key).unwrap();
+        csr::store_pem(&pki, STORED, &valid, &key).unwrap();
         assert!(!needed(&kubeconfig, &pki), "a valid certificate is kept");
         let (expired, key) = cert(2021);
-        certs::store_pem(&pki, STORED, &expired, &key).unwrap();
+        csr::store_pem(&pki, STORED, &expired, &key).unwrap();
         assert!(needed(&kubeconfig, &pki), "an expired one is replaced");
         std::fs::write(pki.join(STORED), "garbage").unwrap();
         assert!(needed(&kubeconfig, &pki), "an unreadable one is replaced");

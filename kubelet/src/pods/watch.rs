@@ -1,5 +1,5 @@
 //! Which pods this node runs: a watch on the pods bound to it, and one
-//! [`crate::lifecycle`] worker per pod UID.
+//! [`crate::pods::lifecycle`] worker per pod UID.
 //!
 //! This module owns the mapping from the watch's events to workers: a new
 //! UID starts a worker, an update is handed to that pod's worker, a
@@ -21,8 +21,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 
-use crate::context::NodeContext;
-use crate::lifecycle::run_pod;
+use crate::pods::context::NodeContext;
+use crate::pods::lifecycle::run_pod;
 
 /// First retry of a failed pod watch; doubles up to [`WATCH_RETRY_MAX`].
 const WATCH_RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -53,7 +53,7 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 /// Watches this node's pods for as long as the node runs. Errors (the API
 /// server away, a watch expired) are logged and the watch is resumed with
 /// back-off, re-listing where it must; the pods' workers run on meanwhile.
-pub async fn run(ctx: Arc<NodeContext>) -> Result<(), watcher::Error> {
+pub(crate) async fn run(ctx: Arc<NodeContext>) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.identity.name));
     let mut events =
@@ -100,7 +100,6 @@ pub async fn run(ctx: Arc<NodeContext>) -> Result<(), watcher::Error> {
             }
         }
     }
-    Ok(())
 }
 
 /// Removes the directories (volumes, logs) of pods that no longer exist,
@@ -122,6 +121,7 @@ fn remove_stale_pod_dirs(ctx: &NodeContext, listed: &HashSet<String>) {
     }
 }
 
+/// Hands `pod` to its worker, starting one for a new UID.
 fn dispatch(ctx: &Arc<NodeContext>, workers: &mut HashMap<String, watch::Sender<Pod>>, pod: Pod) {
     let Some(uid) = pod.metadata.uid.clone() else {
         return;

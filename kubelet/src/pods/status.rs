@@ -3,8 +3,8 @@
 //! This module owns the mapping from sandlet's view of a pod (which
 //! container is waiting, running or terminated, and why) to the Kubernetes
 //! status fields clients read: phase, conditions, container statuses. It
-//! does no IO; [`crate::lifecycle`] changes a [`PodState`] and publishes
-//! [`PodState::to_status`].
+//! does no IO; [`crate::pods::lifecycle`] changes a [`PodState`] and publishes
+//! [`PodState::report`].
 //!
 //! Guarantees: the phase only moves forward (Pending, Running, then
 //! Succeeded or Failed); a terminal phase is never left.
@@ -367,7 +367,7 @@ impl PodState {
     }
 
     /// The status to publish.
-    pub fn to_status(&mut self) -> PodStatus {
+    pub fn report(&mut self) -> PodStatus {
         let now = Timestamp::now();
         let all_running =
             !self.containers.is_empty() && self.containers.iter().all(ContainerState::is_running);
@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn conditions_follow_the_containers() {
         let mut state = pod();
-        let status = state.to_status();
+        let status = state.report();
         assert_eq!(status.phase.as_deref(), Some("Pending"));
         assert_eq!(condition(&status, "Initialized").status, "False");
         assert_eq!(condition(&status, "Ready").status, "False");
@@ -474,7 +474,7 @@ mod tests {
             started_at: Timestamp::now(),
         };
         state.advance(Phase::Running);
-        let status = state.to_status();
+        let status = state.report();
         assert_eq!(status.phase.as_deref(), Some("Running"));
         assert_eq!(condition(&status, "Initialized").status, "True");
         assert_eq!(condition(&status, "ContainersReady").status, "True");
@@ -484,7 +484,7 @@ mod tests {
         assert!(main.state.as_ref().unwrap().running.is_some());
 
         state.finish(Phase::Succeeded, None, None);
-        let status = state.to_status();
+        let status = state.report();
         let ready = condition(&status, "Ready");
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
@@ -493,11 +493,11 @@ mod tests {
     #[test]
     fn transition_times_stay_put_while_the_status_does() {
         let mut state = pod();
-        let first = condition(&state.to_status(), "Ready")
+        let first = condition(&state.report(), "Ready")
             .last_transition_time
             .clone();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let second = condition(&state.to_status(), "Ready")
+        let second = condition(&state.report(), "Ready")
             .last_transition_time
             .clone();
         assert_eq!(first, second);
@@ -513,7 +513,7 @@ mod tests {
             started_at: Timestamp::now(),
         };
         before.advance(Phase::Running);
-        let mut status = before.to_status();
+        let mut status = before.report();
         status.conditions.as_mut().unwrap().push(PodCondition {
             type_: "PodScheduled".into(),
             status: "True".into(),

@@ -13,31 +13,56 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::certificates::v1::{
-    CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestSpec,
-    CertificateSigningRequestStatus,
-};
-use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::wait::await_condition;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use sandlet_core::state_file::write_atomically;
+use x509_parser::error::X509Error;
+
+use crate::cluster::csr::{RequestError, now_unix, request_certificate, store_pem};
 
 /// The signer of kubelet serving certificates.
 pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
 /// The stored certificate and key (PEM), in the `pki` directory of the
 /// state directory (the kubelet's name for it).
 pub const STORED: &str = "kubelet-server-current.pem";
-/// How long one request waits to be approved and signed before a new one
-/// is made (the kubelet's 15 minutes).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// First wait after a failed request; doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(30);
+/// Longest wait between failed requests.
 const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// Why a certificate is not usable as the node's serving certificate.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CertError {
+    #[error("certificate: {0}")]
+    Pem(#[source] rustls_pki_types::pem::Error),
+    #[error("no certificate")]
+    Missing,
+    #[error("key: {0}")]
+    Key(#[source] rustls_pki_types::pem::Error),
+    #[error("{0}")]
+    Mismatch(#[source] rustls::Error),
+    #[error("certificate: {0}")]
+    Parse(#[source] X509Error),
+    #[error("expired")]
+    Expired,
+    #[error("does not name {0}")]
+    OtherAddress(IpAddr),
+}
+
+/// Why one serving-certificate request gave no certificate to serve.
+#[derive(Debug, thiserror::Error)]
+enum IssueError {
+    #[error("{0}")]
+    Key(#[source] rcgen::Error),
+    #[error("node name as a DNS name: {0}")]
+    DnsName(#[source] rcgen::Error),
+    #[error("{0}")]
+    Request(#[source] RequestError),
+    #[error("the issued certificate is not usable: {0}")]
+    Unusable(#[source] CertError),
+}
 
 /// The certificate the kubelet API serves with; replaced when a new one
 /// is issued, used by the next handshake.
@@ -91,33 +116,30 @@ impl Issued {
     }
 }
 
-pub(crate) fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// A certificate chain and key (PEM) as a serving certificate for
 /// `subject`: the key must match and the leaf must name the node's address
 /// and still be valid.
-pub fn parse(chain_pem: &[u8], key_pem: &[u8], subject: &Subject) -> Result<Issued, String> {
+pub(crate) fn parse(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+    subject: &Subject,
+) -> Result<Issued, CertError> {
     let chain = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("certificate: {e}"))?;
-    let leaf = chain.first().ok_or("no certificate")?.clone();
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
+        .map_err(CertError::Pem)?;
+    let leaf = chain.first().ok_or(CertError::Missing)?.clone();
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(CertError::Key)?;
     let provider = rustls::crypto::ring::default_provider();
-    let key = CertifiedKey::from_der(chain, key, &provider).map_err(|e| e.to_string())?;
+    let key = CertifiedKey::from_der(chain, key, &provider).map_err(CertError::Mismatch)?;
     let (_, cert) =
-        x509_parser::parse_x509_certificate(&leaf).map_err(|e| format!("certificate: {e}"))?;
+        x509_parser::parse_x509_certificate(&leaf).map_err(|e| CertError::Parse(e.into()))?;
     let validity = cert.validity();
     let (not_before, not_after) = (
         validity.not_before.timestamp(),
         validity.not_after.timestamp(),
     );
     if now_unix() >= not_after {
-        return Err("expired".to_owned());
+        return Err(CertError::Expired);
     }
     let names_ip = cert
         .subject_alternative_name()
@@ -133,7 +155,7 @@ pub fn parse(chain_pem: &[u8], key_pem: &[u8], subject: &Subject) -> Result<Issu
             })
         });
     if !names_ip {
-        return Err(format!("does not name {}", subject.ip));
+        return Err(CertError::OtherAddress(subject.ip));
     }
     Ok(Issued {
         key,
@@ -160,31 +182,12 @@ fn store(pki: &Path, chain_pem: &str, key_pem: &str) -> std::io::Result<PathBuf>
     store_pem(pki, STORED, chain_pem, key_pem)
 }
 
-/// Writes a certificate chain and its key into `pki/name` (one PEM file,
-/// mode 0600, in a 0700 directory), whole or not at all.
-pub(crate) fn store_pem(
-    pki: &Path,
-    name: &str,
-    chain_pem: &str,
-    key_pem: &str,
-) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(pki)?;
-    let separator = if chain_pem.ends_with('\n') { "" } else { "\n" };
-    let path = pki.join(name);
-    write_atomically(&path, format!("{chain_pem}{separator}{key_pem}").as_bytes())?;
-    Ok(path)
-}
-
 /// The certificate a node asks for, as the kubelet-serving signer requires
 /// it: CN `system:node:<name>`, O `system:nodes`, the name and address as
 /// subject alternative names.
-fn params(subject: &Subject) -> Result<rcgen::CertificateParams, String> {
+fn params(subject: &Subject) -> Result<rcgen::CertificateParams, IssueError> {
     let mut params =
-        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(IssueError::Key)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
@@ -199,7 +202,7 @@ fn params(subject: &Subject) -> Result<rcgen::CertificateParams, String> {
                 .node
                 .clone()
                 .try_into()
-                .map_err(|e| format!("node name as a DNS name: {e}"))?,
+                .map_err(IssueError::DnsName)?,
         ),
         rcgen::SanType::IpAddress(subject.ip),
     ];
@@ -207,110 +210,21 @@ fn params(subject: &Subject) -> Result<rcgen::CertificateParams, String> {
 }
 
 /// A new key and a PKCS#10 request for `subject` (PEM each).
-pub fn new_request(subject: &Subject) -> Result<(String, String), String> {
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+fn new_request(subject: &Subject) -> Result<(String, String), IssueError> {
+    let key = rcgen::KeyPair::generate().map_err(IssueError::Key)?;
     let request = params(subject)?
         .serialize_request(&key)
         .and_then(|r| r.pem())
-        .map_err(|e| e.to_string())?;
+        .map_err(IssueError::Key)?;
     Ok((request, key.serialize_pem()))
-}
-
-/// Why one request did not give a certificate.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RequestError {
-    #[error("creating a CertificateSigningRequest: {0}")]
-    Create(#[source] kube::Error),
-    #[error("{0}")]
-    Api(String),
-    #[error("CertificateSigningRequest {name} was {how}: {message}")]
-    Refused {
-        name: String,
-        how: String,
-        message: String,
-    },
-    #[error("CertificateSigningRequest {0} was not approved and signed within 15 minutes")]
-    TimedOut(String),
-    #[error("the issued certificate is not usable: {0}")]
-    Unusable(String),
-}
-
-/// The condition that ended a request without a certificate, if any.
-fn refusal(
-    status: &CertificateSigningRequestStatus,
-) -> Option<&CertificateSigningRequestCondition> {
-    status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
-}
-
-/// Creates a CertificateSigningRequest of `csr_pem` for `signer` and waits
-/// until it is signed (the chain, PEM), refused, deleted or 15 minutes old.
-pub(crate) async fn request_certificate(
-    client: &kube::Client,
-    csr_pem: String,
-    signer: &str,
-    usages: &[&str],
-    generate_name: &str,
-) -> Result<String, RequestError> {
-    let api = Api::<CertificateSigningRequest>::all(client.clone());
-    let csr = CertificateSigningRequest {
-        metadata: ObjectMeta {
-            generate_name: Some(generate_name.to_owned()),
-            ..Default::default()
-        },
-        spec: CertificateSigningRequestSpec {
-            request: ByteString(csr_pem.into_bytes()),
-            signer_name: signer.to_owned(),
-            usages: Some(usages.iter().map(|u| (*u).to_owned()).collect()),
-            ..Default::default()
-        },
-        status: None,
-    };
-    let created = api
-        .create(&PostParams::default(), &csr)
-        .await
-        .map_err(RequestError::Create)?;
-    let name = created.metadata.name.unwrap_or_default();
-    tracing::info!(csr = %name, signer, "asked for a certificate; it is used once approved and signed");
-    let done = |csr: Option<&CertificateSigningRequest>| {
-        csr.and_then(|c| c.status.as_ref()).is_some_and(|status| {
-            status.certificate.as_ref().is_some_and(|c| !c.0.is_empty())
-                || refusal(status).is_some()
-        })
-    };
-    let csr = match tokio::time::timeout(REQUEST_TIMEOUT, await_condition(api, &name, done)).await {
-        Err(_) => return Err(RequestError::TimedOut(name)),
-        Ok(Err(e)) => return Err(RequestError::Api(format!("watching {name}: {e}"))),
-        Ok(Ok(None)) => {
-            return Err(RequestError::Refused {
-                name,
-                how: "deleted".to_owned(),
-                message: "before it was signed".to_owned(),
-            });
-        }
-        Ok(Ok(Some(csr))) => csr,
-    };
-    let status = csr.status.unwrap_or_default();
-    if let Some(refused) = refusal(&status) {
-        return Err(RequestError::Refused {
-            name,
-            how: refused.type_.to_lowercase(),
-            message: refused.message.clone().unwrap_or_default(),
-        });
-    }
-    String::from_utf8(status.certificate.unwrap_or_default().0)
-        .map_err(|_| RequestError::Unusable("not PEM".to_owned()))
 }
 
 /// Makes one serving-certificate request and waits for its certificate.
 async fn request(
     client: &kube::Client,
     subject: &Subject,
-) -> Result<(Issued, String, String), RequestError> {
-    let (csr_pem, key_pem) = new_request(subject).map_err(RequestError::Api)?;
+) -> Result<(Issued, String, String), IssueError> {
+    let (csr_pem, key_pem) = new_request(subject)?;
     let chain_pem = request_certificate(
         client,
         csr_pem,
@@ -318,9 +232,10 @@ async fn request(
         &["digital signature", "server auth"],
         "csr-",
     )
-    .await?;
+    .await
+    .map_err(IssueError::Request)?;
     let issued =
-        parse(chain_pem.as_bytes(), key_pem.as_bytes(), subject).map_err(RequestError::Unusable)?;
+        parse(chain_pem.as_bytes(), key_pem.as_bytes(), subject).map_err(IssueError::Unusable)?;
     Ok((issued, chain_pem, key_pem))
 }
 
@@ -445,13 +360,15 @@ mod tests {
         let (_, other_key) = new_request(&subject()).unwrap();
         let err = parse(chain.as_bytes(), other_key.as_bytes(), &subject())
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(err.contains("key"), "{err}");
         // Expired: refused.
         let old = sign(&key, 2021);
         assert_eq!(
             parse(old.as_bytes(), key.as_bytes(), &subject())
                 .err()
+                .map(|e| e.to_string())
                 .as_deref(),
             Some("expired")
         );

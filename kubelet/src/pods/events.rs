@@ -9,13 +9,13 @@
 //! not keep an entry per pod it ever ran (kube-runtime's `Recorder` keeps
 //! every event of the last six minutes, and prunes only when it next
 //! publishes: a burst of 10,000 pods left ~40 MiB behind). It sends what
-//! it is given; rate limits are the event queue's (`crate::context`).
+//! it is given; rate limits are the event queue's ([`crate::pods::event_queue`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -193,13 +193,21 @@ impl EventRecorder {
         self.lock().forget(uid);
     }
 
-    /// How many events are remembered (for tests and the soak bench).
-    pub fn remembered(&self) -> usize {
-        self.lock().seen.len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Series> {
         self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A reference to `pod` for Events.
+pub fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Pod".to_owned()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        ..ObjectReference::default()
     }
 }
 

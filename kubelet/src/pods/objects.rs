@@ -38,6 +38,22 @@ use tokio::sync::watch;
 /// costing the API server a watch.
 pub const IDLE_STOP: Duration = Duration::from_secs(120);
 
+/// Why an object could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// Its watch could not list it (the Node authorizer refused, say).
+    #[error("cannot read {kind} {name:?}: {source}")]
+    Watch {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: Arc<watcher::Error>,
+    },
+    /// Its watch ended before it listed the object.
+    #[error("cannot read {kind} {name:?}: its watch ended")]
+    Ended { kind: &'static str, name: String },
+}
+
 /// What a watch knows of its object.
 #[derive(Debug, Clone)]
 enum Known<T> {
@@ -45,7 +61,7 @@ enum Known<T> {
     /// The object, or `None` if it does not exist.
     Ready(Option<T>),
     /// The watch could not list it; the watch has ended.
-    Failed(String),
+    Failed(ReadError),
 }
 
 /// (namespace, name).
@@ -103,7 +119,12 @@ where
         }
     }
 
-    async fn get(&self, client: &Client, namespace: &str, name: &str) -> Result<Option<T>, String> {
+    async fn get(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<T>, ReadError> {
         let mut state = {
             let mut entries = self.entries.lock().expect("object watches poisoned");
             // Watches that ended (failed, or idle) are dropped here.
@@ -118,7 +139,10 @@ where
         let known = state
             .wait_for(|k| !matches!(k, Known::Listing))
             .await
-            .map_err(|_| format!("cannot read {} {name:?}: its watch ended", self.kind))?
+            .map_err(|_| ReadError::Ended {
+                kind: self.kind,
+                name: name.to_owned(),
+            })?
             .clone();
         match known {
             Known::Ready(object) => Ok(object),
@@ -148,7 +172,11 @@ where
                             }
                         }
                         Some(Err(e)) if !ready => {
-                            tx.send_replace(Known::Failed(format!("cannot read {kind} {name:?}: {e}")));
+                            tx.send_replace(Known::Failed(ReadError::Watch {
+                                kind,
+                                name: name.clone(),
+                                source: Arc::new(e),
+                            }));
                             return;
                         }
                         Some(Err(e)) => {
@@ -193,12 +221,12 @@ impl ObjectReader {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<ConfigMap>, String> {
+    ) -> Result<Option<ConfigMap>, ReadError> {
         self.config_maps.get(&self.client, namespace, name).await
     }
 
     /// The Secret, `None` if it does not exist.
-    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
+    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ReadError> {
         self.secrets.get(&self.client, namespace, name).await
     }
 }

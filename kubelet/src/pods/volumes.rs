@@ -13,7 +13,7 @@
 //! before.
 //!
 //! What a guest may do with a directory (read-only or not) is decided by
-//! the mount in [`crate::admission`] and enforced by the sandlet-runtime sandbox;
+//! the mount in [`crate::pods::admission`] and enforced by the sandlet-runtime sandbox;
 //! this module never grants anything itself.
 
 use std::collections::BTreeMap;
@@ -23,7 +23,9 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, HostPathVolumeSource, KeyToPath, Volume};
 use sandlet_data::{DataConfig, exposed_dataset};
 
-use crate::env::{ConfigError, DownwardFacts, ObjectKind, PodObjects, field_value, resource_value};
+use crate::pods::env::{
+    ConfigError, DownwardFacts, ObjectKind, PodObjects, field_value, resource_value,
+};
 
 /// Tokens for projected `serviceAccountToken` sources, by audience (`""`:
 /// the API server's own audience).
@@ -98,7 +100,7 @@ pub struct HostVolume {
     pub path: PathBuf,
     /// A single file (a hostPath of type `File` or `FileOrCreate`, or an
     /// untyped one naming a file) rather than a directory; see
-    /// [`crate::file_mounts`] for how a guest is given it.
+    /// [`crate::pods::file_mounts`] for how a guest is given it.
     pub file: bool,
 }
 
@@ -134,39 +136,60 @@ pub fn default_runtime_dir(state_dir: &Path) -> PathBuf {
     shm.join(format!("sandlet-{}-{key}", effective_uid().unwrap_or(0)))
 }
 
+/// Why the runtime directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RuntimeDirError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} exists and is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("{} belongs to user {owner}, not to this user ({uid})", path.display())]
+    OtherUser { path: PathBuf, owner: u32, uid: u32 },
+    #[error("{} is open to other users (mode {mode:o}); it must be 0700", path.display())]
+    Open { path: PathBuf, mode: u32 },
+}
+
 /// Creates the runtime directory (mode 0700), or checks that an existing
 /// one is a real directory of this user that nobody else can open: in a
 /// shared place like `/dev/shm`, a directory or link someone else made
 /// under the expected name is refused, never used.
-pub fn prepare_runtime_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn prepare_runtime_dir(dir: &Path) -> Result<(), RuntimeDirError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| RuntimeDirError::Io { path, source }
+    };
     if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Err(e) => return Err(io(dir)(e)),
     }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+    let path = dir.to_owned();
     if !meta.is_dir() {
-        return Err(format!("{} exists and is not a directory", dir.display()));
+        return Err(RuntimeDirError::NotADirectory { path });
     }
     if let Some(uid) = effective_uid()
         && meta.uid() != uid
     {
-        return Err(format!(
-            "{} belongs to user {}, not to this user ({uid})",
-            dir.display(),
-            meta.uid()
-        ));
+        return Err(RuntimeDirError::OtherUser {
+            path,
+            owner: meta.uid(),
+            uid,
+        });
     }
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} is open to other users (mode {:o}); it must be 0700",
-            dir.display(),
-            meta.permissions().mode() & 0o7777
-        ));
+        return Err(RuntimeDirError::Open {
+            path,
+            mode: meta.permissions().mode() & 0o7777,
+        });
     }
     Ok(())
 }
@@ -809,17 +832,17 @@ mod tests {
         let open = base.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let e = prepare_runtime_dir(&open).unwrap_err();
+        let e = prepare_runtime_dir(&open).unwrap_err().to_string();
         assert!(e.contains("open to other users (mode 755)"), "{e}");
 
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        let e = prepare_runtime_dir(&link).unwrap_err();
+        let e = prepare_runtime_dir(&link).unwrap_err().to_string();
         assert!(e.contains("is not a directory"), "{e}");
 
         let file = base.path().join("file");
         std::fs::write(&file, "x").unwrap();
-        let e = prepare_runtime_dir(&file).unwrap_err();
+        let e = prepare_runtime_dir(&file).unwrap_err().to_string();
         assert!(e.contains("is not a directory"), "{e}");
     }
 

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::context::PodTable;
+use crate::pods::table::PodTable;
 
 /// One running container's numbers.
 #[derive(Debug, Clone, PartialEq)]

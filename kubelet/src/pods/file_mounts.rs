@@ -16,7 +16,7 @@
 //! that they go with it) and the copies in both directions. It never
 //! follows a link the guest made: a staged file that is no longer a regular
 //! file when the container ends is not written back. Which files a pod may
-//! mount was decided before ([`crate::volumes`] checks the hostPath and
+//! mount was decided before ([`crate::pods::volumes`] checks the hostPath and
 //! that it is no dataset's file); the sandbox enforces the directory's
 //! access.
 
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::env::ConfigError;
+use crate::pods::env::ConfigError;
 
 /// One file a container mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! comes back as a [`Rejection`] with the reason the pod's status shows.
 //!
 //! What needs the API server (ConfigMaps, Secrets, tokens) is resolved later
-//! by [`crate::volumes`] and [`crate::env`], from the references kept here.
+//! by [`crate::pods::volumes`] and [`crate::pods::env`], from the references kept here.
 
 use std::time::Duration;
 

@@ -34,21 +34,49 @@ use hyper::{Request, Response};
 use kube::Client;
 use kube::client::Body;
 
-use crate::bootstrap::{self, STORED};
-use crate::certs::{self, now_unix};
+use crate::cluster::bootstrap::{self, BootstrapError, CertificateError, STORED};
+use crate::cluster::client::ClientError;
+use crate::cluster::csr::{self, RequestError, now_unix};
 
 /// First retry after a failed renewal; doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(30);
 const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
 
+/// Why a renewal did not give the node a new client certificate (logged;
+/// it is tried again).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RotationError {
+    #[error("{0}")]
+    Key(#[source] rcgen::Error),
+    #[error("{0}")]
+    Request(#[source] RequestError),
+    #[error("from the signer: {0}")]
+    Issued(#[source] CertificateError),
+    #[error("cannot store {}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the client certificate has expired and there is no --bootstrap-kubeconfig to obtain \
+         a new one: the API server will refuse the node until it has new credentials"
+    )]
+    Expired,
+    #[error("{0}")]
+    Bootstrap(#[source] BootstrapError),
+    #[error("{0}")]
+    Client(#[source] ClientError),
+}
+
 /// The API client's current connections, replaceable while clones of the
 /// [`Client`] made by [`swappable`] are in use everywhere.
 #[derive(Clone)]
-pub struct Swap(Arc<RwLock<Client>>);
+pub(crate) struct Swap(Arc<RwLock<Client>>);
 
 impl Swap {
     /// New requests go through `client` from now on.
-    pub fn replace(&self, client: Client) {
+    pub(crate) fn replace(&self, client: Client) {
         *self.0.write().expect("client lock") = client;
     }
 
@@ -59,7 +87,7 @@ impl Swap {
 
 /// A client that sends every request through whatever [`Swap::replace`]
 /// last set (at first `inner`).
-pub fn swappable(inner: Client) -> (Client, Swap) {
+pub(crate) fn swappable(inner: Client) -> (Client, Swap) {
     let default_namespace = inner.default_namespace().to_owned();
     let swap = Swap(Arc::new(RwLock::new(inner)));
     (
@@ -88,17 +116,21 @@ impl tower::Service<Request<Body>> for Swappable {
 }
 
 /// What the rotation needs besides the client.
-pub struct Rotation {
-    pub node: String,
-    pub kubeconfig: PathBuf,
-    pub bootstrap_kubeconfig: Option<PathBuf>,
-    pub pki: PathBuf,
+pub(crate) struct Rotation {
+    /// The node's name.
+    pub(crate) node: String,
+    /// `--kubeconfig`, which names the stored certificate.
+    pub(crate) kubeconfig: PathBuf,
+    /// `--bootstrap-kubeconfig`, for when the certificate has expired.
+    pub(crate) bootstrap_kubeconfig: Option<PathBuf>,
+    /// Where the certificate is stored.
+    pub(crate) pki: PathBuf,
 }
 
 /// Renews the stored client certificate 80 % into each one's lifetime
 /// and swaps the client's connections to it; retries failures from 30 s,
 /// doubling to 15 min. Runs until dropped.
-pub async fn run(client: Client, swap: Swap, rotation: Rotation) {
+pub(crate) async fn run(client: Client, swap: Swap, rotation: Rotation) {
     let stored = rotation.pki.join(STORED);
     let mut retry = RETRY_FIRST;
     loop {
@@ -126,9 +158,9 @@ pub async fn run(client: Client, swap: Swap, rotation: Rotation) {
         };
         // The stored file is new; the kubeconfig names it.
         let fresh = match renewed {
-            Ok(()) => crate::client(Some(&rotation.kubeconfig))
+            Ok(()) => crate::cluster::client::client(Some(&rotation.kubeconfig))
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(RotationError::Client),
             Err(error) => Err(error),
         };
         match fresh {
@@ -153,18 +185,19 @@ pub async fn run(client: Client, swap: Swap, rotation: Rotation) {
 /// When to renew a certificate valid from `not_before` to `not_after`
 /// (unix seconds): 80 % into its lifetime (the kubelet picks between 70 %
 /// and 90 %).
-pub fn renew_at(not_before: i64, not_after: i64) -> i64 {
+fn renew_at(not_before: i64, not_after: i64) -> i64 {
     not_before + (not_after - not_before) * 4 / 5
 }
 
 /// A new certificate for the node, asked for with its current one.
-async fn renew(client: &Client, rotation: &Rotation) -> Result<(), String> {
-    let (csr_pem, key_pem) = bootstrap::client_request(&rotation.node)?;
+async fn renew(client: &Client, rotation: &Rotation) -> Result<(), RotationError> {
+    let (csr_pem, key_pem) =
+        bootstrap::client_request(&rotation.node).map_err(RotationError::Key)?;
     tracing::info!(
         node = %rotation.node,
         "asking the cluster to renew the node's client certificate"
     );
-    let chain_pem = certs::request_certificate(
+    let chain_pem = csr::request_certificate(
         client,
         csr_pem,
         bootstrap::SIGNER,
@@ -172,22 +205,22 @@ async fn renew(client: &Client, rotation: &Rotation) -> Result<(), String> {
         "node-csr-",
     )
     .await
-    .map_err(|e| e.to_string())?;
-    bootstrap::check_issued(&chain_pem, &key_pem, &rotation.node)?;
-    certs::store_pem(&rotation.pki, STORED, &chain_pem, &key_pem)
-        .map_err(|e| format!("cannot store {}: {e}", rotation.pki.join(STORED).display()))?;
+    .map_err(RotationError::Request)?;
+    bootstrap::check_issued(&chain_pem, &key_pem, &rotation.node).map_err(RotationError::Issued)?;
+    csr::store_pem(&rotation.pki, STORED, &chain_pem, &key_pem).map_err(|source| {
+        RotationError::Store {
+            path: rotation.pki.join(STORED),
+            source,
+        }
+    })?;
     Ok(())
 }
 
 /// The certificate expired before it was renewed: bootstrap again, if the
 /// node has bootstrap credentials.
-async fn rebootstrap(rotation: &Rotation) -> Result<(), String> {
+async fn rebootstrap(rotation: &Rotation) -> Result<(), RotationError> {
     let Some(credentials) = &rotation.bootstrap_kubeconfig else {
-        return Err(
-            "the client certificate has expired and there is no --bootstrap-kubeconfig to obtain \
-             a new one: the API server will refuse the node until it has new credentials"
-                .to_owned(),
-        );
+        return Err(RotationError::Expired);
     };
     tracing::warn!(
         "the node's client certificate expired before it was renewed: bootstrapping again"
@@ -199,7 +232,7 @@ async fn rebootstrap(rotation: &Rotation) -> Result<(), String> {
         &rotation.pki,
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(RotationError::Bootstrap)
 }
 
 #[cfg(test)]

@@ -37,22 +37,34 @@ pub enum LedgerError {
          left, and this query needs {needed}"
     )]
     Exhausted {
+        /// The dataset whose budget is spent.
         dataset: String,
+        /// The namespace whose account it is.
         namespace: String,
+        /// The account's whole budget.
         total: Epsilon,
+        /// What the account has left.
         left: Epsilon,
+        /// What the refused charge asked for.
         needed: Epsilon,
     },
     /// The ledger cannot be read or written.
     #[error("privacy budget ledger {path}: {reason}")]
-    Unavailable { path: String, reason: String },
+    Unavailable {
+        /// The ledger file, or the lock or directory beside it.
+        path: String,
+        /// What went wrong, e.g. the IO or parse error.
+        reason: String,
+    },
 }
 
 /// One account: a dataset and a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Account {
+    /// The dataset whose budget the account draws on.
     pub dataset: String,
+    /// The namespace whose queries are charged to it.
     pub namespace: String,
     /// ε spent, in billionths.
     pub spent: u64,
@@ -61,6 +73,7 @@ pub struct Account {
 }
 
 impl Account {
+    /// ε spent, as an [`Epsilon`].
     pub fn spent(&self) -> Epsilon {
         Epsilon::from_nanos(self.spent)
     }
@@ -76,16 +89,12 @@ struct Book {
 /// A charge made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Charge {
+    /// What this charge took from the account.
     pub charged: Epsilon,
     /// Spent after this charge.
     pub spent: Epsilon,
+    /// The account's whole budget.
     pub total: Epsilon,
-}
-
-impl Charge {
-    pub fn left(&self) -> Epsilon {
-        self.total.saturating_sub(self.spent)
-    }
 }
 
 /// The ledger of one state directory.
@@ -102,7 +111,8 @@ impl Ledger {
         Ok(Ledger { dir })
     }
 
-    pub fn path(&self) -> PathBuf {
+    /// The ledger file, `ledger.json`.
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.join(FILE)
     }
 

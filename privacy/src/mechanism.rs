@@ -30,6 +30,7 @@ fn failed(error: impl std::fmt::Display) -> MechanismError {
 /// Noisy values and how they were made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Noisy<T> {
+    /// The values with their noise added, in the order given.
     pub values: T,
     /// The discrete Laplace scale `b` (the noise's standard deviation is
     /// about `b·√2`).
@@ -96,9 +97,13 @@ pub fn laplace(
 pub struct Thresholded {
     /// The counts whose noisy value reached the threshold, noisy.
     pub counts: HashMap<u64, i64>,
+    /// The discrete Laplace scale `b` of the noise on each count.
     pub scale: f64,
+    /// The noisy count a group needed to be kept.
     pub threshold: i64,
+    /// The ε the release cost, from the measurement's privacy map.
     pub epsilon: f64,
+    /// The δ the release cost, from the measurement's privacy map.
     pub delta: f64,
 }
 

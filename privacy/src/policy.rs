@@ -20,6 +20,7 @@ pub struct Epsilon(u64);
 impl Epsilon {
     /// Billionths of ε in one ε.
     pub const UNIT: u64 = 1_000_000_000;
+    /// No privacy loss: what an account that never paid has spent.
     pub const ZERO: Epsilon = Epsilon(0);
 
     /// ε as the station file writes it: finite, positive and a whole number
@@ -41,23 +42,30 @@ impl Epsilon {
         Ok(Epsilon(rounded as u64))
     }
 
-    pub const fn from_nanos(nanos: u64) -> Epsilon {
+    /// ε from a count of billionths, as the ledger stores it.
+    pub(crate) const fn from_nanos(nanos: u64) -> Epsilon {
         Epsilon(nanos)
     }
 
-    pub const fn nanos(self) -> u64 {
+    /// The amount in billionths of ε.
+    pub(crate) const fn nanos(self) -> u64 {
         self.0
     }
 
+    /// The amount in ε, as the guest interface and the noise mechanisms
+    /// take it.
     pub fn as_f64(self) -> f64 {
         self.0 as f64 / Self::UNIT as f64
     }
 
+    /// What is left of `self` once `other` is taken away; zero when
+    /// `other` is more.
     pub fn saturating_sub(self, other: Epsilon) -> Epsilon {
         Epsilon(self.0.saturating_sub(other.0))
     }
 
-    pub fn checked_add(self, other: Epsilon) -> Option<Epsilon> {
+    /// The sum, or `None` when it overflows.
+    pub(crate) fn checked_add(self, other: Epsilon) -> Option<Epsilon> {
         self.0.checked_add(other.0).map(Epsilon)
     }
 }
@@ -84,13 +92,20 @@ pub const DEFAULT_QUERIES_PER_BUDGET: u64 = 10;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrivacySpec {
+    /// `epsilon`: the total ε each namespace may spend on the dataset.
     pub epsilon: f64,
+    /// `delta`: the total δ each namespace may spend; 0 when omitted.
     #[serde(default)]
     pub delta: f64,
+    /// `perQuery`: the ε one query spends; a tenth of `epsilon` when
+    /// omitted.
     #[serde(default)]
     pub per_query: Option<f64>,
+    /// `bounds`: each numeric column's `[lower, upper]` clamping range.
     #[serde(default)]
     pub bounds: BTreeMap<String, [f64; 2]>,
+    /// `maxRowsPerPerson`: how many rows one person may have;
+    /// [`DEFAULT_MAX_ROWS_PER_PERSON`] when omitted.
     #[serde(default)]
     pub max_rows_per_person: Option<u32>,
 }
@@ -116,7 +131,9 @@ pub struct PrivacyPolicy {
 /// A closed range `[lower, upper]` that a column's values are clamped to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bounds {
+    /// The smallest value kept; smaller values are raised to it.
     pub lower: f64,
+    /// The largest value kept; larger values are lowered to it.
     pub upper: f64,
 }
 

@@ -98,28 +98,42 @@ impl std::fmt::Display for ModuleKind {
 /// A module that cannot be run. `Display` is the one-line reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
+    /// The module file could not be read.
     #[error("cannot read module {}: {source}", path.display())]
     Read {
+        /// The module file.
         path: std::path::PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The bytes are neither a component nor a core module.
     #[error("invalid module: not WebAssembly (no \\0asm header)")]
     NotWasm,
+    /// wasmtime refused to compile or load the module (invalid wasm, an
+    /// unusable precompiled artifact, bytes that do not match their
+    /// digest); says why.
     #[error("invalid module: {0}")]
     Compile(String),
     #[error(
         "invalid module: a component of an unknown world: it exports neither `wasi:cli/run` (a command) nor \
          `run: func(input: string) -> result<string, string>` (world sandlet:algorithm/algorithm); its exports: [{0}]"
     )]
+    /// A component that is neither a WASI command nor a sandlet algorithm;
+    /// holds its exports, comma-separated.
     UnknownWorld(String),
+    /// A core module that is not a WASI preview 1 command.
     #[error("invalid module: a core module without a `_start` export; only WASI commands can run")]
     NoStart,
     #[error(
         "invalid module: it imports {0}, which sandlet does not offer (a guest gets WASI preview 2 \
          without network access, and sandlet:algorithm/data)"
     )]
+    /// A component that imports interfaces sandlet does not offer (the
+    /// network, for one); holds their names, comma-separated.
     UnofferedImports(String),
+    /// The module's imports could not be linked to what sandlet offers
+    /// (e.g. a function of the wrong type); says why.
     #[error("invalid module: {0}")]
     Link(String),
     /// The engine itself could not be set up (e.g. the pooling allocator
@@ -131,12 +145,19 @@ pub enum ModuleError {
 /// Why a run ended without a result. `Display` is the one-line reason.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The guest hit one of the plan's limits.
     #[error("{0}")]
     Limit(LimitExceeded),
+    /// The guest trapped (stack overflow, out-of-bounds access, a panic,
+    /// ...); says which trap.
     #[error("trap: {0}")]
     Trap(String),
+    /// The sandbox could not be built: a preopened directory could not be
+    /// opened.
     #[error("{0}")]
     Sandbox(#[from] SandboxError),
+    /// Any other failure of the run (instantiation, the pool being full,
+    /// a host call), in one line.
     #[error("run failed: {0}")]
     Host(String),
 }
@@ -153,7 +174,9 @@ pub enum RunOutcome {
 /// A compiled module, before linking.
 #[derive(Clone)]
 pub enum Compiled {
+    /// A component (WASI preview 2 command or sandlet algorithm).
     Component(Component),
+    /// A core module (WASI preview 1 command).
     Core(Module),
 }
 
@@ -183,6 +206,7 @@ impl std::fmt::Debug for PreparedModule {
 }
 
 impl PreparedModule {
+    /// Whether the module is a WASI command or a sandlet algorithm.
     pub fn kind(&self) -> ModuleKind {
         self.kind
     }
@@ -203,6 +227,8 @@ pub struct SandboxEngine {
 }
 
 impl SandboxEngine {
+    /// Creates the engine with its linkers and starts its epoch thread;
+    /// fails with [`ModuleError::Engine`] when wasmtime cannot set it up.
     pub fn new(options: EngineOptions) -> Result<Self, ModuleError> {
         let engine_error = |e: wasmtime::Error| ModuleError::Engine(format!("{e:#}"));
         let engine = Engine::new(&engine_config(options)).map_err(engine_error)?;

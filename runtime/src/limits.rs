@@ -66,12 +66,23 @@ impl Default for Limits {
 /// one-line reason users see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
+    /// The guest grew its linear memory past the memory limit.
     #[error("memory limit of {} exceeded (the guest asked for {})", Size(*.limit), Size(*.requested))]
-    Memory { limit: u64, requested: u64 },
+    Memory {
+        /// The limit, in bytes.
+        limit: u64,
+        /// The memory the guest would have held after growing, in bytes.
+        requested: u64,
+    },
+    /// The run was still going when its wall-clock limit (held) ran out.
     #[error("timeout of {} exceeded", DurationText(*.0))]
     Timeout(Duration),
+    /// The guest wrote more than the output limit (held, in bytes) to
+    /// stdout and stderr together.
     #[error("output limit of {} exceeded (stdout and stderr together)", Size(*.0))]
     Output(u64),
+    /// The guest grew a table past [`MAX_TABLE_ELEMENTS`]; holds the
+    /// number of elements it asked for.
     #[error("table limit of {MAX_TABLE_ELEMENTS} elements exceeded (the guest asked for {0})")]
     Table(usize),
 }
@@ -92,7 +103,8 @@ pub struct RunLimiter {
 }
 
 impl RunLimiter {
-    pub fn new(limits: &Limits) -> Self {
+    /// A limiter for a run with `limits`, holding no memory yet.
+    pub(crate) fn new(limits: &Limits) -> Self {
         RunLimiter {
             memory_limit: limits.memory_bytes,
             memory_in_use: 0,

@@ -30,6 +30,8 @@ const WRITE_PERMIT_BYTES: usize = 64 * 1024;
 /// 64 KiB) and synchronous; a sink that cannot keep up slows the guest,
 /// which is the intended back-pressure.
 pub trait OutputSink: Send + Sync + 'static {
+    /// Stores all of `bytes`, or fails; an error ends the guest's write
+    /// with a stream error.
     fn write_all(&self, bytes: &[u8]) -> io::Result<()>;
 }
 
@@ -60,6 +62,7 @@ impl OutputSink for HostStderr {
 pub struct MemorySink(Arc<Mutex<Vec<u8>>>);
 
 impl MemorySink {
+    /// An empty sink.
     pub fn new() -> Self {
         Self::default()
     }
@@ -69,6 +72,7 @@ impl MemorySink {
         self.0.lock().expect("memory sink poisoned").clone()
     }
 
+    /// What was written so far as text, invalid UTF-8 replaced by `�`.
     pub fn contents_lossy(&self) -> String {
         String::from_utf8_lossy(&self.contents()).into_owned()
     }
@@ -89,6 +93,7 @@ impl OutputSink for MemorySink {
 pub struct FileSink(Mutex<std::fs::File>);
 
 impl FileSink {
+    /// Writes to `file`, which should be opened for appending.
     pub fn new(file: std::fs::File) -> Self {
         FileSink(Mutex::new(file))
     }
@@ -113,7 +118,9 @@ impl OutputSink for NullSink {
 /// The sinks of one run.
 #[derive(Clone)]
 pub struct OutputSinks {
+    /// Where the guest's stdout goes.
     pub stdout: Arc<dyn OutputSink>,
+    /// Where the guest's stderr goes.
     pub stderr: Arc<dyn OutputSink>,
 }
 

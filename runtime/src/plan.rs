@@ -17,7 +17,9 @@ use sandlet_core::data::{DataAccess, NoDatasets};
 /// Whether a preopened directory may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DirAccess {
+    /// The guest may list and read, but not create, change or delete.
     ReadOnly,
+    /// The guest may also create, write and delete files and directories.
     ReadWrite,
 }
 
@@ -28,22 +30,34 @@ pub struct Preopen {
     pub host: PathBuf,
     /// Where the guest sees it, e.g. `/data`.
     pub guest: String,
+    /// Whether the guest may write there.
     pub access: DirAccess,
 }
 
 /// A plan that cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A `HOST:GUEST[:ro|:rw]` directory spec that cannot be parsed.
     #[error("invalid --dir {spec:?}: {reason}")]
-    DirSpec { spec: String, reason: &'static str },
+    DirSpec {
+        /// The spec as written.
+        spec: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A host directory to preopen that does not exist or is a file.
     #[error("directory {} does not exist or is not a directory", .0.display())]
     NoSuchDir(PathBuf),
+    /// Two directories were given the same guest path.
     #[error("guest path {0:?} is used by two directories")]
     DuplicateGuestPath(String),
+    /// A guest path that is relative or contains `..`.
     #[error("guest path {0:?} must be absolute and must not contain `..`")]
     GuestPath(String),
+    /// An environment spec without `=` or with an empty key.
     #[error("invalid --env {0:?}: expected KEY=VALUE with a non-empty KEY")]
     Env(String),
+    /// The algorithm input is not JSON; holds the parser's message.
     #[error("invalid --input: not JSON: {0}")]
     Input(String),
 }
@@ -55,9 +69,11 @@ pub struct RunPlan {
     pub args: Vec<String>,
     /// The whole environment; nothing is inherited from the host.
     pub env: Vec<(String, String)>,
+    /// The host directories the guest sees, each at its own guest path.
     pub preopens: Vec<Preopen>,
     /// The algorithm's input, valid JSON.
     pub input: String,
+    /// The memory, time and output the run may use.
     pub limits: Limits,
     /// The data capability: what `data.datasets()` and `data.query()` see.
     pub data: Arc<dyn DataAccess>,
@@ -102,16 +118,19 @@ pub struct RunPlanBuilder {
 }
 
 impl RunPlanBuilder {
+    /// Appends one argument after those already given.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
 
+    /// Appends arguments after those already given.
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
         self
     }
 
+    /// Adds the environment variable `key` with `value`.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -125,6 +144,8 @@ impl RunPlanBuilder {
         }
     }
 
+    /// Preopens the host directory `host` at the guest path `guest`; both
+    /// are checked by [`RunPlanBuilder::build`].
     pub fn dir(
         mut self,
         host: impl Into<PathBuf>,
@@ -164,6 +185,7 @@ impl RunPlanBuilder {
         self
     }
 
+    /// The run's limits, in place of the defaults.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -175,6 +197,9 @@ impl RunPlanBuilder {
         self
     }
 
+    /// Checks everything given and makes the plan: guest paths absolute,
+    /// without `..` and distinct, host directories existing (and made
+    /// canonical), the input JSON (`{}` when none was given).
     pub fn build(self) -> Result<RunPlan, PlanError> {
         let mut seen = HashSet::new();
         let mut preopens = Vec::with_capacity(self.dirs.len());

@@ -92,7 +92,6 @@ impl PrecompileCache {
     /// compile once. Compiling blocks: call it off the async executor.
     ///
     /// `engine` must be the engine the cache was opened for.
-    #[allow(unsafe_code)] // loads only artifacts it wrote and verified; see SAFETY below.
     pub fn load_or_compile(
         &self,
         engine: &SandboxEngine,
@@ -140,6 +139,9 @@ impl PrecompileCache {
         self.prepared.lock().expect("cache poisoned").remove(digest);
     }
 
+    /// [`PrecompileCache::load_or_compile`] past the in-process map: a
+    /// stored artifact when a valid one exists, else a fresh compile.
+    #[allow(unsafe_code)] // loads only artifacts it wrote and verified; see SAFETY below.
     fn load_or_compile_uncached(
         &self,
         engine: &SandboxEngine,

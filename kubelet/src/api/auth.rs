@@ -35,27 +35,27 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 
 /// How long a token review's answer is used.
-pub const TOKEN_TTL: Duration = Duration::from_secs(120);
+pub(crate) const TOKEN_TTL: Duration = Duration::from_secs(120);
 /// How long an allowed access review is used.
-pub const ALLOWED_TTL: Duration = Duration::from_secs(300);
+pub(crate) const ALLOWED_TTL: Duration = Duration::from_secs(300);
 /// How long a refused access review is used.
-pub const DENIED_TTL: Duration = Duration::from_secs(30);
+pub(crate) const DENIED_TTL: Duration = Duration::from_secs(30);
 /// At most this many answers are remembered per cache (so a stream of
 /// made-up tokens cannot grow it without end).
 const CACHE_ENTRIES: usize = 4096;
 
 /// An authenticated user, as Kubernetes names one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct User {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
+pub(crate) struct User {
+    pub(crate) name: String,
+    pub(crate) uid: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) extra: BTreeMap<String, Vec<String>>,
 }
 
 impl User {
     /// The user of a request without credentials.
-    pub fn anonymous() -> User {
+    pub(crate) fn anonymous() -> User {
         User {
             name: "system:anonymous".to_owned(),
             uid: String::new(),
@@ -66,7 +66,7 @@ impl User {
 
     /// The user a verified client certificate names: CN and O values, as
     /// the API server reads them. `None` if the certificate has no CN.
-    pub fn from_certificate(der: &[u8]) -> Option<User> {
+    pub(crate) fn from_certificate(der: &[u8]) -> Option<User> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let subject = cert.subject();
         let name = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
@@ -92,15 +92,18 @@ pub enum AuthorizationMode {
     Webhook,
 }
 
+/// An `--authorization-mode` that is neither `Webhook` nor `AlwaysAllow`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown authorization mode {0:?} (expected Webhook or AlwaysAllow)")]
+pub struct UnknownAuthorizationMode(String);
+
 impl std::str::FromStr for AuthorizationMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownAuthorizationMode;
+    fn from_str(s: &str) -> Result<Self, UnknownAuthorizationMode> {
         match s {
             "AlwaysAllow" => Ok(AuthorizationMode::AlwaysAllow),
             "Webhook" => Ok(AuthorizationMode::Webhook),
-            other => Err(format!(
-                "unknown authorization mode {other:?} (expected Webhook or AlwaysAllow)"
-            )),
+            other => Err(UnknownAuthorizationMode(other.to_owned())),
         }
     }
 }
@@ -131,7 +134,7 @@ impl Default for AuthOptions {
 /// `nodes/<subresource>`, or on `nodes/proxy` if that is not allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Access {
-    pub verb: &'static str,
+    pub(crate) verb: &'static str,
     pub subresource: &'static str,
 }
 
@@ -164,7 +167,7 @@ pub fn accesses(method: &hyper::Method, path: &str) -> Vec<Access> {
 /// Why a request was not admitted; the server answers with
 /// [`Refusal::status`] and [`Refusal::message`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// No acceptable credentials (401).
     Unauthorized,
     /// Authenticated, but not allowed (403).
@@ -178,7 +181,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn status(&self) -> hyper::StatusCode {
+    pub(crate) fn status(&self) -> hyper::StatusCode {
         match self {
             Refusal::Unauthorized => hyper::StatusCode::UNAUTHORIZED,
             Refusal::Forbidden { .. } => hyper::StatusCode::FORBIDDEN,
@@ -187,7 +190,7 @@ impl Refusal {
     }
 
     /// The response text, in the kubelet's words.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Refusal::Unauthorized => "Unauthorized".to_owned(),
             Refusal::Forbidden { user, access } => format!(
@@ -207,28 +210,42 @@ impl Refusal {
     }
 }
 
+/// Why a review could not be made (the request is refused with 500).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReviewError {
+    /// The TokenReview could not be created.
+    #[error("TokenReview: {0}")]
+    Token(#[source] kube::Error),
+    /// The SubjectAccessReview could not be created.
+    #[error("SubjectAccessReview: {0}")]
+    Access(#[source] kube::Error),
+    /// The authorizer could not evaluate the SubjectAccessReview.
+    #[error("SubjectAccessReview: {0}")]
+    Evaluation(String),
+}
+
 /// The API server's side of the decisions: token and access reviews.
-pub trait Reviewer: Send + Sync + 'static {
+pub(crate) trait Reviewer: Send + Sync + 'static {
     /// The user a bearer token belongs to, `None` if it is not valid.
     fn review_token(
         &self,
         token: &str,
-    ) -> impl Future<Output = Result<Option<User>, String>> + Send;
+    ) -> impl Future<Output = Result<Option<User>, ReviewError>> + Send;
     /// Whether `user` may do `access` on node `node`.
     fn review_access(
         &self,
         user: &User,
         access: Access,
         node: &str,
-    ) -> impl Future<Output = Result<bool, String>> + Send;
+    ) -> impl Future<Output = Result<bool, ReviewError>> + Send;
 }
 
 /// Reviews through the API server, with the node's own credentials (the
 /// Node authorizer lets a kubelet create both kinds of review).
-pub struct ApiReviewer(pub kube::Client);
+pub(crate) struct ApiReviewer(pub kube::Client);
 
 impl Reviewer for ApiReviewer {
-    async fn review_token(&self, token: &str) -> Result<Option<User>, String> {
+    async fn review_token(&self, token: &str) -> Result<Option<User>, ReviewError> {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_owned(),
@@ -239,7 +256,7 @@ impl Reviewer for ApiReviewer {
         let reviewed = Api::<TokenReview>::all(self.0.clone())
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| format!("TokenReview: {e}"))?;
+            .map_err(ReviewError::Token)?;
         let Some(status) = reviewed.status else {
             return Ok(None);
         };
@@ -257,7 +274,12 @@ impl Reviewer for ApiReviewer {
         }))
     }
 
-    async fn review_access(&self, user: &User, access: Access, node: &str) -> Result<bool, String> {
+    async fn review_access(
+        &self,
+        user: &User,
+        access: Access,
+        node: &str,
+    ) -> Result<bool, ReviewError> {
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(user.name.clone()),
@@ -278,11 +300,11 @@ impl Reviewer for ApiReviewer {
         let reviewed = Api::<SubjectAccessReview>::all(self.0.clone())
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| format!("SubjectAccessReview: {e}"))?;
+            .map_err(ReviewError::Access)?;
         let status = reviewed.status.unwrap_or_default();
         match status.evaluation_error {
             Some(error) if !status.allowed && status.denied != Some(true) => {
-                Err(format!("SubjectAccessReview: {error}"))
+                Err(ReviewError::Evaluation(error))
             }
             _ => Ok(status.allowed),
         }
@@ -323,7 +345,7 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
 }
 
 /// Admits or refuses kubelet API requests.
-pub struct Gate<R = ApiReviewer> {
+pub(crate) struct Gate<R = ApiReviewer> {
     reviewer: R,
     node: String,
     options: AuthOptions,
@@ -332,7 +354,7 @@ pub struct Gate<R = ApiReviewer> {
 }
 
 impl<R: Reviewer> Gate<R> {
-    pub fn new(reviewer: R, node: &str, options: AuthOptions) -> Self {
+    pub(crate) fn new(reviewer: R, node: &str, options: AuthOptions) -> Self {
         Gate {
             reviewer,
             node: node.to_owned(),
@@ -345,7 +367,7 @@ impl<R: Reviewer> Gate<R> {
     /// Decides one request: `certificate_user` is the user of the verified
     /// client certificate of its connection, `authorization` its
     /// `Authorization` header.
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         certificate_user: Option<&User>,
         authorization: Option<&str>,
@@ -376,11 +398,11 @@ impl<R: Reviewer> Gate<R> {
                 let user = match self.tokens.get(&token.to_owned()) {
                     Some(user) => user,
                     None => {
-                        let user = self.reviewer.review_token(token).await.map_err(|reason| {
+                        let user = self.reviewer.review_token(token).await.map_err(|error| {
                             Refusal::Unavailable {
                                 user: String::new(),
                                 access: None,
-                                reason,
+                                reason: error.to_string(),
                             }
                         })?;
                         self.tokens.put(token.to_owned(), user.clone(), TOKEN_TTL);
@@ -416,10 +438,10 @@ impl<R: Reviewer> Gate<R> {
                         .reviewer
                         .review_access(user, access, &self.node)
                         .await
-                        .map_err(|reason| Refusal::Unavailable {
+                        .map_err(|error| Refusal::Unavailable {
                             user: user.name.clone(),
                             access: Some(access),
-                            reason,
+                            reason: error.to_string(),
                         })?;
                     let ttl = if allowed { ALLOWED_TTL } else { DENIED_TTL };
                     self.decisions.put(key, allowed, ttl);
@@ -461,11 +483,11 @@ mod tests {
     }
 
     impl Reviewer for Fake {
-        async fn review_token(&self, token: &str) -> Result<Option<User>, String> {
+        async fn review_token(&self, token: &str) -> Result<Option<User>, ReviewError> {
             self.token_reviews.fetch_add(1, Ordering::SeqCst);
             match token {
                 "good" => Ok(Some(user("reader", &[]))),
-                "broken" => Err("the API server is away".to_owned()),
+                "broken" => Err(ReviewError::Evaluation("the API server is away".to_owned())),
                 _ => Ok(None),
             }
         }
@@ -475,11 +497,11 @@ mod tests {
             user: &User,
             access: Access,
             node: &str,
-        ) -> Result<bool, String> {
+        ) -> Result<bool, ReviewError> {
             self.access_reviews.fetch_add(1, Ordering::SeqCst);
             assert_eq!(node, "n1");
             if user.name == "broken" {
-                return Err("the API server is away".to_owned());
+                return Err(ReviewError::Evaluation("the API server is away".to_owned()));
             }
             let proxy = access
                 == Access {
@@ -681,6 +703,7 @@ mod tests {
             "RBAC"
                 .parse::<AuthorizationMode>()
                 .unwrap_err()
+                .to_string()
                 .contains("RBAC")
         );
     }

@@ -23,10 +23,10 @@ use x509_parser::error::X509Error;
 use crate::cluster::csr::{RequestError, now_unix, request_certificate, store_pem};
 
 /// The signer of kubelet serving certificates.
-pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
+pub(crate) const SIGNER: &str = "kubernetes.io/kubelet-serving";
 /// The stored certificate and key (PEM), in the `pki` directory of the
 /// state directory (the kubelet's name for it).
-pub const STORED: &str = "kubelet-server-current.pem";
+pub(crate) const STORED: &str = "kubelet-server-current.pem";
 /// First wait after a failed request; doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(30);
 /// Longest wait between failed requests.
@@ -67,18 +67,18 @@ enum IssueError {
 /// The certificate the kubelet API serves with; replaced when a new one
 /// is issued, used by the next handshake.
 #[derive(Debug)]
-pub struct ServingCerts {
+pub(crate) struct ServingCerts {
     current: RwLock<Arc<CertifiedKey>>,
 }
 
 impl ServingCerts {
-    pub fn new(key: CertifiedKey) -> Self {
+    pub(crate) fn new(key: CertifiedKey) -> Self {
         ServingCerts {
             current: RwLock::new(Arc::new(key)),
         }
     }
 
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    pub(crate) fn current(&self) -> Arc<CertifiedKey> {
         self.current.read().expect("serving cert lock").clone()
     }
 
@@ -95,23 +95,23 @@ impl ResolvesServerCert for ServingCerts {
 
 /// What the certificate is for: the node's name and address.
 #[derive(Debug, Clone)]
-pub struct Subject {
-    pub node: String,
-    pub ip: IpAddr,
+pub(crate) struct Subject {
+    pub(crate) node: String,
+    pub(crate) ip: IpAddr,
 }
 
 /// An issued certificate with its key, and when to renew it.
-pub struct Issued {
-    pub key: CertifiedKey,
+pub(crate) struct Issued {
+    pub(crate) key: CertifiedKey,
     /// Unix seconds.
-    pub not_before: i64,
-    pub not_after: i64,
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
 }
 
 impl Issued {
     /// When to ask for the next one: 80 % into its lifetime (the kubelet
     /// picks between 70 % and 90 %).
-    pub fn renew_at(&self) -> i64 {
+    pub(crate) fn renew_at(&self) -> i64 {
         self.not_before + (self.not_after - self.not_before) * 4 / 5
     }
 }
@@ -165,7 +165,7 @@ pub(crate) fn parse(
 }
 
 /// The stored certificate, if there is one still usable for `subject`.
-pub fn load_stored(pki: &Path, subject: &Subject) -> Option<Issued> {
+pub(crate) fn load_stored(pki: &Path, subject: &Subject) -> Option<Issued> {
     let path = pki.join(STORED);
     let pem = std::fs::read(&path).ok()?;
     match parse(&pem, &pem, subject) {
@@ -243,7 +243,7 @@ async fn request(
 /// `renew_at`, unix seconds, when a usable stored one is served),
 /// serves it once signed, stores it in `pki`, and renews it; retries
 /// failures from 30 s, doubling to 15 min. Runs until dropped.
-pub async fn run(
+pub(crate) async fn run(
     client: kube::Client,
     subject: Subject,
     pki: PathBuf,

@@ -29,7 +29,7 @@ pub(crate) async fn container_logs(
 ) -> Response<Body> {
     let options = match LogOptions::from_query(query) {
         Ok(options) => options,
-        Err(reason) => return full(StatusCode::BAD_REQUEST, reason),
+        Err(reason) => return full(StatusCode::BAD_REQUEST, reason.to_string()),
     };
     let Some(entry) = pods.get(namespace, pod) else {
         return full(

@@ -17,20 +17,20 @@ use crate::pods::table::PodTable;
 
 /// One running container's numbers.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ContainerSample {
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    pub cpu_seconds: f64,
-    pub memory_bytes: u64,
-    pub start_seconds: f64,
+pub(crate) struct ContainerSample {
+    pub(crate) namespace: String,
+    pub(crate) pod: String,
+    pub(crate) container: String,
+    pub(crate) cpu_seconds: f64,
+    pub(crate) memory_bytes: u64,
+    pub(crate) start_seconds: f64,
 }
 
 /// The node's own numbers; `None` where they cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NodeSample {
-    pub cpu_seconds: Option<f64>,
-    pub memory_bytes: Option<u64>,
+pub(crate) struct NodeSample {
+    pub(crate) cpu_seconds: Option<f64>,
+    pub(crate) memory_bytes: Option<u64>,
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on every
@@ -39,7 +39,7 @@ const USER_HZ: f64 = 100.0;
 
 impl NodeSample {
     /// This process's CPU time and resident memory.
-    pub fn of_this_process() -> NodeSample {
+    pub(crate) fn of_this_process() -> NodeSample {
         let cpu_seconds = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .and_then(|stat| {
@@ -66,7 +66,7 @@ impl NodeSample {
 }
 
 /// The running containers of every pod in `pods`.
-pub fn containers(pods: &PodTable) -> Vec<ContainerSample> {
+pub(crate) fn containers(pods: &PodTable) -> Vec<ContainerSample> {
     let mut samples = Vec::new();
     for (namespace, pod, entry) in pods.all() {
         for (container, metered) in entry.running() {
@@ -124,7 +124,7 @@ fn family(
 
 /// The metrics in the Prometheus text format, each sample stamped with
 /// `now_ms` (milliseconds since the epoch), as the kubelet stamps them.
-pub fn render(node: NodeSample, containers: &[ContainerSample], now_ms: i64) -> String {
+pub(crate) fn render(node: NodeSample, containers: &[ContainerSample], now_ms: i64) -> String {
     let mut out = String::new();
     let at = Some(now_ms);
     let per_container = |value: fn(&ContainerSample) -> String| {
@@ -244,7 +244,7 @@ pub fn render(node: NodeSample, containers: &[ContainerSample], now_ms: i64) -> 
 /// `/metrics`: `sandlet_data_queries_total` by decision (`answered`,
 /// `denied`, ...) and the rule that refused (`minGroupSize`, `audit`, ...;
 /// empty when none is named).
-pub fn render_queries(counts: &[(sandlet_data::Decision, Option<String>, u64)]) -> String {
+pub(crate) fn render_queries(counts: &[(sandlet_data::Decision, Option<String>, u64)]) -> String {
     let mut out = String::new();
     family(
         &mut out,

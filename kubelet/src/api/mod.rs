@@ -23,6 +23,6 @@ pub(crate) mod routes;
 pub(crate) mod server;
 pub(crate) mod tls;
 
-pub use auth::{Access, AuthOptions, AuthorizationMode, accesses};
+pub use auth::{Access, AuthOptions, AuthorizationMode, UnknownAuthorizationMode, accesses};
 pub use error::ServerError;
 pub use routes::{Route, route};

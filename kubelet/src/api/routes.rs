@@ -115,7 +115,7 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
                     pod,
                     container,
                 },
-                Err(reason) => Route::Invalid(reason),
+                Err(invalid) => Route::Invalid(invalid.to_string()),
             }
         }
         (_, [verb @ ("exec" | "attach" | "portForward" | "run"), ..]) => Route::Unsupported(verb),
@@ -176,9 +176,21 @@ enum Name {
     Subdomain,
 }
 
+/// A name in a path that is not the kind of name Kubernetes allows there.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {what} name {shown:?} in the path: it must be {rule} (paths are not decoded)")]
+struct InvalidName {
+    /// `namespace`, `pod` or `container`.
+    what: &'static str,
+    /// At most 80 characters of what was sent.
+    shown: String,
+    /// What the name must be.
+    rule: &'static str,
+}
+
 /// `text` as sent (never decoded) must be a `kind` name: anything else,
 /// `..`, `%2e`, `%2f`, NUL or upper case included, is refused by name.
-fn check_name(what: &str, text: &str, kind: Name) -> Result<(), String> {
+fn check_name(what: &'static str, text: &str, kind: Name) -> Result<(), InvalidName> {
     let label = |part: &str| {
         let bytes = part.as_bytes();
         !bytes.is_empty()
@@ -196,7 +208,6 @@ fn check_name(what: &str, text: &str, kind: Name) -> Result<(), String> {
     if valid {
         return Ok(());
     }
-    let shown: String = text.chars().take(80).collect();
     let rule = match kind {
         Name::Label => {
             "a DNS label: at most 63 of a-z, 0-9 and '-', starting and ending with a letter or digit"
@@ -205,9 +216,11 @@ fn check_name(what: &str, text: &str, kind: Name) -> Result<(), String> {
             "a DNS subdomain: at most 253 of a-z, 0-9, '-' and '.', each part starting and ending with a letter or digit"
         }
     };
-    Err(format!(
-        "invalid {what} name {shown:?} in the path: it must be {rule} (paths are not decoded)"
-    ))
+    Err(InvalidName {
+        what,
+        shown: text.chars().take(80).collect(),
+        rule,
+    })
 }
 
 #[cfg(test)]
@@ -240,14 +253,18 @@ mod tests {
             "ä",
             long_label.as_str(),
         ] {
-            let error = check_name("container", bad, Name::Label).unwrap_err();
+            let error = check_name("container", bad, Name::Label)
+                .unwrap_err()
+                .to_string();
             assert!(error.starts_with("invalid container name"), "{error}");
         }
         for bad in ["..", ".a", "a.", "a..b", "%2e", long_subdomain.as_str()] {
             assert!(check_name("pod", bad, Name::Subdomain).is_err(), "{bad:?}");
         }
         // A refusal shows at most 80 characters of what was sent.
-        let error = check_name("namespace", &"X".repeat(100_000), Name::Label).unwrap_err();
+        let error = check_name("namespace", &"X".repeat(100_000), Name::Label)
+            .unwrap_err()
+            .to_string();
         assert!(error.len() < 400, "{}", error.len());
     }
 }

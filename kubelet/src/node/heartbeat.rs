@@ -22,17 +22,17 @@ use crate::node::identity::NodeIdentity;
 use crate::node::object::{RegisterError, node_status, register};
 
 /// The namespace of node heartbeat Leases.
-pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub(crate) const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// The kubelet's default Lease duration.
-pub const LEASE_DURATION_SECONDS: i32 = 40;
+pub(crate) const LEASE_DURATION_SECONDS: i32 = 40;
 /// A quarter of the Lease duration, as the kubelet renews.
-pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the Ready condition's heartbeat is refreshed in the Node
 /// status when nothing changed (the kubelet's nodeStatusReportFrequency).
-pub const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The Lease that says this node is alive.
-pub fn lease_object(id: &NodeIdentity, node_uid: &str, now: Timestamp) -> Lease {
+pub(crate) fn lease_object(id: &NodeIdentity, node_uid: &str, now: Timestamp) -> Lease {
     Lease {
         metadata: ObjectMeta {
             name: Some(id.name.clone()),
@@ -76,7 +76,7 @@ impl Heartbeat {
     /// Renews the Lease once (creating it if missing). A missing Lease is
     /// also how a deleted Node shows: the garbage collector removes its
     /// Lease with it, and the node registers again.
-    pub async fn renew_lease(&mut self) -> Result<(), kube::Error> {
+    pub(crate) async fn renew_lease(&mut self) -> Result<(), kube::Error> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
         let now = Timestamp::now();
         let patch = serde_json::json!({ "spec": {
@@ -129,7 +129,7 @@ impl Heartbeat {
 
     /// Refreshes the Node's conditions (registering it again if it was
     /// deleted).
-    pub async fn report_status(&mut self) -> Result<(), kube::Error> {
+    pub(crate) async fn report_status(&mut self) -> Result<(), kube::Error> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let patch = || {
             Patch::Merge(serde_json::json!({

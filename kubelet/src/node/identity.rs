@@ -12,15 +12,15 @@ use k8s_openapi::api::core::v1::NodeSystemInfo;
 /// Everything the Node object says about this node.
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
-    pub name: String,
+    pub(crate) name: String,
     /// The address the API server reaches the kubelet API at.
-    pub address: IpAddr,
-    pub port: u16,
-    pub max_pods: u32,
-    pub cpus: u32,
-    pub memory_bytes: u64,
+    pub(crate) address: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) max_pods: u32,
+    pub(crate) cpus: u32,
+    pub(crate) memory_bytes: u64,
     /// `nodeInfo`: read from the host once, reported with every status.
-    pub system_info: NodeSystemInfo,
+    pub(crate) system_info: NodeSystemInfo,
 }
 
 impl NodeIdentity {
@@ -76,7 +76,7 @@ fn read_trimmed(path: &str) -> String {
 }
 
 /// `nodeInfo`, with the host's kernel, machine and boot identifiers.
-pub fn system_info(runtime_version: &str) -> NodeSystemInfo {
+pub(crate) fn system_info(runtime_version: &str) -> NodeSystemInfo {
     NodeSystemInfo {
         architecture: "wasm32".to_owned(),
         operating_system: "wasi".to_owned(),

@@ -22,11 +22,11 @@ use kube::{Api, Client};
 use crate::node::identity::NodeIdentity;
 
 /// The architecture label and taint key that krustlet-era manifests use.
-pub const ARCH_KEY: &str = "kubernetes.io/arch";
-pub const ARCH: &str = "wasm32-wasi";
+pub(crate) const ARCH_KEY: &str = "kubernetes.io/arch";
+pub(crate) const ARCH: &str = "wasm32-wasi";
 
 /// The labels of docs/reference/pods.md.
-pub fn node_labels(name: &str) -> BTreeMap<String, String> {
+pub(crate) fn node_labels(name: &str) -> BTreeMap<String, String> {
     [
         (ARCH_KEY, ARCH),
         ("kubernetes.io/os", "wasi"),
@@ -41,7 +41,7 @@ pub fn node_labels(name: &str) -> BTreeMap<String, String> {
 /// The taints of docs/reference/pods.md: only pods that tolerate
 /// `kubernetes.io/arch=wasm32-wasi` are scheduled (NoSchedule) or stay
 /// (NoExecute) here.
-pub fn node_taints() -> Vec<Taint> {
+pub(crate) fn node_taints() -> Vec<Taint> {
     ["NoSchedule", "NoExecute"]
         .into_iter()
         .map(|effect| Taint {
@@ -54,7 +54,7 @@ pub fn node_taints() -> Vec<Taint> {
 }
 
 /// The Node to register.
-pub fn node_object(id: &NodeIdentity, since: Timestamp) -> Node {
+pub(crate) fn node_object(id: &NodeIdentity, since: Timestamp) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(id.name.clone()),
@@ -72,7 +72,7 @@ pub fn node_object(id: &NodeIdentity, since: Timestamp) -> Node {
 
 /// The Node's status: capacity, conditions, addresses, endpoints, info.
 /// `since` is when the node became ready (the conditions' transition time).
-pub fn node_status(id: &NodeIdentity, since: Timestamp, now: Timestamp) -> NodeStatus {
+pub(crate) fn node_status(id: &NodeIdentity, since: Timestamp, now: Timestamp) -> NodeStatus {
     let resources: BTreeMap<String, Quantity> = [
         ("cpu".to_owned(), Quantity(id.cpus.to_string())),
         (

@@ -17,21 +17,21 @@ use sandlet_registry::pull::PullPolicy;
 use sandlet_runtime::limits;
 
 /// The annotation with which a pod asks for datasets (docs/reference/pods.md).
-pub const DATASETS_ANNOTATION: &str = "sandlet.dev/datasets";
+pub(crate) const DATASETS_ANNOTATION: &str = "sandlet.dev/datasets";
 
 /// The annotation naming the age X25519 recipient (`age1...`) a pod's
 /// results are sealed to (docs/reference/cli.md).
-pub const SEAL_TO_ANNOTATION: &str = "sandlet.dev/seal-to";
+pub(crate) const SEAL_TO_ANNOTATION: &str = "sandlet.dev/seal-to";
 
 /// The annotation (`"true"`) asking that a sealed pod's logs be sealed too.
-pub const SEAL_LOGS_ANNOTATION: &str = "sandlet.dev/seal-logs";
+pub(crate) const SEAL_LOGS_ANNOTATION: &str = "sandlet.dev/seal-logs";
 
 /// Kubernetes' default grace period for a pod without one.
-pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
 /// The RuntimeClass whose pods this node runs (docs/reference/pods.md); a pod
 /// with no runtime class runs here too.
-pub const RUNTIME_CLASS: &str = "sandlet";
+pub(crate) const RUNTIME_CLASS: &str = "sandlet";
 
 /// Resources a wasm sandbox can honour; any other request (GPUs, hugepages,
 /// device-plugin resources) cannot be met here.
@@ -42,8 +42,8 @@ const SUPPORTED_RESOURCES: [&str; 3] = ["cpu", "memory", "ephemeral-storage"];
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {message}")]
 pub struct Rejection {
-    pub reason: &'static str,
-    pub message: String,
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
 }
 
 fn reject(reason: &'static str, message: impl Into<String>) -> Rejection {
@@ -55,7 +55,7 @@ fn reject(reason: &'static str, message: impl Into<String>) -> Rejection {
 
 /// `restartPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
+pub(crate) enum RestartPolicy {
     Always,
     OnFailure,
     Never,
@@ -63,7 +63,7 @@ pub enum RestartPolicy {
 
 impl RestartPolicy {
     /// Whether a container that ended with `exit_code` starts again.
-    pub fn restarts(self, exit_code: i32) -> bool {
+    pub(crate) fn restarts(self, exit_code: i32) -> bool {
         match self {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => exit_code != 0,
@@ -74,57 +74,62 @@ impl RestartPolicy {
 
 /// A volume mounted into a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountPlan {
-    pub volume: String,
+pub(crate) struct MountPlan {
+    pub(crate) volume: String,
     /// Absolute guest path.
-    pub guest_path: String,
-    pub read_only: bool,
+    pub(crate) guest_path: String,
+    pub(crate) read_only: bool,
     /// Mount only this path inside the volume.
-    pub sub_path: Option<String>,
+    pub(crate) sub_path: Option<String>,
 }
 
 /// One container, checked.
 #[derive(Debug, Clone)]
 pub struct ContainerPlan {
     pub name: String,
-    pub image: String,
-    pub pull_policy: PullPolicy,
+    pub(crate) image: String,
+    pub(crate) pull_policy: PullPolicy,
     /// `command` then `args`; for algorithms the first entry is the input.
-    pub args: Vec<String>,
+    pub(crate) args: Vec<String>,
     /// The container as written, for env resolution.
-    pub spec: Container,
-    pub mounts: Vec<MountPlan>,
+    pub(crate) spec: Container,
+    pub(crate) mounts: Vec<MountPlan>,
     /// `resources.limits.memory`, if set.
-    pub memory_limit: Option<u64>,
+    pub(crate) memory_limit: Option<u64>,
 }
 
 /// To whom a pod's results are sealed, and whether its logs are too.
 #[derive(Debug, Clone)]
-pub struct SealPlan {
-    pub recipient: sandlet_trust::seal::Recipient,
+pub(crate) struct SealPlan {
+    pub(crate) recipient: sandlet_trust::seal::Recipient,
     /// Whether the container logs are sealed (kept in memory while the
     /// container runs and written as one sealed block when it ends).
-    pub logs: bool,
+    pub(crate) logs: bool,
 }
 
 /// A pod this node can run.
 #[derive(Debug, Clone)]
 pub struct PodPlan {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
+    /// The init containers, in the order they run.
     pub init_containers: Vec<ContainerPlan>,
+    /// The containers, all run at once.
     pub containers: Vec<ContainerPlan>,
-    pub restart_policy: RestartPolicy,
-    pub active_deadline: Option<Duration>,
-    pub grace_period: Duration,
-    pub volumes: Vec<Volume>,
+    /// `restartPolicy`.
+    pub(crate) restart_policy: RestartPolicy,
+    /// `activeDeadlineSeconds`.
+    pub(crate) active_deadline: Option<Duration>,
+    /// `terminationGracePeriodSeconds`. Nothing waits for it: wasm guests
+    /// cannot handle SIGTERM and are stopped at once, always inside it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) grace_period: Duration,
+    /// The pod's volumes as written.
+    pub(crate) volumes: Vec<Volume>,
     /// Datasets the pod asked for and this station grants its namespace.
-    pub datasets: Vec<String>,
-    pub image_pull_secrets: Vec<String>,
-    pub service_account: String,
+    pub(crate) datasets: Vec<String>,
+    pub(crate) image_pull_secrets: Vec<String>,
+    pub(crate) service_account: String,
     /// `sandlet.dev/seal-to`: results (and logs, if asked) sealed.
-    pub seal: Option<SealPlan>,
+    pub(crate) seal: Option<SealPlan>,
 }
 
 impl PodPlan {
@@ -167,9 +172,6 @@ impl PodPlan {
         let datasets = granted_datasets(pod, &namespace, data)?;
         let seal = seal_plan(pod)?;
         Ok(PodPlan {
-            namespace,
-            name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone().unwrap_or_default(),
             init_containers,
             containers,
             restart_policy,

@@ -16,19 +16,19 @@ use k8s_openapi::api::core::v1::{
 /// `CreateContainerConfigError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ConfigError(pub String);
+pub(crate) struct ConfigError(pub String);
 
 /// The ConfigMaps and Secrets one pod references, as fetched (`None`: not
 /// found).
 #[derive(Debug, Clone, Default)]
-pub struct PodObjects {
-    pub config_maps: BTreeMap<String, Option<ConfigMap>>,
-    pub secrets: BTreeMap<String, Option<Secret>>,
+pub(crate) struct PodObjects {
+    pub(crate) config_maps: BTreeMap<String, Option<ConfigMap>>,
+    pub(crate) secrets: BTreeMap<String, Option<Secret>>,
 }
 
 /// The names of every ConfigMap and Secret a pod references, in env,
 /// envFrom and volumes.
-pub fn referenced_objects(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+pub(crate) fn referenced_objects(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut config_maps = BTreeSet::new();
     let mut secrets = BTreeSet::new();
     let Some(spec) = &pod.spec else {
@@ -86,7 +86,7 @@ pub fn referenced_objects(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
 
 /// The two kinds of object whose keys pods read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectKind {
+pub(crate) enum ObjectKind {
     ConfigMap,
     Secret,
 }
@@ -104,7 +104,7 @@ impl ObjectKind {
 impl PodObjects {
     /// The object's data (text and binary keys together); `None` if it
     /// does not exist and `optional`, an error naming it if it is required.
-    pub fn data(
+    pub(crate) fn data(
         &self,
         kind: ObjectKind,
         namespace: &str,
@@ -164,7 +164,7 @@ impl PodObjects {
 
     /// One key of the object; `None` if it (or the object) is missing and
     /// `optional`.
-    pub fn value(
+    pub(crate) fn value(
         &self,
         kind: ObjectKind,
         namespace: &str,
@@ -187,18 +187,18 @@ impl PodObjects {
 
 /// What the downward API can say about the pod and its node.
 #[derive(Debug, Clone)]
-pub struct DownwardFacts<'a> {
-    pub pod: &'a Pod,
-    pub node_name: &'a str,
-    pub host_ip: &'a str,
+pub(crate) struct DownwardFacts<'a> {
+    pub(crate) pod: &'a Pod,
+    pub(crate) node_name: &'a str,
+    pub(crate) host_ip: &'a str,
     /// The node's allocatable cpu (cores) and memory (bytes), the default
     /// for `limits.*` of a container without limits.
-    pub node_cpu: f64,
-    pub node_memory: f64,
+    pub(crate) node_cpu: f64,
+    pub(crate) node_memory: f64,
 }
 
 /// The value of a `fieldRef`.
-pub fn field_value(
+pub(crate) fn field_value(
     facts: &DownwardFacts<'_>,
     field: &ObjectFieldSelector,
 ) -> Result<String, ConfigError> {
@@ -251,7 +251,7 @@ fn subscript(path: &str, prefix: &str) -> Option<String> {
 }
 
 /// A Kubernetes quantity (`500m`, `64Mi`, `1.5G`) as a number.
-pub fn parse_quantity(text: &str) -> Option<f64> {
+pub(crate) fn parse_quantity(text: &str) -> Option<f64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
@@ -284,7 +284,7 @@ pub fn parse_quantity(text: &str) -> Option<f64> {
 
 /// The value of a `resourceFieldRef`: the container's limit or request,
 /// divided by the divisor and rounded up, as the kubelet computes it.
-pub fn resource_value(
+pub(crate) fn resource_value(
     facts: &DownwardFacts<'_>,
     container: &Container,
     field: &ResourceFieldSelector,
@@ -331,7 +331,7 @@ pub fn resource_value(
 
 /// Expands `$(NAME)` from `vars`; `$$` is a literal `$`; unknown references
 /// stay as written (Kubernetes' rule).
-pub fn expand(text: &str, vars: &[(String, String)]) -> String {
+pub(crate) fn expand(text: &str, vars: &[(String, String)]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -364,7 +364,7 @@ pub fn expand(text: &str, vars: &[(String, String)]) -> String {
 
 /// The environment of `container`, in Kubernetes' order: `envFrom` sources,
 /// then `env` entries (later entries override earlier ones).
-pub fn resolve_env(
+pub(crate) fn resolve_env(
     facts: &DownwardFacts<'_>,
     container: &Container,
     objects: &PodObjects,

@@ -16,10 +16,10 @@ use crate::pods::events::EventRecorder;
 
 /// Events waiting to be sent, at most this many; beyond it they are
 /// dropped with a warning, as the kubelet's event broadcaster does.
-pub const EVENT_QUEUE: usize = 4096;
+pub(crate) const EVENT_QUEUE: usize = 4096;
 
 /// Events sent to the API server at once.
-pub const EVENTS_IN_FLIGHT: usize = 4;
+pub(crate) const EVENTS_IN_FLIGHT: usize = 4;
 
 /// How fast the node creates Events (`--event-qps`, `--event-burst`), with
 /// the kubelet's defaults (`eventRecordQPS`, `eventBurst`): 50 per second
@@ -81,7 +81,7 @@ impl Bucket {
 
 /// The sending side of the event queue, and the task that drains it at
 /// `rate`.
-pub fn event_queue(
+pub(crate) fn event_queue(
     recorder: Arc<EventRecorder>,
     rate: EventRate,
 ) -> tokio::sync::mpsc::Sender<(Event, ObjectReference)> {

@@ -24,9 +24,9 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
 
 /// The most events remembered for counting repeats.
-pub const SERIES_CAPACITY: usize = 4096;
+pub(crate) const SERIES_CAPACITY: usize = 4096;
 /// How long an event is remembered after it was last seen.
-pub const SERIES_TTL: Duration = Duration::from_secs(6 * 60);
+pub(crate) const SERIES_TTL: Duration = Duration::from_secs(6 * 60);
 
 /// What makes two events the same: the kubelet's aggregation key (source,
 /// object, type, reason and message).
@@ -106,7 +106,7 @@ impl Series {
 }
 
 /// Publishes events for the objects of one node.
-pub struct EventRecorder {
+pub(crate) struct EventRecorder {
     client: Client,
     controller: String,
     instance: String,
@@ -114,7 +114,7 @@ pub struct EventRecorder {
 }
 
 impl EventRecorder {
-    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
+    pub(crate) fn new(client: Client, controller: &str, instance: &str) -> Self {
         EventRecorder {
             client,
             controller: controller.to_owned(),
@@ -124,7 +124,11 @@ impl EventRecorder {
     }
 
     /// Creates the Event, or counts one more of an Event seen recently.
-    pub async fn publish(&self, event: &Event, regarding: &ObjectReference) -> kube::Result<()> {
+    pub(crate) async fn publish(
+        &self,
+        event: &Event,
+        regarding: &ObjectReference,
+    ) -> kube::Result<()> {
         let key = Key {
             uid: regarding.uid.clone().unwrap_or_default(),
             namespace: regarding
@@ -189,7 +193,7 @@ impl EventRecorder {
     }
 
     /// Forgets the events of the object `uid` (a pod that is gone).
-    pub fn forget(&self, uid: &str) {
+    pub(crate) fn forget(&self, uid: &str) {
         self.lock().forget(uid);
     }
 
@@ -199,7 +203,7 @@ impl EventRecorder {
 }
 
 /// A reference to `pod` for Events.
-pub fn pod_reference(pod: &Pod) -> ObjectReference {
+pub(crate) fn pod_reference(pod: &Pod) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".to_owned()),
         kind: Some("Pod".to_owned()),

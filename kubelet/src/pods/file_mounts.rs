@@ -28,27 +28,27 @@ use crate::pods::env::ConfigError;
 
 /// One file a container mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileMount {
+pub(crate) struct FileMount {
     /// The host file (a hostPath).
-    pub host: PathBuf,
+    pub(crate) host: PathBuf,
     /// Where the guest sees it: an absolute path, not `/`.
-    pub guest_path: String,
-    pub read_only: bool,
+    pub(crate) guest_path: String,
+    pub(crate) read_only: bool,
 }
 
 /// A staged directory to preopen for the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StagedDir {
-    pub host: PathBuf,
-    pub guest: String,
+pub(crate) struct StagedDir {
+    pub(crate) host: PathBuf,
+    pub(crate) guest: String,
     /// Read-write when any file in it is mounted read-write.
-    pub read_only: bool,
+    pub(crate) read_only: bool,
 }
 
 /// The staged copies of one container run's file mounts.
 #[derive(Debug, Default)]
-pub struct StagedFiles {
-    pub dirs: Vec<StagedDir>,
+pub(crate) struct StagedFiles {
+    pub(crate) dirs: Vec<StagedDir>,
     /// Read-write files: (staged copy, host file).
     write_back: Vec<(PathBuf, PathBuf)>,
 }
@@ -75,7 +75,7 @@ fn normalized(path: &str) -> &str {
 /// guest directory. `dir_mounts` are the guest paths of the container's
 /// directory mounts: a file's guest directory may not be one of them (the
 /// guest would see one of the two, not both), nor may a file's path.
-pub fn stage(
+pub(crate) fn stage(
     staging: &Path,
     mounts: &[FileMount],
     dir_mounts: &[&str],
@@ -142,7 +142,7 @@ impl StagedFiles {
     /// (truncated and rewritten in place: same inode, owner and mode).
     /// Returns what could not be written back, one line each; the others
     /// are written whatever happened to one.
-    pub fn write_back(&self) -> Vec<String> {
+    pub(crate) fn write_back(&self) -> Vec<String> {
         let mut failed = Vec::new();
         for (copy, host) in &self.write_back {
             if let Err(e) = write_back_one(copy, host) {

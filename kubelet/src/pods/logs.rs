@@ -23,10 +23,10 @@ use sandlet_runtime::OutputSinks;
 use sandlet_runtime::output::OutputSink;
 
 /// How often a follower looks for new log records.
-pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
+pub(crate) const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 /// Where a container's logs live.
-pub fn log_path(pod_dir: &Path, container: &str, restart_count: i32) -> PathBuf {
+pub(crate) fn log_path(pod_dir: &Path, container: &str, restart_count: i32) -> PathBuf {
     pod_dir.join(format!("{container}.{restart_count}.log"))
 }
 
@@ -34,7 +34,7 @@ pub fn log_path(pod_dir: &Path, container: &str, restart_count: i32) -> PathBuf 
 /// (16 MiB by default), but each write becomes a record with a 40-byte
 /// prefix, so a guest writing a byte at a time could otherwise make a file
 /// 40 times its output; past this the file ends with a note saying so.
-pub const MAX_LOG_FILE_BYTES: u64 = 24 * 1024 * 1024;
+pub(crate) const MAX_LOG_FILE_BYTES: u64 = 24 * 1024 * 1024;
 
 /// One log file being written by both guest streams.
 struct LogFile {
@@ -42,7 +42,7 @@ struct LogFile {
 }
 
 /// An [`OutputSink`] for one stream of one container run.
-pub struct LogSink {
+pub(crate) struct LogSink {
     file: Arc<LogFile>,
     stream: &'static str,
 }
@@ -83,7 +83,7 @@ impl OutputSink for LogSink {
 }
 
 /// Creates the log file of one container run and the sinks that write it.
-pub fn open_sinks(path: &Path) -> io::Result<OutputSinks> {
+pub(crate) fn open_sinks(path: &Path) -> io::Result<OutputSinks> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -112,25 +112,60 @@ pub fn open_sinks(path: &Path) -> io::Result<OutputSinks> {
 /// The options of `GET /containerLogs/...` (and `kubectl logs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogOptions {
-    pub follow: bool,
-    pub previous: bool,
-    pub timestamps: bool,
-    pub tail_lines: Option<usize>,
-    pub limit_bytes: Option<usize>,
-    pub since: Option<Timestamp>,
+    /// Stream what the container writes until its run ends.
+    pub(crate) follow: bool,
+    /// The previous run's log.
+    pub(crate) previous: bool,
+    /// Each line with the time it was written.
+    pub(crate) timestamps: bool,
+    /// Only the last this many lines.
+    pub(crate) tail_lines: Option<usize>,
+    /// At most this many bytes.
+    pub(crate) limit_bytes: Option<usize>,
+    /// Only lines written since.
+    pub(crate) since: Option<Timestamp>,
+}
+
+/// Why a log query was refused (400, with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum LogQueryError {
+    /// A number that is not one.
+    #[error("{what}: not a number: {value:?}")]
+    NotANumber {
+        /// `tailLines`, `limitBytes` or `sinceSeconds`.
+        what: &'static str,
+        /// What was sent.
+        value: String,
+    },
+    /// `limitBytes` of zero or less.
+    #[error("limitBytes must be greater than zero")]
+    LimitBytes,
+    /// `sinceSeconds` reaching before the time that can be written.
+    #[error("sinceSeconds: {0}")]
+    SinceSeconds(#[source] k8s_openapi::jiff::Error),
+    /// `sinceTime` that is no RFC 3339 time.
+    #[error("sinceTime {text:?}: {source}")]
+    SinceTime {
+        /// What was sent, decoded.
+        text: String,
+        /// Why it is no time.
+        #[source]
+        source: k8s_openapi::jiff::Error,
+    },
 }
 
 impl LogOptions {
     /// Parses the query string the API server forwards.
-    pub fn from_query(query: &str) -> Result<LogOptions, String> {
+    pub fn from_query(query: &str) -> Result<LogOptions, LogQueryError> {
         let mut options = LogOptions::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let flag = || value.is_empty() || value == "true" || value == "1";
-            let number = |what: &str| {
-                value
-                    .parse::<i64>()
-                    .map_err(|_| format!("{what}: not a number: {value:?}"))
+            let number = |what: &'static str| {
+                value.parse::<i64>().map_err(|_| LogQueryError::NotANumber {
+                    what,
+                    value: value.to_owned(),
+                })
             };
             match key {
                 "follow" => options.follow = flag(),
@@ -143,7 +178,7 @@ impl LogOptions {
                 "limitBytes" => {
                     let n = number("limitBytes")?;
                     if n <= 0 {
-                        return Err("limitBytes must be greater than zero".to_owned());
+                        return Err(LogQueryError::LimitBytes);
                     }
                     options.limit_bytes = Some(n as usize);
                 }
@@ -152,14 +187,14 @@ impl LogOptions {
                     options.since = Some(
                         Timestamp::now()
                             .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(n.max(0)))
-                            .map_err(|e| format!("sinceSeconds: {e}"))?,
+                            .map_err(LogQueryError::SinceSeconds)?,
                     );
                 }
                 "sinceTime" => {
                     let text = percent_decode(value);
                     options.since = Some(
                         text.parse()
-                            .map_err(|e| format!("sinceTime {text:?}: {e}"))?,
+                            .map_err(|source| LogQueryError::SinceTime { text, source })?,
                     );
                 }
                 _ => {}
@@ -169,6 +204,7 @@ impl LogOptions {
     }
 }
 
+/// `text` with `%XX` escapes and `+` decoded, as a query value.
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -216,7 +252,7 @@ fn parse_record(line: &str) -> Option<Record<'_>> {
 /// The first [`LogReader::read_available`] applies `sinceTime`/`sinceSeconds`
 /// and `tailLines` to the lines written so far; later calls (for `follow`)
 /// return what was written since. `limitBytes` caps the total.
-pub struct LogReader {
+pub(crate) struct LogReader {
     file: BufReader<File>,
     options: LogOptions,
     /// A record the writer had not finished when we last read.
@@ -227,7 +263,7 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    pub fn open(path: &Path, options: LogOptions) -> io::Result<LogReader> {
+    pub(crate) fn open(path: &Path, options: LogOptions) -> io::Result<LogReader> {
         Ok(LogReader {
             file: BufReader::new(File::open(path)?),
             remaining: options.limit_bytes,
@@ -239,12 +275,12 @@ impl LogReader {
     }
 
     /// Whether `limitBytes` has been reached: nothing more will be returned.
-    pub fn exhausted(&self) -> bool {
+    pub(crate) fn exhausted(&self) -> bool {
         self.remaining == Some(0)
     }
 
     /// The rendered log text written since the last call.
-    pub fn read_available(&mut self) -> io::Result<Vec<u8>> {
+    pub(crate) fn read_available(&mut self) -> io::Result<Vec<u8>> {
         let mut records = Vec::new();
         loop {
             let mut line = String::new();
@@ -319,7 +355,7 @@ impl LogReader {
 }
 
 /// Reads a whole log at once (no `follow`).
-pub fn read_log(path: &Path, options: LogOptions) -> io::Result<Vec<u8>> {
+pub(crate) fn read_log(path: &Path, options: LogOptions) -> io::Result<Vec<u8>> {
     let mut reader = LogReader::open(path, options)?;
     reader.read_available()
 }

@@ -40,5 +40,5 @@ pub(crate) mod watch;
 pub use admission::{ContainerPlan, PodPlan, Rejection};
 pub use event_queue::EventRate;
 pub use lifecycle::setup::config_retry_delay;
-pub use logs::LogOptions;
+pub use logs::{LogOptions, LogQueryError};
 pub use volumes::bound_token_request;

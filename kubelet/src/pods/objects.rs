@@ -36,7 +36,7 @@ use tokio::sync::watch;
 /// How long a watch lives after its last read: longer than the pauses
 /// between bursts of pods, short enough that objects no pod uses stop
 /// costing the API server a watch.
-pub const IDLE_STOP: Duration = Duration::from_secs(120);
+pub(crate) const IDLE_STOP: Duration = Duration::from_secs(120);
 
 /// Why an object could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -201,14 +201,14 @@ where
 }
 
 /// The node's reader of ConfigMaps and Secrets.
-pub struct ObjectReader {
+pub(crate) struct ObjectReader {
     client: Client,
     config_maps: Watches<ConfigMap>,
     secrets: Watches<Secret>,
 }
 
 impl ObjectReader {
-    pub fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Client) -> Self {
         ObjectReader {
             client,
             config_maps: Watches::new("configmap"),
@@ -217,7 +217,7 @@ impl ObjectReader {
     }
 
     /// The ConfigMap, `None` if it does not exist.
-    pub async fn config_map(
+    pub(crate) async fn config_map(
         &self,
         namespace: &str,
         name: &str,
@@ -226,7 +226,11 @@ impl ObjectReader {
     }
 
     /// The Secret, `None` if it does not exist.
-    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ReadError> {
+    pub(crate) async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Secret>, ReadError> {
         self.secrets.get(&self.client, namespace, name).await
     }
 }

@@ -17,11 +17,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 /// Longest termination message Kubernetes shows (the kubelet's own cap).
-pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 4096;
+pub(crate) const MAX_TERMINATION_MESSAGE_BYTES: usize = 4096;
 
 /// The pod phases, in the only order they may be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     Pending,
     Running,
     Succeeded,
@@ -29,7 +29,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
             Phase::Running => "Running",
@@ -38,7 +38,7 @@ impl Phase {
         }
     }
 
-    pub fn is_terminal(self) -> bool {
+    pub(crate) fn is_terminal(self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Failed)
     }
 
@@ -55,24 +55,24 @@ impl Phase {
 
 /// How one container run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Terminated {
-    pub exit_code: i32,
+pub(crate) struct Terminated {
+    pub(crate) exit_code: i32,
     /// `Completed`, `Error`, `OOMKilled`, ...
-    pub reason: String,
-    pub message: Option<String>,
-    pub started_at: Option<Timestamp>,
-    pub finished_at: Timestamp,
+    pub(crate) reason: String,
+    pub(crate) message: Option<String>,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) finished_at: Timestamp,
 }
 
 impl Terminated {
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         self.exit_code == 0
     }
 }
 
 /// One container's current state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Run {
+pub(crate) enum Run {
     Waiting {
         reason: String,
         message: Option<String>,
@@ -85,19 +85,19 @@ pub enum Run {
 
 /// What the node reports for one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerState {
-    pub name: String,
-    pub image: String,
+pub(crate) struct ContainerState {
+    pub(crate) name: String,
+    pub(crate) image: String,
     /// `<repository>@sha256:<digest>`, once the module was pulled.
-    pub image_id: Option<String>,
-    pub restart_count: i32,
-    pub state: Run,
+    pub(crate) image_id: Option<String>,
+    pub(crate) restart_count: i32,
+    pub(crate) state: Run,
     /// The previous run, after a restart.
-    pub last: Option<Terminated>,
+    pub(crate) last: Option<Terminated>,
 }
 
 impl ContainerState {
-    pub fn new(name: &str, image: &str) -> Self {
+    pub(crate) fn new(name: &str, image: &str) -> Self {
         ContainerState {
             name: name.to_owned(),
             image: image.to_owned(),
@@ -111,11 +111,11 @@ impl ContainerState {
         }
     }
 
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         matches!(self.state, Run::Running { .. })
     }
 
-    pub fn terminated(&self) -> Option<&Terminated> {
+    pub(crate) fn terminated(&self) -> Option<&Terminated> {
         match &self.state {
             Run::Terminated(t) => Some(t),
             _ => None,
@@ -229,7 +229,7 @@ fn run_of(state: &K8sContainerState) -> Run {
 }
 
 /// Cuts `message` to the termination-message limit on a character boundary.
-pub fn termination_message(message: &str) -> String {
+pub(crate) fn termination_message(message: &str) -> String {
     if message.len() <= MAX_TERMINATION_MESSAGE_BYTES {
         return message.to_owned();
     }
@@ -242,23 +242,23 @@ pub fn termination_message(message: &str) -> String {
 
 /// Everything the node reports about one pod.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PodState {
-    pub phase: Phase,
+pub(crate) struct PodState {
+    pub(crate) phase: Phase,
     /// Why the pod is in its phase (`DeadlineExceeded`, `UnsupportedVolume`, ...).
-    pub reason: Option<String>,
-    pub message: Option<String>,
-    pub start_time: Option<Timestamp>,
-    pub init: Vec<ContainerState>,
-    pub containers: Vec<ContainerState>,
+    pub(crate) reason: Option<String>,
+    pub(crate) message: Option<String>,
+    pub(crate) start_time: Option<Timestamp>,
+    pub(crate) init: Vec<ContainerState>,
+    pub(crate) containers: Vec<ContainerState>,
     /// All init containers completed.
-    pub initialized: bool,
+    pub(crate) initialized: bool,
     /// Conditions other writers own (the scheduler's PodScheduled,
     /// controllers' DisruptionTarget, ...), kept as they are.
-    pub foreign_conditions: Vec<PodCondition>,
+    pub(crate) foreign_conditions: Vec<PodCondition>,
     /// Our own conditions' last transition times, so they do not move on
     /// every update.
     transitions: Vec<(String, String, Timestamp)>,
-    pub host_ip: String,
+    pub(crate) host_ip: String,
 }
 
 /// The conditions this node writes.
@@ -271,7 +271,7 @@ const OWN_CONDITIONS: [&str; 4] = [
 
 impl PodState {
     /// A fresh pod: every container waiting to be created.
-    pub fn new(
+    pub(crate) fn new(
         init: &[(String, String)],
         containers: &[(String, String)],
         existing: Option<&PodStatus>,
@@ -302,7 +302,7 @@ impl PodState {
 
     /// Takes over what a previous sandlet process (or another writer)
     /// reported: phase, start time, container states, foreign conditions.
-    pub fn adopt(&mut self, status: &PodStatus) {
+    pub(crate) fn adopt(&mut self, status: &PodStatus) {
         if let Some(phase) = status.phase.as_deref().and_then(Phase::parse) {
             self.phase = self.phase.max(phase);
         }
@@ -338,14 +338,14 @@ impl PodState {
     }
 
     /// Moves to `phase` unless the pod is already past it.
-    pub fn advance(&mut self, phase: Phase) {
+    pub(crate) fn advance(&mut self, phase: Phase) {
         if phase > self.phase && !self.phase.is_terminal() {
             self.phase = phase;
         }
     }
 
     /// Ends the pod with `phase`, a reason and a message.
-    pub fn finish(&mut self, phase: Phase, reason: Option<&str>, message: Option<String>) {
+    pub(crate) fn finish(&mut self, phase: Phase, reason: Option<&str>, message: Option<String>) {
         if self.phase.is_terminal() {
             return;
         }
@@ -367,7 +367,7 @@ impl PodState {
     }
 
     /// The status to publish.
-    pub fn report(&mut self) -> PodStatus {
+    pub(crate) fn report(&mut self) -> PodStatus {
         let now = Timestamp::now();
         let all_running =
             !self.containers.is_empty() && self.containers.iter().all(ContainerState::is_running);

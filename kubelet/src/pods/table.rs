@@ -12,36 +12,36 @@ use std::sync::{Arc, Mutex};
 
 /// One container as the kubelet API sees it.
 #[derive(Debug, Clone)]
-pub struct ContainerRun {
+pub(crate) struct ContainerRun {
     /// The current (or last) run's restart count: its log file's number.
-    pub restart_count: i32,
+    pub(crate) restart_count: i32,
     /// While the container runs: its start and what it has used so far.
-    pub running: Option<Metered>,
+    pub(crate) running: Option<Metered>,
 }
 
 /// A running container's start and what it has used so far.
 #[derive(Debug, Clone)]
-pub struct Metered {
-    pub started_at: k8s_openapi::jiff::Timestamp,
-    pub usage: Arc<sandlet_runtime::Usage>,
+pub(crate) struct Metered {
+    pub(crate) started_at: k8s_openapi::jiff::Timestamp,
+    pub(crate) usage: Arc<sandlet_runtime::Usage>,
 }
 
 /// One pod as the kubelet API sees it.
 #[derive(Debug)]
-pub struct PodEntry {
-    pub uid: String,
-    pub dir: PathBuf,
-    pub containers: Mutex<BTreeMap<String, ContainerRun>>,
+pub(crate) struct PodEntry {
+    pub(crate) uid: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) containers: Mutex<BTreeMap<String, ContainerRun>>,
 }
 
 /// The pods of this node by namespace and name.
 #[derive(Debug, Default)]
-pub struct PodTable {
+pub(crate) struct PodTable {
     pods: Mutex<HashMap<(String, String), Arc<PodEntry>>>,
 }
 
 impl PodTable {
-    pub fn insert(&self, namespace: &str, name: &str, entry: Arc<PodEntry>) {
+    pub(crate) fn insert(&self, namespace: &str, name: &str, entry: Arc<PodEntry>) {
         self.pods
             .lock()
             .expect("pod table poisoned")
@@ -50,7 +50,7 @@ impl PodTable {
 
     /// Removes the entry if it still belongs to `uid` (a new pod of the
     /// same name may have replaced it).
-    pub fn remove(&self, namespace: &str, name: &str, uid: &str) {
+    pub(crate) fn remove(&self, namespace: &str, name: &str, uid: &str) {
         let mut pods = self.pods.lock().expect("pod table poisoned");
         let key = (namespace.to_owned(), name.to_owned());
         if pods.get(&key).is_some_and(|e| e.uid == uid) {
@@ -58,7 +58,7 @@ impl PodTable {
         }
     }
 
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodEntry>> {
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodEntry>> {
         self.pods
             .lock()
             .expect("pod table poisoned")
@@ -67,7 +67,7 @@ impl PodTable {
     }
 
     /// The entry of the pod with this UID, if it is on the node.
-    pub fn find_uid(&self, uid: &str) -> Option<Arc<PodEntry>> {
+    pub(crate) fn find_uid(&self, uid: &str) -> Option<Arc<PodEntry>> {
         self.pods
             .lock()
             .expect("pod table poisoned")
@@ -77,7 +77,7 @@ impl PodTable {
     }
 
     /// Every pod: namespace, name and entry.
-    pub fn all(&self) -> Vec<(String, String, Arc<PodEntry>)> {
+    pub(crate) fn all(&self) -> Vec<(String, String, Arc<PodEntry>)> {
         self.pods
             .lock()
             .expect("pod table poisoned")
@@ -94,7 +94,7 @@ impl PodTable {
 }
 
 impl PodEntry {
-    pub fn set(&self, container: &str, run: ContainerRun) {
+    pub(crate) fn set(&self, container: &str, run: ContainerRun) {
         self.containers
             .lock()
             .expect("pod entry poisoned")
@@ -102,7 +102,7 @@ impl PodEntry {
     }
 
     /// The running containers with what they have used.
-    pub fn running(&self) -> Vec<(String, Metered)> {
+    pub(crate) fn running(&self) -> Vec<(String, Metered)> {
         self.containers
             .lock()
             .expect("pod entry poisoned")
@@ -111,7 +111,7 @@ impl PodEntry {
             .collect()
     }
 
-    pub fn container(&self, container: &str) -> Option<ContainerRun> {
+    pub(crate) fn container(&self, container: &str) -> Option<ContainerRun> {
         self.containers
             .lock()
             .expect("pod entry poisoned")

@@ -29,11 +29,11 @@ use crate::pods::env::{
 
 /// Tokens for projected `serviceAccountToken` sources, by audience (`""`:
 /// the API server's own audience).
-pub type Tokens = BTreeMap<String, String>;
+pub(crate) type Tokens = BTreeMap<String, String>;
 
 /// The audiences of every projected service-account token a pod needs, with
 /// their requested lifetimes.
-pub fn token_audiences(volumes: &[Volume]) -> Vec<(String, Option<i64>)> {
+pub(crate) fn token_audiences(volumes: &[Volume]) -> Vec<(String, Option<i64>)> {
     let mut out: Vec<(String, Option<i64>)> = Vec::new();
     for source in volumes
         .iter()
@@ -76,37 +76,37 @@ pub fn bound_token_request(
 }
 
 /// Everything a volume's contents may come from.
-pub struct VolumeInputs<'a> {
-    pub facts: DownwardFacts<'a>,
-    pub objects: &'a PodObjects,
-    pub tokens: &'a Tokens,
+pub(crate) struct VolumeInputs<'a> {
+    pub(crate) facts: DownwardFacts<'a>,
+    pub(crate) objects: &'a PodObjects,
+    pub(crate) tokens: &'a Tokens,
     /// The station's datasets, whose files no volume may expose.
-    pub data: Option<&'a DataConfig>,
+    pub(crate) data: Option<&'a DataConfig>,
 }
 
 /// Where one pod's volumes live.
 #[derive(Debug, Clone)]
-pub struct PodDirs {
+pub(crate) struct PodDirs {
     /// The pod's directory in the state directory (disk): `emptyDir`s.
-    pub disk: PathBuf,
+    pub(crate) disk: PathBuf,
     /// The pod's directory in the runtime directory (memory-backed by
     /// default): rendered volumes and `emptyDir`s with `medium: Memory`.
-    pub memory: PathBuf,
+    pub(crate) memory: PathBuf,
 }
 
 /// Where one volume is on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostVolume {
-    pub path: PathBuf,
+pub(crate) struct HostVolume {
+    pub(crate) path: PathBuf,
     /// A single file (a hostPath of type `File` or `FileOrCreate`, or an
     /// untyped one naming a file) rather than a directory; see
     /// [`crate::pods::file_mounts`] for how a guest is given it.
-    pub file: bool,
+    pub(crate) file: bool,
 }
 
 /// Creates (or refreshes) every volume of the pod and returns where each
 /// is on the host, by volume name.
-pub fn materialize(
+pub(crate) fn materialize(
     dirs: &PodDirs,
     volumes: &[Volume],
     inputs: &VolumeInputs<'_>,
@@ -124,7 +124,7 @@ pub fn materialize(
 /// directory (`sandlet-<uid>-<hash of the state directory>`), so that
 /// Secrets and tokens written for guests never reach the disk; otherwise
 /// `<state dir>/run`.
-pub fn default_runtime_dir(state_dir: &Path) -> PathBuf {
+pub(crate) fn default_runtime_dir(state_dir: &Path) -> PathBuf {
     use sha2::{Digest as _, Sha256};
     let shm = Path::new("/dev/shm");
     if !is_memory_backed(shm) {
@@ -196,7 +196,7 @@ pub(crate) fn prepare_runtime_dir(dir: &Path) -> Result<(), RuntimeDirError> {
 
 /// Whether `path` lies on a tmpfs (from `/proc/self/mounts`; false where
 /// that cannot be read).
-pub fn is_memory_backed(path: &Path) -> bool {
+pub(crate) fn is_memory_backed(path: &Path) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
         return false;
     };

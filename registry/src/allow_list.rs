@@ -70,16 +70,22 @@ enum RepositoryPattern {
 /// A rule that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllowListError {
+    /// A rule that is malformed or names a key file that cannot be read.
     #[error("allow-list rule {repository:?}: {reason}")]
-    Rule { repository: String, reason: String },
+    Rule {
+        /// The rule's repository, as written.
+        repository: String,
+        /// What is wrong with the rule.
+        reason: String,
+    },
 }
 
 /// A module the allow-list refuses; `Display` is the reason on the pod.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("module {reference} is not allowed on this station: {reason}")]
 pub struct NotAllowed {
-    pub reference: String,
-    pub reason: String,
+    pub(crate) reference: String,
+    pub(crate) reason: String,
 }
 
 impl AllowList {

@@ -51,39 +51,108 @@ pub struct RegistryOptions {
 /// the CLI's stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
+    /// The image reference cannot be parsed.
     #[error("invalid image reference {reference:?}: {reason}")]
-    Reference { reference: String, reason: String },
+    Reference {
+        /// The reference as written.
+        reference: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// The extra CA file cannot be read or holds no PEM certificate.
     #[error("cannot read registry CA file {}: {reason}", path.display())]
-    CaFile { path: PathBuf, reason: String },
+    CaFile {
+        /// The CA file ([`RegistryOptions::ca_file`]).
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A docker config cannot be read or an entry in it is malformed; says
+    /// which and why.
     #[error("invalid registry credentials: {0}")]
     Credentials(String),
+    /// The registry could not be connected to, or timed out.
     #[error("registry {registry} is unreachable: {reason}")]
-    Unreachable { registry: String, reason: String },
+    Unreachable {
+        /// The registry's `host[:port]`.
+        registry: String,
+        /// The root cause, e.g. the connection or TLS error.
+        reason: String,
+    },
+    /// The registry refused the credentials given (or asked for some when
+    /// there were none).
     #[error("registry {registry} refused the credentials for {reference}")]
-    Unauthorized { registry: String, reference: String },
+    Unauthorized {
+        /// The registry's `host[:port]`.
+        registry: String,
+        /// The image reference being pulled or pushed.
+        reference: String,
+    },
+    /// The registry has no such repository, tag or manifest.
     #[error("{reference} not found in its registry")]
-    NotFound { reference: String },
+    NotFound {
+        /// The image reference that was looked up.
+        reference: String,
+    },
+    /// The manifest has no layer of a wasm media type.
     #[error("{reference} is not a wasm module: it has no layer of type {}", WASM_LAYER_MEDIA_TYPES.join(", "))]
-    NoWasmLayer { reference: String },
+    NoWasmLayer {
+        /// The image reference.
+        reference: String,
+    },
+    /// The manifest has a wasm layer among others; a module artifact has
+    /// exactly one layer.
     #[error(
         "{reference} is not a single wasm module: it has {count} layers, sandlet runs artifacts with exactly one"
     )]
-    TooManyLayers { reference: String, count: usize },
+    TooManyLayers {
+        /// The image reference.
+        reference: String,
+        /// How many layers the manifest has.
+        count: usize,
+    },
+    /// The manifest's one layer is not of a wasm media type.
     #[error("{reference} is not a wasm module: its layer has media type {media_type:?}")]
     NotWasmLayer {
+        /// The image reference.
         reference: String,
+        /// The layer's media type.
         media_type: String,
     },
+    /// Downloaded bytes do not hash to the digest the registry gave, or
+    /// are longer than it said.
     #[error("{reference}: download does not match its digest: {reason}")]
-    Verification { reference: String, reason: String },
+    Verification {
+        /// The image reference.
+        reference: String,
+        /// What did not match.
+        reason: String,
+    },
+    /// Any other answer of the registry that cannot be used (a server
+    /// error, a malformed digest, a blob over its size limit).
     #[error("{reference}: {reason}")]
-    Registry { reference: String, reason: String },
+    Registry {
+        /// The image reference.
+        reference: String,
+        /// The root cause, in one line.
+        reason: String,
+    },
+    /// The module store could not take the module.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The station's allow-list refuses the module, or it lacks a signature
+    /// the list asks for.
     #[error("{0}")]
     NotAllowed(#[from] NotAllowed),
+    /// The manifest has no signature artifact, or none of its signatures
+    /// verifies with the keys given.
     #[error("{reference}: no valid signature by a trusted key: {reason}")]
-    Unsigned { reference: String, reason: String },
+    Unsigned {
+        /// The image reference.
+        reference: String,
+        /// Why no signature counts, e.g. none found or each refused.
+        reason: String,
+    },
 }
 
 /// Registry credentials by registry host, as docker's `config.json` and
@@ -215,6 +284,8 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A client with `options`' TLS roots and plain-HTTP registries; the
+    /// CA file, if any, is read now.
     pub fn new(options: &RegistryOptions) -> Result<Self, OciError> {
         // reqwest is built without a default crypto provider; ring is ours.
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -34,8 +34,13 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// `imagePullPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
+    /// Ask the registry on every start; a reference that resolves to a
+    /// stored module is not downloaded again.
     Always,
+    /// Use the module the reference last resolved to when it is stored;
+    /// pull otherwise.
     IfNotPresent,
+    /// Use the stored module only; never contact the registry.
     Never,
 }
 
@@ -72,9 +77,14 @@ impl PullPolicy {
 /// Why a container waits for its module; the strings are the kubelet's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitingReason {
+    /// A pull from the registry failed; the next is after a back-off.
     ErrImagePull,
+    /// An earlier pull failed and its back-off has not passed; the registry
+    /// was not contacted.
     ImagePullBackOff,
+    /// The policy is `Never` and the module is not stored.
     ErrImageNeverPull,
+    /// The image reference cannot be parsed.
     InvalidImageName,
     /// The station's allow-list refuses the module: no retry cures it, so
     /// the node fails the pod rather than backing off.
@@ -82,6 +92,7 @@ pub enum WaitingReason {
 }
 
 impl WaitingReason {
+    /// The reason as a container status shows it, e.g. `ErrImagePull`.
     pub fn as_str(self) -> &'static str {
         match self {
             WaitingReason::ErrImagePull => "ErrImagePull",
@@ -97,7 +108,9 @@ impl WaitingReason {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {message}", reason.as_str())]
 pub struct PullFailure {
+    /// Why the container waits, as its status says.
     pub reason: WaitingReason,
+    /// What went wrong, in one line, for the status and events.
     pub message: String,
     /// When trying again makes sense; `None` for failures that only a spec
     /// change cures.

@@ -47,6 +47,8 @@ pub struct Signed {
 /// A signature that verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    /// The manifest digest the reference resolved to and the signature
+    /// signs.
     pub digest: Digest,
     /// The fingerprint of the key that made it.
     pub key: String,

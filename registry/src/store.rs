@@ -31,21 +31,37 @@ use sandlet_core::state_file::{AtomicFile, is_partial, is_stale_partial, write_a
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The bytes do not hash to the digest they were stored under; nothing
+    /// was kept.
     #[error("digest mismatch: expected {expected}, the bytes hash to {actual}")]
-    Mismatch { expected: Digest, actual: Digest },
+    Mismatch {
+        /// The digest the module was to be stored under.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// The module is larger than the whole store.
     #[error(
         "module {digest} is {size} bytes, more than the store's whole capacity of {capacity} bytes"
     )]
     TooLarge {
+        /// The module's digest.
         digest: Digest,
+        /// Its size in bytes (of a download, what had arrived when it went
+        /// over).
         size: u64,
+        /// The store's capacity in bytes.
         capacity: u64,
     },
+    /// The download stream failed part way; nothing was kept.
     #[error("download failed: {0}")]
     Download(String),
+    /// A file or directory of the store could not be read or written.
     #[error("module store {}: {source}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The IO error.
         #[source]
         source: std::io::Error,
     },
@@ -164,6 +180,7 @@ impl ModuleStore {
         self.index.lock().expect("store index poisoned").total
     }
 
+    /// Whether the module `digest` is stored (its bytes are not checked).
     pub fn contains(&self, digest: &Digest) -> bool {
         self.index
             .lock()

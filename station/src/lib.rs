@@ -23,6 +23,7 @@ use sandlet_registry::allow_list::{AllowList, AllowRule};
 /// A validated station file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StationConfig {
+    /// The datasets, their policies and the default grants.
     pub data: DataConfig,
     /// The modules that may run (everything when the file has no
     /// `modules` section).
@@ -62,22 +63,32 @@ struct RawModules {
 /// where the parser knows it, the line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("{}: cannot read: {source}", path.display())]
     Read {
+        /// The station file.
         path: PathBuf,
+        /// The IO error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid YAML of the station file's shape, or a
+    /// default grant or allow-list rule in it is invalid.
     #[error("{}: {}", path.display(), Located(location, message))]
     Syntax {
+        /// The station file.
         path: PathBuf,
         /// Line and column, 1-based.
         location: Option<(usize, usize)>,
+        /// What is wrong.
         message: String,
     },
+    /// A dataset's definition or policy is invalid.
     #[error("{}: {source}", path.display())]
     Dataset {
+        /// The station file.
         path: PathBuf,
+        /// What is wrong with which dataset.
         #[source]
         source: sandlet_data::DatasetError,
     },

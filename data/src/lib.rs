@@ -7,19 +7,19 @@
 //! - [`config`](DataConfig): the datasets of the station file, validated;
 //! - `files`, `postgres`, `table`: sources as DataFusion tables that show
 //!   only allowed columns;
-//! - `rowset`, `guard`, `policy`: disclosure control on the logical plan;
+//! - `rowset`, `guard`, `disclosure`: disclosure control on the logical plan;
 //! - `private`: differentially private answers for datasets with a
 //!   `privacy:` policy (noise and budgets from `sandlet-privacy`);
-//! - `audit`: what each query leaves on the record ([`AuditTrail`]);
-//! - `engine`: [`GrantedDatasets`], a run's whole data capability, the
+//! - `trail`: what each query leaves on the record ([`AuditTrail`]);
+//! - `grants`: [`GrantedDatasets`], a run's whole data capability, the
 //!   [`DataAccess`] the wasmtime engine serves to guests;
 //! - `raw`: the files `rawFiles: true` grants to WASI commands.
 //!
 //! It implements the guest's data interface ([`sandlet_core::data`]) and
 //! knows nothing of wasmtime, registries or Kubernetes. It must never hand
 //! a guest row-level data that the dataset's policy hides, nor answer a
-//! query that is not on the record (see the README's "Datasets and
-//! policies" for what is enforced, and "What thresholds do not stop").
+//! query that is not on the record (`docs/reference/queries.md` says what
+//! is enforced, `docs/security/thresholds.md` what thresholds do not stop).
 
 mod config;
 mod disclosure;

@@ -38,7 +38,7 @@ pub(super) fn contributing(function: &AggregateFunction) -> Option<Expr> {
 /// For an expression that chooses, row by row, between a value read from
 /// the row and a constant: the condition under which it takes the row's
 /// value. `None` when it always does (or is of another form: arithmetic
-/// that zeroes rows is not recognised, see the README).
+/// that zeroes rows is not recognised, see docs/reference/queries.md).
 fn takes_row_value(expr: &Expr) -> Option<Expr> {
     match expr {
         Expr::Alias(alias) => takes_row_value(&alias.expr),

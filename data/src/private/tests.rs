@@ -159,7 +159,7 @@ fn assert_noise(errors: &[f64], variance: f64, what: &str) {
 
 const RUNS: usize = 400;
 
-/// The three attacks of README's "What thresholds do not stop", against
+/// The three attacks of docs/security/thresholds.md, against
 /// thresholds alone: each gives person 7's age away exactly.
 #[tokio::test]
 async fn thresholds_alone_give_the_targets_age_away_exactly() {

@@ -191,7 +191,10 @@ pub fn cannot_run(command: &Command, error: std::io::Error) -> ! {
 /// naming it.
 #[track_caller]
 pub fn output_of(command: &mut Command) -> Output {
-    command.output().unwrap_or_else(|e| cannot_run(command, e))
+    match command.output() {
+        Ok(output) => output,
+        Err(error) => cannot_run(command, error),
+    }
 }
 
 /// Runs `command` with `input` on its stdin and its stdout and stderr

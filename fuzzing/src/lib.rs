@@ -31,7 +31,7 @@ use sandlet_station::StationConfig;
 pub struct Target {
     /// Also the corpus directory's name and the libFuzzer binary's.
     pub name: &'static str,
-    pub run: fn(&[u8]),
+    pub(crate) run: fn(&[u8]),
     /// How its inputs are structured.
     pub format: Format,
     /// Tokens the mutator splices in.

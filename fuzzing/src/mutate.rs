@@ -8,12 +8,15 @@
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose sequence is fixed by `seed` (any value, zero
+    /// included).
     pub fn new(seed: u64) -> Rng {
         // Zero is xorshift's fixed point.
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    /// The next number of the sequence.
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;

@@ -13,12 +13,18 @@ use crate::mutate::{Rng, mutant};
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
+    /// The target's name.
     pub target: &'static str,
+    /// The seed the mutants were drawn with; the same seed and corpus make
+    /// the same mutants.
     pub seed: u64,
+    /// Corpus inputs run as they are.
     pub corpus: usize,
+    /// Inputs run in all: the corpus and the mutants.
     pub executions: usize,
     /// Distinct mutants (by content) among the executions.
     pub distinct: usize,
+    /// Wall-clock time of the whole run.
     pub elapsed: Duration,
     /// The slowest single input.
     pub slowest: Duration,
@@ -27,10 +33,10 @@ pub struct Stats {
 /// An input that made the target panic.
 #[derive(Debug)]
 pub struct Crash {
-    pub target: &'static str,
-    pub seed: u64,
-    pub message: String,
-    pub input: Vec<u8>,
+    pub(crate) target: &'static str,
+    pub(crate) seed: u64,
+    pub(crate) message: String,
+    pub(crate) input: Vec<u8>,
     /// Where the input was written, if it could be.
     pub saved: Option<PathBuf>,
 }

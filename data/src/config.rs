@@ -29,6 +29,7 @@ pub const DEFAULT_MAX_RESULT_ROWS: u64 = 1000;
 /// A station's datasets, validated.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DataConfig {
+    /// Every dataset of the station, in the order the file lists them.
     pub datasets: Vec<DatasetConfig>,
     /// Datasets granted to pods of a namespace that ask for none
     /// themselves, by namespace (the station file's `defaultGrants`). Each
@@ -42,16 +43,26 @@ pub struct DataConfig {
 pub struct DatasetConfig {
     /// The table name guests use; a lowercase SQL identifier.
     pub name: String,
+    /// Where its rows are read from.
     pub source: SourceConfig,
+    /// The rules every query of it is held to.
     pub policy: DisclosurePolicy,
 }
 
 /// Where a dataset's rows come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
+    /// A CSV file with a header line (`csv: PATH`).
     Csv(PathBuf),
+    /// A Parquet file (`parquet: PATH`).
     Parquet(PathBuf),
-    Postgres { url: String, table: String },
+    /// A PostgreSQL table, read in a read-only transaction.
+    Postgres {
+        /// The connection URL (`postgres://user:password@host:port/db`).
+        url: String,
+        /// The table, optionally schema-qualified (`lab.results`).
+        table: String,
+    },
 }
 
 /// The disclosure-control rules of one dataset. Omitted fields take the
@@ -67,6 +78,7 @@ pub struct DisclosurePolicy {
     pub aggregates_only: bool,
     /// Columns the guest may see; `None` means all.
     pub allowed_columns: Option<Vec<String>>,
+    /// A query whose answer has more rows than this is refused.
     pub max_result_rows: u64,
     /// WASI commands see the file read-only under `/data/<name>/`.
     pub raw_files: bool,
@@ -169,7 +181,9 @@ struct RawPostgres {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("dataset {name:?}: {reason}")]
 pub struct DatasetError {
+    /// The dataset's name as the file writes it.
     pub name: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -272,6 +286,7 @@ impl DataConfig {
         })
     }
 
+    /// The dataset called `name`, if the station has one.
     pub fn dataset(&self, name: &str) -> Option<&DatasetConfig> {
         self.datasets.iter().find(|d| d.name == name)
     }

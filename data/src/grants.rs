@@ -50,6 +50,7 @@ const RUNNING_FAILED: &str = "the query failed while reading the data or computi
 /// A grant that cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
+    /// The station has no dataset of that name.
     #[error("dataset {0:?} is not in the data configuration")]
     Unknown(String),
 }
@@ -69,6 +70,7 @@ pub struct GrantedDatasets {
 /// ledger, and the account (namespace) of whoever runs.
 #[derive(Debug, Clone)]
 pub struct Budget {
+    /// The station's ledger of spent budgets.
     pub ledger: Arc<Ledger>,
     /// The pod's namespace; [`Budget::LOCAL`] for `sandlet run` and
     /// `sandlet query`.
@@ -132,6 +134,7 @@ impl GrantedDatasets {
         self.datasets.iter().map(|d| d.name.as_str())
     }
 
+    /// Whether the run was granted no dataset.
     pub fn is_empty(&self) -> bool {
         self.datasets.is_empty()
     }

@@ -19,6 +19,7 @@ pub const RAW_FILES_ROOT: &str = "/data";
 #[derive(Debug, thiserror::Error)]
 #[error("raw files of dataset {dataset:?}: {what} {}: {source}", path.display())]
 pub struct RawFilesError {
+    /// The dataset whose files could not be staged.
     pub dataset: String,
     what: &'static str,
     path: PathBuf,
@@ -29,6 +30,7 @@ pub struct RawFilesError {
 /// A host directory to mount read-only in the guest: a dataset's raw files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawMount {
+    /// The host directory that holds the dataset's file.
     pub host: PathBuf,
     /// `/data/<name>`.
     pub guest: String,

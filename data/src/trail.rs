@@ -46,9 +46,11 @@ pub(crate) struct QueryRecord {
 /// Where a run's queries are recorded, and as whose.
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
+    /// The log every query is appended to before it is answered.
     pub log: Arc<AuditLog>,
     /// The station's name: the node's name, or the host's for the CLI.
     pub station: String,
+    /// Who asks: the pod (namespace, name, module) or the local command.
     pub caller: Caller,
     /// Where answers and refusals are counted, if anywhere.
     pub counters: Option<Arc<QueryCounters>>,
@@ -61,6 +63,8 @@ pub struct QueryCounters {
 }
 
 impl QueryCounters {
+    /// Counts one query that ended with `decision` (and `rule`, for a
+    /// refusal).
     pub fn count(&self, decision: Decision, rule: Option<&str>) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         *counts

@@ -26,15 +26,27 @@ use serde_json::Value;
 
 /// The variables vantage6's node encodes, as it names them.
 pub mod names {
+    /// The path of the file holding the task's JSON arguments.
     pub const INPUT_FILE: &str = "INPUT_FILE";
+    /// The path of the file the task's JSON result is written to.
     pub const OUTPUT_FILE: &str = "OUTPUT_FILE";
+    /// The name of the algorithm's method to run.
     pub const METHOD: &str = "ALGORITHM_METHOD";
+    /// The task's step, e.g. `federated_compute` or `central_compute`.
     pub const ACTION: &str = "FUNCTION_ACTION";
+    /// The task's id on the vantage6 server.
     pub const TASK_ID: &str = "TASK_ID";
+    /// The id of the node running the task.
     pub const NODE_ID: &str = "NODE_ID";
+    /// The id of the organization whose node runs the task.
     pub const ORGANIZATION_ID: &str = "ORGANIZATION_ID";
+    /// The id of the collaboration the task belongs to.
     pub const COLLABORATION_ID: &str = "COLLABORATION_ID";
+    /// The dataframes the researcher asked for: groups separated by `;`,
+    /// names within a group by `,` (see [`crate::Task::dataframes`]).
     pub const DATAFRAMES: &str = "USER_REQUESTED_DATAFRAMES";
+    /// The path of the task's session folder, where the node keeps the
+    /// session's dataframes.
     pub const SESSION_FOLDER: &str = "SESSION_FOLDER";
 }
 
@@ -68,6 +80,8 @@ pub struct Task {
     pub action: String,
     /// The arguments, a JSON object (`null` in the file reads as `{}`).
     pub arguments: serde_json::Map<String, Value>,
+    /// Where the result goes (`OUTPUT_FILE`); [`Task::write_output`]
+    /// writes it.
     pub output_file: PathBuf,
     /// Every variable, decoded (`TASK_ID`, `ORGANIZATION_ID`, ...).
     pub env: BTreeMap<String, String>,

@@ -22,6 +22,10 @@
 //!
 //! The defaults are the kubelet configuration file's: no anonymous
 //! requests, token review on, `Webhook` authorization.
+//!
+//! It must never admit a request whose review could not be made, nor
+//! remember a review that failed; a cache holds at most a few thousand
+//! answers, so made-up tokens cannot grow it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -117,6 +121,8 @@ pub struct AuthOptions {
     /// `--authentication-token-webhook`: bearer tokens are checked with a
     /// TokenReview.
     pub token_review: bool,
+    /// `--authorization-mode`: who decides what an authenticated user may
+    /// do.
     pub authorization: AuthorizationMode,
 }
 
@@ -134,7 +140,9 @@ impl Default for AuthOptions {
 /// `nodes/<subresource>`, or on `nodes/proxy` if that is not allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Access {
+    /// `get`, `create`, `update`, `patch` or `delete`, from the method.
     pub(crate) verb: &'static str,
+    /// The subresource of `nodes`: `proxy`, `healthz`, `metrics`, ...
     pub subresource: &'static str,
 }
 

@@ -8,7 +8,9 @@
 //! layer asks on every handshake), the stored copy, and the request loop
 //! ([`run`]). Nothing approves the request here: as for the kubelet, a
 //! cluster admin (`kubectl certificate approve`) or an approver controller
-//! does; until then the node keeps serving what it has.
+//! does; until then the node keeps serving what it has. It must never
+//! approve its own request, nor serve a certificate that has expired or
+//! does not name the node's address.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

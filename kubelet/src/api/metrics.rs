@@ -8,7 +8,9 @@
 //! CPU is the time the runtime spent running its guest, and its working set
 //! the guest's linear memory ([`sandlet_runtime::Usage`]); the node's are
 //! those of the sandlet process (`/proc/self`), which runs every guest.
-//! Only running containers are listed, as the kubelet lists them.
+//! Only running containers are listed, as the kubelet lists them. It must
+//! never show anything of what a guest computed or read: only time and
+//! memory.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -64,6 +64,8 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
+    /// The heartbeat of the node `id`, registered as `node_uid`, ready
+    /// since `since`.
     pub fn new(client: Client, id: NodeIdentity, node_uid: String, since: Timestamp) -> Self {
         Heartbeat {
             client,
@@ -119,7 +121,7 @@ impl Heartbeat {
                 tracing::warn!(node = %self.id.name, "the Node object was deleted: registering again");
                 let uid = register(&self.client, &self.id, self.since)
                     .await
-                    .map_err(|RegisterError::Register { source, .. }| source)?;
+                    .map_err(|e: RegisterError| e.source)?;
                 tracing::info!(node = %self.id.name, uid, "registered again");
                 self.node_uid = uid;
                 Ok(())

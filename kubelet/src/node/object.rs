@@ -139,15 +139,15 @@ pub(crate) fn node_status(id: &NodeIdentity, since: Timestamp, now: Timestamp) -
     }
 }
 
-/// Why the node could not register or heartbeat.
+/// Why the node could not register.
 #[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
-    #[error("cannot register node {name}: {source}")]
-    Register {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+#[error("cannot register node {name}: {source}")]
+pub struct RegisterError {
+    /// The node's name.
+    pub(crate) name: String,
+    /// What the API server said.
+    #[source]
+    pub(crate) source: kube::Error,
 }
 
 /// Registers the node (creating it, or updating the labels and status of
@@ -158,7 +158,7 @@ pub async fn register(
     since: Timestamp,
 ) -> Result<String, RegisterError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let error = |source| RegisterError::Register {
+    let error = |source| RegisterError {
         name: id.name.clone(),
         source,
     };

@@ -6,8 +6,12 @@
 //! and which datasets the pod is granted. It does no IO; what it refuses
 //! comes back as a [`Rejection`] with the reason the pod's status shows.
 //!
-//! What needs the API server (ConfigMaps, Secrets, tokens) is resolved later
-//! by [`crate::pods::volumes`] and [`crate::pods::env`], from the references kept here.
+//! What needs the API server (ConfigMaps, Secrets, tokens) is resolved
+//! later by [`crate::pods::volumes`] and [`crate::pods::env`], from the
+//! references kept here.
+//!
+//! It must never do IO, grant a dataset beyond its `allowedNamespaces`,
+//! nor admit a pod whose seal annotations are invalid.
 
 use std::time::Duration;
 
@@ -86,6 +90,7 @@ pub(crate) struct MountPlan {
 /// One container, checked.
 #[derive(Debug, Clone)]
 pub struct ContainerPlan {
+    /// The container's name.
     pub name: String,
     pub(crate) image: String,
     pub(crate) pull_policy: PullPolicy,

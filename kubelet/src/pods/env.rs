@@ -4,7 +4,7 @@
 //! the downward API's `fieldRef` and `resourceFieldRef`) and `$(VAR)`
 //! expansion in values and arguments. It does no IO: the ConfigMaps and
 //! Secrets a pod references are fetched first ([`PodObjects`]) and looked up
-//! here. Nothing of the host's environment is ever passed on.
+//! here. It must never pass on anything of the host's environment.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -9,7 +9,9 @@
 //! not keep an entry per pod it ever ran (kube-runtime's `Recorder` keeps
 //! every event of the last six minutes, and prunes only when it next
 //! publishes: a burst of 10,000 pods left ~40 MiB behind). It sends what
-//! it is given; rate limits are the event queue's ([`crate::pods::event_queue`]).
+//! it is given; rate limits are the event queue's
+//! ([`crate::pods::event_queue`]). It must never keep anything of a pod
+//! after the pod is gone.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -11,6 +11,10 @@
 //! file does to create, and a burst of pod starts creates hundreds.
 //! (Container names are DNS labels, without dots, so a log file's name
 //! never meets a volume's.)
+//!
+//! It must never let one run's file grow past [`MAX_LOG_FILE_BYTES`] (a
+//! note says where it stopped), nor buffer a guest's output without
+//! bound.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};

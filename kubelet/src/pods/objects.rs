@@ -18,6 +18,8 @@
 //! next read starts a new watch. After the list, a broken watch keeps
 //! answering with the last state it knew while it re-lists with back-off.
 //! A watch that nobody has read for [`IDLE_STOP`] ends.
+//!
+//! It must never keep an error: the next read tries again.
 
 use std::collections::HashMap;
 use std::fmt::Debug;

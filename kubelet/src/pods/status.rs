@@ -7,7 +7,8 @@
 //! [`PodState::report`].
 //!
 //! Guarantees: the phase only moves forward (Pending, Running, then
-//! Succeeded or Failed); a terminal phase is never left.
+//! Succeeded or Failed); a terminal phase is never left. It must never do
+//! IO.
 
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sContainerState, ContainerStateRunning, ContainerStateTerminated,

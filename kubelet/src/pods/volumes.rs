@@ -13,8 +13,9 @@
 //! before.
 //!
 //! What a guest may do with a directory (read-only or not) is decided by
-//! the mount in [`crate::pods::admission`] and enforced by the sandlet-runtime sandbox;
-//! this module never grants anything itself.
+//! the mount in [`crate::pods::admission`] and enforced by the
+//! sandlet-runtime sandbox; this module must never grant anything itself,
+//! nor give a volume that is, holds or links to a dataset's file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -35,6 +35,19 @@
 //! Caveats: status updates are JSON merge patches of the whole status this
 //! node owns; conditions written by others are carried over from the last
 //! pod object seen.
+//!
+//! This module owns the pod's course: admission, the order of its
+//! containers, its deadline, its final phase, and its end. It must never
+//! run a pod whose status says it finished, nor leave anything of the pod
+//! (table entry, Events, directories) behind once its worker ends.
+
+mod audit;
+mod container;
+mod pod_object;
+mod pull;
+mod sealing;
+pub(crate) mod setup;
+mod worker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,14 +66,6 @@ use crate::pods::events::pod_reference;
 use crate::pods::status::{Phase, PodState, Terminated};
 use crate::pods::table::{ContainerRun, PodEntry};
 use worker::{Slot, Stop, Worker};
-
-mod audit;
-mod container;
-mod pod_object;
-mod pull;
-mod sealing;
-pub(crate) mod setup;
-mod worker;
 
 /// Runs the pod in `updates` (the latest object the node has seen) until
 /// it is deleted.
@@ -124,8 +129,7 @@ pub(crate) async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>
     let retrying = tokio::spawn(worker.clone().retry_status());
     worker.live().await;
     worker.deleted.cancelled().await;
-    let gone = *worker.stop_reason.lock().expect("stop reason poisoned") == Some(Stop::Gone);
-    if !gone {
+    if worker.stopped() != Some(Stop::Gone) {
         worker.remove_from_api().await;
     }
     watching.abort();
@@ -143,6 +147,8 @@ pub(crate) async fn run_pod(ctx: Arc<NodeContext>, updates: watch::Receiver<Pod>
     }
 }
 
+/// Stops the pod's guests once the pod has a deletionTimestamp, or is
+/// gone (its sender dropped by the pod watch).
 async fn watch_for_deletion(worker: Arc<Worker>, mut updates: watch::Receiver<Pod>) {
     loop {
         let deleting = updates

@@ -188,6 +188,7 @@ fn first_start(engine: &SandboxEngine, bytes: &[u8]) -> Duration {
 
 /// Later start: the precompiled artifact loaded, linked and
 /// instantiated (the instance dropped uncalled).
+#[allow(unsafe_code)] // loads the artifact this engine just made
 fn later_start(setup: &Setup<'_>, bytes: &[u8]) -> Duration {
     let Setup {
         engine, rt, runs, ..

@@ -13,6 +13,7 @@ use sandlet_runtime::{Digest, EngineOptions, OutputSinks, RunOutcome, RunPlan, S
 #[path = "../tests/integration/fixtures.rs"]
 mod fixtures;
 
+#[allow(unsafe_code)] // loads artifacts this engine made
 fn runtime_benches(c: &mut Criterion) {
     let guests = fixtures::guests();
     let bytes = std::fs::read(&guests.hello).expect("hello.wasm");

@@ -119,6 +119,7 @@ async fn modules_are_classified_by_their_exports() {
 }
 
 #[tokio::test]
+#[allow(unsafe_code)] // loads artifacts this engine made, and garbage it must refuse
 async fn a_precompiled_module_runs_like_a_compiled_one() {
     let engine = SandboxEngine::new(EngineOptions {
         max_concurrent_runs: 2,
@@ -139,6 +140,7 @@ async fn a_precompiled_module_runs_like_a_compiled_one() {
     );
     assert_eq!(out.contents_lossy(), "arg: pre\nhello from wasm\n");
     // Garbage is refused, not run.
+    // SAFETY: wasmtime checks the header before it maps anything.
     assert!(unsafe { engine.deserialize(b"\0asm garbage") }.is_err());
 }
 

@@ -1,8 +1,8 @@
 //! Who may use the kubelet API, decided as the kubelet decides it.
 //!
 //! This module owns authentication and authorization of kubelet API
-//! requests; [`crate::server`] owns TLS and routing and asks [`Gate::check`]
-//! before it routes anything.
+//! requests; [`crate::api::server`] owns TLS and [`crate::api::routes`]
+//! routing, which asks [`Gate::check`] before it routes anything.
 //!
 //! - **Authentication**, first that applies: a client certificate that the
 //!   TLS layer verified against the client CA (user = its CN, groups = its

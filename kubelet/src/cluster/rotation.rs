@@ -65,7 +65,7 @@ pub(crate) enum RotationError {
     Expired,
     #[error("{0}")]
     Bootstrap(#[source] BootstrapError),
-    #[error("{0}")]
+    #[error("kubeconfig: {0}")]
     Client(#[source] ClientError),
 }
 

@@ -20,7 +20,7 @@ use crate::fixtures::guests;
 use crate::registry::{RegistrySetup, TestRegistry};
 
 const LONG: Duration = Duration::from_secs(60);
-/// The server's limits (kubelet/src/server.rs).
+/// The server's limits (kubelet/src/api/server.rs).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);

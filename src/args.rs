@@ -89,10 +89,7 @@ impl StoreArgs {
     /// The module store of the state directory, and the directory.
     pub fn open_store(&self) -> Result<(ModuleStore, PathBuf), CliError> {
         let state_dir = self.state_dir()?;
-        let store = ModuleStore::open(
-            &state_dir.join("modules"),
-            sandlet_station::defaults::STORE_BYTES,
-        )?;
+        let store = sandlet_station::defaults::module_store(&state_dir)?;
         Ok((store, state_dir))
     }
 }

@@ -18,6 +18,7 @@ use sandlet_registry::oci::PulledModule;
 use sandlet_registry::store::ModuleStore;
 use sandlet_runtime::precompiled::PrecompileCache;
 use sandlet_runtime::{EngineOptions, PreparedModule, SandboxEngine};
+use sandlet_station::defaults::precompile_cache_dir;
 
 use crate::args::{RegistryClientArgs, StoreArgs};
 use crate::error::CliError;
@@ -99,7 +100,7 @@ pub fn precompiled(
     let bytes = store
         .get(digest)?
         .ok_or_else(|| CliError::Failed(format!("{digest} vanished from the store")))?;
-    let cache = PrecompileCache::open(&state_dir.join("compiled"), engine)?;
+    let cache = PrecompileCache::open(&precompile_cache_dir(state_dir), engine)?;
     let (module, _) = cache.load_or_compile(engine, digest, &bytes)?;
     Ok(module)
 }

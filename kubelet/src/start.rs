@@ -286,15 +286,15 @@ impl Stores {
             .map_err(NodeError::setup("the wasm engine"))?,
         );
         let store = Arc::new(
-            ModuleStore::open(
-                &options.state_dir.join("modules"),
-                sandlet_station::defaults::STORE_BYTES,
-            )
-            .map_err(NodeError::setup("the module store"))?,
+            sandlet_station::defaults::module_store(&options.state_dir)
+                .map_err(NodeError::setup("the module store"))?,
         );
         let compiled = Arc::new(
-            PrecompileCache::open(&options.state_dir.join("compiled"), &engine)
-                .map_err(NodeError::setup("the precompile cache"))?,
+            PrecompileCache::open(
+                &sandlet_station::defaults::precompile_cache_dir(&options.state_dir),
+                &engine,
+            )
+            .map_err(NodeError::setup("the precompile cache"))?,
         );
         let registry = Arc::new(
             Registry::new(&options.registry).map_err(NodeError::setup("the registry client"))?,

@@ -22,6 +22,7 @@ use sandlet_runtime::plan::{DirAccess, Preopen, RunPlan, RunPlanBuilder};
 use sandlet_runtime::precompiled::PrecompileCache;
 use sandlet_runtime::{ModuleError, ModuleKind, PreparedModule, RunOutcome, SandboxEngine};
 use sandlet_station::StationConfig;
+use sandlet_station::defaults::precompile_cache_dir;
 use sandlet_trust::seal::Recipient;
 
 use crate::args::{RegistryClientArgs, StoreArgs};
@@ -282,7 +283,7 @@ fn load_local(
         Ok(engine.load(&bytes)?)
     };
     let cache = match store.state_dir().and_then(|dir| {
-        PrecompileCache::open(&dir.join("compiled"), engine).map_err(CliError::from)
+        PrecompileCache::open(&precompile_cache_dir(&dir), engine).map_err(CliError::from)
     }) {
         Ok(cache) => cache,
         Err(why) => return uncached(why.to_string()),
